@@ -1,0 +1,85 @@
+"""bertwatt: measure the energy and carbon of fine-tuning and running transformer models.
+
+::
+
+    from bertwatt import EnergyMeter
+
+    with EnergyMeter() as meter:
+        with meter.phase("train"):
+            train()
+    print(meter.report.summary())
+
+Public names resolve lazily (PEP 562): ``import bertwatt`` loads only the standard library and
+this package's small core, never torch, transformers, pynvml, numpy or pydantic.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from bertwatt._version import __version__
+
+if TYPE_CHECKING:
+    from bertwatt.errors import (
+        BertwattError,
+        CarbonDataError,
+        ConfigError,
+        ReportError,
+        SensorReadError,
+        SensorUnavailable,
+    )
+    from bertwatt.integrations.transformers import (
+        EnergyCallback,
+        FinetuneReport,
+        measure_finetune,
+        measure_inference,
+    )
+    from bertwatt.meter import EnergyMeter, WindowEnergy
+    from bertwatt.report.models import EnergyReport
+
+__all__ = [
+    "BertwattError",
+    "CarbonDataError",
+    "ConfigError",
+    "EnergyCallback",
+    "EnergyMeter",
+    "EnergyReport",
+    "FinetuneReport",
+    "ReportError",
+    "SensorReadError",
+    "SensorUnavailable",
+    "WindowEnergy",
+    "__version__",
+    "measure_finetune",
+    "measure_inference",
+]
+
+_LAZY = {
+    "EnergyMeter": "bertwatt.meter",
+    "WindowEnergy": "bertwatt.meter",
+    "EnergyReport": "bertwatt.report.models",
+    "BertwattError": "bertwatt.errors",
+    "CarbonDataError": "bertwatt.errors",
+    "ConfigError": "bertwatt.errors",
+    "ReportError": "bertwatt.errors",
+    "SensorReadError": "bertwatt.errors",
+    "SensorUnavailable": "bertwatt.errors",
+    "EnergyCallback": "bertwatt.integrations.transformers",
+    "FinetuneReport": "bertwatt.integrations.transformers",
+    "measure_finetune": "bertwatt.integrations.transformers",
+    "measure_inference": "bertwatt.integrations.transformers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bertwatt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,87 @@
+"""Energy backends: one module per sensor family behind the small protocol in ``base.py``.
+
+=================== ====================================================== ==================
+backend             what it measures                                        module
+=================== ====================================================== ==================
+``NVMLBackend``     NVIDIA GPU boards (energy counter, or power polling)    ``nvml.py``
+``RAPLBackend``     CPU packages, DRAM, psys through Linux powercap sysfs   ``rapl.py``
+``EstimateBackend`` CPU (and memory) power from TDP x utilisation: an       ``estimate.py``
+                    estimate, always labelled as such
+=================== ====================================================== ==================
+
+Names resolve lazily: ``import bertwatt.backends`` imports no vendor library.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bertwatt.backends.base import (
+    Availability,
+    Backend,
+    Channel,
+    Provenance,
+    ReadResult,
+    Unavailable,
+)
+from bertwatt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bertwatt.backends.estimate import EstimateBackend
+    from bertwatt.backends.nvml import NVMLBackend
+    from bertwatt.backends.rapl import RAPLBackend
+
+__all__ = [
+    "Availability",
+    "Backend",
+    "Channel",
+    "EstimateBackend",
+    "NVMLBackend",
+    "Provenance",
+    "RAPLBackend",
+    "ReadResult",
+    "Unavailable",
+    "create",
+    "default_backends",
+]
+
+_LAZY = {
+    "NVMLBackend": ("bertwatt.backends.nvml", "NVMLBackend"),
+    "RAPLBackend": ("bertwatt.backends.rapl", "RAPLBackend"),
+    "EstimateBackend": ("bertwatt.backends.estimate", "EstimateBackend"),
+}
+
+#: Backend names accepted by :func:`create` and the CLI's ``--backend``.
+REGISTRY = {"nvml": "NVMLBackend", "rapl": "RAPLBackend", "estimate": "EstimateBackend"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bertwatt.backends' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def create(name: str, **options: Any) -> Backend:
+    """Build a backend by its registry name (``"nvml"``, ``"rapl"``, ``"estimate"``)."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in REGISTRY:
+        raise ConfigError(f"unknown backend {name!r}; known backends: {', '.join(REGISTRY)}")
+    cls = __getattr__(REGISTRY[key])
+    return cls(**options)  # type: ignore[no-any-return]
+
+
+def default_backends() -> list[Backend]:
+    """The sensors auto-detection tries, in order: RAPL (CPU, DRAM), then NVML (GPUs).
+
+    The meter adds :class:`EstimateBackend` afterwards only for the CPU when no sensor covers it.
+    """
+    return [create("rapl"), create("nvml")]

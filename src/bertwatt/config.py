@@ -1,0 +1,112 @@
+"""Validated configuration objects, and the only place bertwatt reads environment variables.
+
+Environment variables read (each only when the code that needs it runs, never at import):
+
+=================== =============================================================
+``BERTWATT_ZONE``   default carbon-intensity zone (e.g. ``FR``, ``US-CA``), used
+                    when no ``carbon=`` is given. Unset: emissions are not computed.
+=================== =============================================================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bertwatt.errors import ConfigError
+
+__all__ = ["MeterConfig", "validate_pue", "zone_from_env"]
+
+
+def _positive(name: str, value: object, *, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or not low <= v <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeterConfig:
+    """How an :class:`~bertwatt.EnergyMeter` samples, checkpoints and reports.
+
+    Attributes:
+        interval_s: sampling period of the background sampler (default 0.1 s).
+        output: where to write the JSON report; a partial report is checkpointed there while the
+            run goes on (temp file + rename), and the final report replaces it at stop.
+        checkpoint_interval_s: how often the partial report is written when ``output`` is set.
+        baseline_s: seconds of idle measurement before the window starts (0 = none). The report
+            then gives idle power and energy above idle.
+        sync_cuda: synchronise CUDA at window edges. ``None`` (default): only when torch is
+            already imported and CUDA is initialised.
+        edge_reads: read fast counter backends exactly at every window edge (default True).
+        slow_read_timeout_s: how long ``stop()`` waits for blocking (network) backends to deliver
+            a sample taken after the window closed.
+        timeline_points: stored points per channel before older points are thinned (memory bound
+            on long runs; totals are unaffected).
+    """
+
+    interval_s: float = 0.1
+    output: Path | None = None
+    checkpoint_interval_s: float = 60.0
+    baseline_s: float = 0.0
+    sync_cuda: bool | None = None
+    edge_reads: bool = True
+    slow_read_timeout_s: float = 5.0
+    timeline_points: int = 8192
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "interval_s", _positive("interval_s", self.interval_s, low=0.001, high=3600.0)
+        )
+        object.__setattr__(
+            self,
+            "checkpoint_interval_s",
+            _positive("checkpoint_interval_s", self.checkpoint_interval_s, low=0.01, high=86400.0),
+        )
+        object.__setattr__(
+            self, "baseline_s", _positive("baseline_s", self.baseline_s, low=0.0, high=3600.0)
+        )
+        object.__setattr__(
+            self,
+            "slow_read_timeout_s",
+            _positive("slow_read_timeout_s", self.slow_read_timeout_s, low=0.0, high=600.0),
+        )
+        if self.output is not None:
+            if not isinstance(self.output, str | os.PathLike):
+                raise ConfigError(f"output must be a path, got {self.output!r}")
+            if str(self.output) == "":
+                raise ConfigError("output must be a non-empty path")
+            object.__setattr__(self, "output", Path(self.output))
+        if self.sync_cuda is not None and not isinstance(self.sync_cuda, bool):
+            raise ConfigError(f"sync_cuda must be True, False or None, got {self.sync_cuda!r}")
+        if not isinstance(self.edge_reads, bool):
+            raise ConfigError(f"edge_reads must be True or False, got {self.edge_reads!r}")
+        tp = self.timeline_points
+        if isinstance(tp, bool) or not isinstance(tp, int) or not 64 <= tp <= 10_000_000:
+            raise ConfigError(f"timeline_points must be an int between 64 and 10000000, got {tp!r}")
+
+
+def zone_from_env() -> str | None:
+    """Return the ``BERTWATT_ZONE`` environment variable, or None when unset or empty."""
+    value = os.environ.get("BERTWATT_ZONE", "").strip()
+    return value or None
+
+
+def validate_pue(pue: object) -> float:
+    """Check a power usage effectiveness value (facility energy / IT energy) and return it.
+
+    PUE is 1.0 for a facility with no overhead; published fleet averages are around 1.1 for
+    hyperscale data centres and 1.5-1.6 in industry surveys. Values outside [1.0, 3.0] are
+    almost certainly a mistake (a percentage, or overhead given instead of the ratio).
+    """
+    if isinstance(pue, bool) or not isinstance(pue, int | float) or not math.isfinite(pue):
+        raise ConfigError(f"pue must be a number between 1.0 and 3.0, got {pue!r}")
+    if not 1.0 <= float(pue) <= 3.0:
+        raise ConfigError(
+            f"pue must be between 1.0 and 3.0 (facility energy / IT energy), got {pue!r}"
+        )
+    return float(pue)

@@ -1,0 +1,40 @@
+"""Facts about the machine a report was measured on, gathered once per process."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+
+__all__ = ["cpu_model", "host_facts"]
+
+
+@functools.cache
+def cpu_model() -> str | None:
+    """The CPU brand string (``/proc/cpuinfo`` "model name" on Linux), or None if unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    _, _, value = line.partition(":")
+                    if value.strip():
+                        return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+@functools.cache
+def host_facts() -> dict[str, object]:
+    """Hostname, OS, Python, bertwatt version, CPU model and logical CPU count."""
+    from bertwatt._version import __version__
+
+    return {
+        "hostname": socket.gethostname(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "bertwatt_version": __version__,
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+    }

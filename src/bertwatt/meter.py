@@ -1,0 +1,597 @@
+"""EnergyMeter: the measurement window as a first-class object, with named phases inside it.
+
+::
+
+    with EnergyMeter() as meter:
+        with meter.phase("train"):
+            train()
+    print(meter.report.summary())
+
+A meter owns one :class:`~bertwatt.sampler.Sampler`. Window edges (start, stop, phase begin/end,
+anonymous marks) optionally synchronise CUDA, then read every fast counter backend exactly at the
+edge; power channels and blocking backends are resolved from their timelines. The meter is safe to
+use from several threads, can be started again after it stopped, and produces its report even when
+the measured block raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import TYPE_CHECKING, Any
+
+from bertwatt.backends.base import Backend, Channel, Unavailable
+from bertwatt.clock import Clock, SystemClock
+from bertwatt.config import MeterConfig, validate_pue
+from bertwatt.errors import ConfigError
+from bertwatt.sampler import BackendGroup, Sampler
+from bertwatt.timeline import ChannelTimeline
+
+if TYPE_CHECKING:
+    from bertwatt.report.models import EnergyReport
+
+__all__ = ["EnergyMeter", "WindowEnergy"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEnergy:
+    """Energy between two marks, as far as it is known now.
+
+    Attributes:
+        duration_s: time between the marks.
+        energy_j: total over counted channels without double counting; None when no channel
+            has resolved both edges yet.
+        channels: per channel, joules or None while an edge is still unresolved (a blocking
+            backend has not delivered a sample past it yet).
+        complete: True when every channel resolved both edges.
+    """
+
+    duration_s: float
+    energy_j: float | None
+    channels: dict[str, float | None]
+    complete: bool
+
+
+@dataclass
+class _Phase:
+    intervals: list[tuple[int, int]] = field(default_factory=list)
+    open_mark: int | None = None
+
+
+@dataclass
+class _Window:
+    """Everything one start()/stop() cycle measured; read by report building."""
+
+    config: MeterConfig
+    clock: Clock
+    groups: tuple[BackendGroup, ...]
+    timelines: tuple[ChannelTimeline, ...]
+    unavailable: list[Unavailable]
+    sampler: Sampler
+    start_wall_ns: int
+    marks: list[int] = field(default_factory=list)
+    phases: dict[str, _Phase] = field(default_factory=dict)
+    start_mark: int = 0
+    end_mark: int | None = None
+    baseline_marks: tuple[int, int] | None = None
+    warnings: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+
+def total_of(values: dict[Channel, float]) -> tuple[float | None, str]:
+    """Sum channel energies without double counting; returns (total, basis sentence).
+
+    Channels marked ``counted=False`` (RAPL sub-zones, psys) never add. If a counted channel covers
+    the whole ``system`` (a wall plug), it is the total and component channels are shown beside it.
+    """
+    counted = {c: v for c, v in values.items() if c.counted}
+    if not counted:
+        return None, "no counted channel was measured"
+    system = {c: v for c, v in counted.items() if c.provenance.scope == "system"}
+    if system:
+        names = ", ".join(sorted(c.name for c in system))
+        return sum(system.values()), f"whole-system channel(s) {names}; components shown apart"
+    names = ", ".join(sorted(c.name for c in counted))
+    return sum(counted.values()), f"sum of {names}"
+
+
+class EnergyMeter:
+    """Measures energy of the code run between :meth:`start` and :meth:`stop`.
+
+    Args:
+        backends: exactly these backends. ``None`` (default) auto-detects what this machine can
+            measure (RAPL, NVML) and adds the labelled estimate only for what no sensor covers.
+        interval_s: sampling period (default 0.1 s).
+        output: JSON report path; checkpointed atomically while running, replaced at stop.
+        checkpoint_interval_s: period of those checkpoints.
+        baseline_s: idle seconds measured before the window, for energy above idle.
+        sync_cuda: synchronise CUDA at edges (None: when torch is imported and CUDA initialised).
+        edge_reads: read fast counter backends exactly at each window edge.
+        slow_read_timeout_s: how long stop() waits for blocking backends' last sample.
+        timeline_points: stored points per channel before thinning.
+        carbon: a :class:`~bertwatt.carbon.CarbonIntensity` (or zone name) for emissions; None
+            uses ``BERTWATT_ZONE`` if set, else emissions are not computed (and the report says so).
+        pue: power usage effectiveness applied to get facility energy (default 1.0, stated).
+        clock: time source (tests pass :class:`~bertwatt.testing.FakeClock`).
+    """
+
+    def __init__(
+        self,
+        backends: Sequence[Backend] | None = None,
+        *,
+        interval_s: float = 0.1,
+        output: str | PathLike[str] | None = None,
+        checkpoint_interval_s: float = 60.0,
+        baseline_s: float = 0.0,
+        sync_cuda: bool | None = None,
+        edge_reads: bool = True,
+        slow_read_timeout_s: float = 5.0,
+        timeline_points: int = 8192,
+        carbon: Any = None,
+        pue: float | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = MeterConfig(
+            interval_s=interval_s,
+            output=output,  # type: ignore[arg-type]
+            checkpoint_interval_s=checkpoint_interval_s,
+            baseline_s=baseline_s,
+            sync_cuda=sync_cuda,
+            edge_reads=edge_reads,
+            slow_read_timeout_s=slow_read_timeout_s,
+            timeline_points=timeline_points,
+        )
+        if backends is not None:
+            if isinstance(backends, str | bytes) or not isinstance(backends, Sequence):
+                raise ConfigError(f"backends must be a list of backend objects, got {backends!r}")
+            for b in backends:
+                if not isinstance(b, Backend):
+                    raise ConfigError(
+                        f"{b!r} is not a backend: it needs name, blocking, probe(), read() and "
+                        "close() (see bertwatt.backends.Backend)"
+                    )
+            names = [b.name for b in backends]
+            if len(set(map(id, backends))) != len(backends):
+                raise ConfigError(f"the same backend object is listed twice in {names}")
+        if clock is not None and not isinstance(clock, Clock):
+            raise ConfigError(f"clock must provide monotonic_ns(), time_ns() and wait(): {clock!r}")
+        if pue is not None:
+            pue = validate_pue(pue)
+        self._explicit = list(backends) if backends is not None else None
+        self.carbon = carbon
+        self.pue = pue
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self._lock = threading.RLock()
+        self._window: _Window | None = None
+        self._report: EnergyReport | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_stop = threading.Event()
+        self._prefetched = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        w = self._window
+        return w is not None and not w.stopped
+
+    def _resolve_backends(self) -> list[Backend]:
+        if self._explicit is not None:
+            return list(self._explicit)
+        from bertwatt.backends import default_backends
+
+        return default_backends()
+
+    def start(self) -> EnergyMeter:
+        """Probe the backends, start sampling and open the window. Returns the meter."""
+        with self._lock:
+            if self.running:
+                raise ConfigError("this EnergyMeter is already running; stop() it first")
+            cfg = self.config
+            backends = self._resolve_backends()
+            gap_ns = int(max(5 * cfg.interval_s, 1.0) * 1e9)
+            interval_ns = int(cfg.interval_s * 1e9)
+            groups: list[BackendGroup] = []
+            unavailable: list[Unavailable] = []
+            seen: set[str] = set()
+            for backend in backends:
+                try:
+                    av = backend.probe()
+                except Exception as err:
+                    unavailable.append(
+                        Unavailable(
+                            what=getattr(backend, "name", repr(backend)),
+                            reason=f"probe() raised {type(err).__name__}: {err}",
+                        )
+                    )
+                    continue
+                unavailable.extend(av.unavailable)
+                channels = []
+                for ch in av.channels:
+                    if ch.name in seen:
+                        unavailable.append(
+                            Unavailable(
+                                what=f"{backend.name}:{ch.name}",
+                                reason=f"channel {ch.name} is already measured by another backend",
+                                fix="list each sensor in only one backend",
+                            )
+                        )
+                        continue
+                    seen.add(ch.name)
+                    channels.append(ch)
+                if not channels:
+                    continue
+                tls = [
+                    ChannelTimeline(ch, capacity=cfg.timeline_points, gap_ns=gap_ns)
+                    for ch in channels
+                ]
+                groups.append(_ChannelFilter.wrap(backend, av.channels, channels, tls, interval_ns))
+            if self._explicit is None and not any(
+                tl.channel.domain == "cpu" and tl.channel.counted
+                for g in groups
+                for tl in g.timelines
+            ):
+                groups.extend(self._estimate_group(cfg, gap_ns, interval_ns, unavailable))
+            timelines = tuple(tl for g in groups for tl in g.timelines)
+            sampler = Sampler(groups, self.clock)
+            window = _Window(
+                config=cfg,
+                clock=self.clock,
+                groups=tuple(groups),
+                timelines=timelines,
+                unavailable=unavailable,
+                sampler=sampler,
+                start_wall_ns=self.clock.time_ns(),
+            )
+            self._window = window
+            self._prefetch_carbon()
+            self._sync_cuda()
+            sampler.start()
+            if cfg.baseline_s > 0:
+                b0 = self._mark_locked(window, read=False)
+                self.clock.wait(threading.Event(), cfg.baseline_s)
+                b1 = self._mark_locked(window)
+                window.baseline_marks = (b0, b1)
+                window.start_mark = b1
+                window.start_wall_ns = self.clock.time_ns()
+            else:
+                window.start_mark = self._mark_locked(window, read=False)
+            if cfg.output is not None:
+                self._start_checkpointer()
+            return self
+
+    @staticmethod
+    def _estimate_group(
+        cfg: MeterConfig, gap_ns: int, interval_ns: int, unavailable: list[Unavailable]
+    ) -> list[BackendGroup]:
+        """The labelled CPU estimate, used automatically when no sensor measures the CPU."""
+        from bertwatt.backends import create
+
+        backend = create("estimate")
+        try:
+            av = backend.probe()
+        except Exception as err:
+            unavailable.append(
+                Unavailable(what="estimate", reason=f"probe() raised {type(err).__name__}: {err}")
+            )
+            return []
+        unavailable.extend(av.unavailable)
+        if not av.channels:
+            return []
+        tls = [
+            ChannelTimeline(ch, capacity=cfg.timeline_points, gap_ns=gap_ns) for ch in av.channels
+        ]
+        return [BackendGroup(backend, tls, interval_ns)]
+
+    def stop(self) -> EnergyReport:
+        """Close the window, stop sampling, build and return the report (also ``.report``)."""
+        with self._lock:
+            w = self._window
+            if w is None or w.stopped:
+                raise ConfigError("this EnergyMeter is not running; start() it first")
+            self._sync_cuda()
+            for name, ph in w.phases.items():
+                if ph.open_mark is not None:
+                    end = self._mark_locked(w, read=False)
+                    ph.intervals.append((ph.open_mark, end))
+                    ph.open_mark = None
+                    w.warnings.append(f"phase {name!r} was still open at stop(); closed there")
+            w.end_mark = self._mark_locked(w)
+            w.sampler.wait_for_slow(w.marks[w.end_mark], w.config.slow_read_timeout_s)
+            hung = w.sampler.stop(w.config.slow_read_timeout_s)
+            for name in hung:
+                w.warnings.append(
+                    f"backend {name!r} did not answer within {w.config.slow_read_timeout_s:g} s "
+                    "of stop(); its last interval is not covered"
+                )
+            for g in w.groups:
+                with g.lock:
+                    for tl in g.timelines:
+                        tl.finish()
+                if g.backend.name not in hung:
+                    try:
+                        g.backend.close()
+                    except Exception as err:
+                        logger.debug("closing backend %s failed: %s", g.backend.name, err)
+            w.stopped = True
+        self._stop_checkpointer()
+        report = self._build(final=True)
+        self._report = report
+        if w.config.output is not None:
+            from bertwatt.report.io import write_report
+
+            write_report(report, w.config.output)
+        return report
+
+    def __enter__(self) -> EnergyMeter:
+        return self.start()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self.running:
+            return
+        if exc is None:
+            self.stop()
+            return
+        try:
+            self.stop()
+        except Exception:  # never mask the user's exception with ours
+            logger.exception("bertwatt: stopping the meter after an exception failed")
+
+    @property
+    def report(self) -> EnergyReport:
+        """The report of the last completed window."""
+        if self._report is None:
+            raise ConfigError("no report yet: the meter has not been stopped")
+        return self._report
+
+    # ------------------------------------------------------------------ marks and phases
+    def _sync_cuda(self) -> None:
+        mode = self.config.sync_cuda
+        if mode is False:
+            return
+        torch = sys.modules.get("torch")
+        if torch is None:
+            if not mode:
+                return
+            import torch  # explicit sync_cuda=True
+        try:
+            if mode or torch.cuda.is_initialized():
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+        except Exception as err:  # a CUDA error must not end the measurement
+            logger.debug("CUDA synchronize at a window edge failed: %s", err)
+
+    def _mark_locked(self, w: _Window, *, read: bool = True) -> int:
+        mark_id = len(w.marks)
+        t = self.clock.monotonic_ns()
+        w.marks.append(t)
+        for g in w.groups:
+            with g.lock:
+                for tl in g.timelines:
+                    tl.mark(mark_id, t)
+        if read and w.config.edge_reads:
+            w.sampler.edge_read()
+        return mark_id
+
+    def _require(self) -> _Window:
+        w = self._window
+        if w is None or w.stopped:
+            raise ConfigError("the meter is not running: use it inside `with EnergyMeter():`")
+        return w
+
+    def mark(self) -> int:
+        """Record a window edge now and return its id, for :meth:`energy_between`."""
+        with self._lock:
+            w = self._require()
+            self._sync_cuda()
+            return self._mark_locked(w)
+
+    def energy_between(self, start: int, end: int) -> WindowEnergy:
+        """Energy between two marks of the current (or last) window, as far as known now."""
+        w = self._window
+        if w is None:
+            raise ConfigError("the meter has not been started")
+        n = len(w.marks)
+        for m in (start, end):
+            if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m < n:
+                raise ConfigError(f"{m!r} is not a mark of this window (0..{n - 1})")
+        if end < start:
+            raise ConfigError(f"end mark {end} comes before start mark {start}")
+        values: dict[Channel, float] = {}
+        channels: dict[str, float | None] = {}
+        for g in w.groups:
+            with g.lock:
+                for tl in g.timelines:
+                    a, b = tl.marks.get(start), tl.marks.get(end)
+                    if a is None or b is None:
+                        channels[tl.channel.name] = None
+                    else:
+                        channels[tl.channel.name] = b - a
+                        values[tl.channel] = b - a
+        total, _ = total_of(values)
+        return WindowEnergy(
+            duration_s=(w.marks[end] - w.marks[start]) / 1e9,
+            energy_j=total,
+            channels=channels,
+            complete=all(v is not None for v in channels.values()),
+        )
+
+    def begin(self, name: str) -> None:
+        """Open the named phase ``name`` (phases may nest and overlap; names are reusable)."""
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"a phase name must be a non-empty string, got {name!r}")
+        with self._lock:
+            w = self._require()
+            ph = w.phases.setdefault(name, _Phase())
+            if ph.open_mark is not None:
+                raise ConfigError(f"phase {name!r} is already open; end({name!r}) it first")
+            self._sync_cuda()
+            ph.open_mark = self._mark_locked(w)
+
+    def end(self, name: str) -> WindowEnergy:
+        """Close the named phase and return the energy of this occurrence, as known now."""
+        with self._lock:
+            w = self._require()
+            ph = w.phases.get(name)
+            if ph is None or ph.open_mark is None:
+                raise ConfigError(f"phase {name!r} is not open")
+            self._sync_cuda()
+            end = self._mark_locked(w)
+            start = ph.open_mark
+            ph.intervals.append((start, end))
+            ph.open_mark = None
+        return self.energy_between(start, end)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Context manager form of :meth:`begin` / :meth:`end`; ends the phase on exceptions too."""
+        self.begin(name)
+        try:
+            yield
+        finally:
+            if self.running:
+                self.end(name)
+
+    # ------------------------------------------------------------------ live figures
+    def snapshot(self) -> WindowEnergy:
+        """Energy from the window start to the latest sample of each channel (cheap, no edge read)."""
+        w = self._window
+        if w is None:
+            raise ConfigError("the meter has not been started")
+        values: dict[Channel, float] = {}
+        channels: dict[str, float | None] = {}
+        for g in w.groups:
+            with g.lock:
+                for tl in g.timelines:
+                    a = tl.marks.get(w.start_mark)
+                    if a is None:
+                        channels[tl.channel.name] = None
+                        continue
+                    channels[tl.channel.name] = tl.energy_j - a
+                    values[tl.channel] = tl.energy_j - a
+        total, _ = total_of(values)
+        start = w.marks[w.start_mark] if w.marks else self.clock.monotonic_ns()
+        end = w.marks[w.end_mark] if w.end_mark is not None else self.clock.monotonic_ns()
+        return WindowEnergy(
+            duration_s=(end - start) / 1e9,
+            energy_j=total,
+            channels=channels,
+            complete=all(v is not None for v in channels.values()),
+        )
+
+    def partial_report(self) -> EnergyReport:
+        """A report of the window so far, without stopping it."""
+        return self._build(final=False)
+
+    # ------------------------------------------------------------------ reports
+    def _prefetch_carbon(self) -> None:
+        prefetch = getattr(self.carbon, "prefetch", None)
+        if callable(prefetch):
+            try:
+                prefetch()
+            except Exception as err:
+                logger.debug("carbon prefetch failed: %s", err)
+
+    def _build(self, *, final: bool) -> EnergyReport:
+        from bertwatt.report.build import build_report
+
+        w = self._window
+        if w is None:
+            raise ConfigError("the meter has not been started")
+        report = build_report(w, final=final)
+        if final:
+            try:  # TRANSITIONAL until bertwatt.carbon lands; removed before release
+                from bertwatt.carbon.intensity import apply_carbon
+            except ImportError:
+                return report
+            report = apply_carbon(report, self.carbon, pue=self.pue)
+        return report
+
+    def _start_checkpointer(self) -> None:
+        self._checkpoint_stop.clear()
+        if self.clock.manual:
+            return
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="bertwatt-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _stop_checkpointer(self) -> None:
+        self._checkpoint_stop.set()
+        t = self._checkpointer
+        if t is not None:
+            t.join()
+            self._checkpointer = None
+
+    def checkpoint(self) -> None:
+        """Write the partial report to ``output`` now (atomic replace). No-op without output."""
+        w = self._window
+        if w is None or w.config.output is None:
+            return
+        from bertwatt.report.io import write_report
+
+        write_report(self._build(final=False), w.config.output)
+
+    def _checkpoint_loop(self) -> None:
+        period = self.config.checkpoint_interval_s
+        while not self._checkpoint_stop.wait(period):
+            try:
+                self.checkpoint()
+            except Exception as err:  # a full disk must not end training
+                logger.warning("bertwatt: writing the checkpoint report failed: %s", err)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<EnergyMeter {state} interval_s={self.config.interval_s:g}>"
+
+
+class _ChannelFilter:
+    """Builds a BackendGroup that records only the channels the meter kept.
+
+    A channel dropped at start (a duplicate name) is still read by its backend; this maps the
+    backend's value positions onto the kept timelines.
+    """
+
+    @staticmethod
+    def wrap(
+        backend: Backend,
+        all_channels: Sequence[Channel],
+        kept: Sequence[Channel],
+        timelines: Sequence[ChannelTimeline],
+        interval_ns: int,
+    ) -> BackendGroup:
+        if len(kept) == len(all_channels):
+            return BackendGroup(backend, timelines, interval_ns)
+        index = [list(all_channels).index(ch) for ch in kept]
+        return BackendGroup(_Subset(backend, index), timelines, interval_ns)
+
+
+class _Subset:
+    """A backend view that returns only some positions of the wrapped backend's reads."""
+
+    def __init__(self, inner: Backend, index: list[int]) -> None:
+        self.inner = inner
+        self.index = index
+        self.name = inner.name
+        self.blocking = inner.blocking
+
+    def probe(self) -> Any:  # pragma: no cover - the meter probes the inner backend
+        return self.inner.probe()
+
+    def read(self) -> tuple[list[float], dict[int, str] | None]:
+        values, errors = self.inner.read()
+        out = [values[i] if i < len(values) else float("nan") for i in self.index]
+        errs = None
+        if errors:
+            errs = {j: errors[i] for j, i in enumerate(self.index) if i in errors}
+        return out, errs
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,48 @@
+"""Fake sensors and a fake clock for testing energy accounting without hardware.
+
+Everything here works without pytest; ``bertwatt.testing.pytest_plugin`` wraps it in fixtures.
+
+- :class:`FakeClock`: a manual clock; ``advance(s)`` runs the meter's sampler ticks exactly.
+- :class:`FakeBackend` / :class:`FakeChannel`: scripted counters and power readings with faults.
+- :class:`FakeNVML` / :class:`FakeGPU`: a fake ``pynvml`` module for the real NVML backend.
+- :class:`FakePowercapTree`: real powercap sysfs files under a directory for the RAPL backend.
+- :class:`PowerTrace`: constant, step or function power traces with exact integrals.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "FakeBackend",
+    "FakeChannel",
+    "FakeClock",
+    "FakeGPU",
+    "FakeNVML",
+    "FakePowercapTree",
+    "PowerTrace",
+]
+
+_LAZY = {
+    "FakeBackend": "bertwatt.testing.fakes",
+    "FakeChannel": "bertwatt.testing.fakes",
+    "FakeClock": "bertwatt.testing.clock",
+    "FakeGPU": "bertwatt.testing.nvml",
+    "FakeNVML": "bertwatt.testing.nvml",
+    "FakePowercapTree": "bertwatt.testing.powercap",
+    "PowerTrace": "bertwatt.testing.traces",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bertwatt.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
