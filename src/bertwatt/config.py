@@ -5,6 +5,10 @@ Environment variables read (each only when the code that needs it runs, never at
 =================== =============================================================
 ``BERTWATT_ZONE``   default carbon-intensity zone (e.g. ``FR``, ``US-CA``), used
                     when no ``carbon=`` is given. Unset: emissions are not computed.
+``CUDA_VISIBLE_     which GPUs this process uses (CUDA's variable): the NVML
+DEVICES``           backend measures those by default.
+``CUDA_DEVICE_      CUDA's GPU numbering (``PCI_BUS_ID`` or fastest first), to
+ORDER``             warn when CUDA and NVML indices may differ.
 =================== =============================================================
 """
 
@@ -17,7 +21,13 @@ from pathlib import Path
 
 from bertwatt.errors import ConfigError
 
-__all__ = ["MeterConfig", "validate_pue", "zone_from_env"]
+__all__ = [
+    "MeterConfig",
+    "cuda_device_order",
+    "cuda_visible_devices",
+    "validate_pue",
+    "zone_from_env",
+]
 
 
 def _positive(name: str, value: object, *, low: float, high: float) -> float:
@@ -110,3 +120,13 @@ def validate_pue(pue: object) -> float:
             f"pue must be between 1.0 and 3.0 (facility energy / IT energy), got {pue!r}"
         )
     return float(pue)
+
+
+def cuda_visible_devices() -> str | None:
+    """Return ``CUDA_VISIBLE_DEVICES`` as set (None when unset; an empty string means no GPU)."""
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def cuda_device_order() -> str:
+    """Return ``CUDA_DEVICE_ORDER`` (CUDA's default is ``FASTEST_FIRST``)."""
+    return os.environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
