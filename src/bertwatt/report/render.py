@@ -66,7 +66,7 @@ def render_summary(report: EnergyReport) -> str:
             f"zone {c.zone or '-'}, {c.year or 'year n/a'}, {c.source}; PUE {c.pue:g})"
         )
     elif report.carbon_note:
-        lines.append(f"  emissions: not computed: {report.carbon_note}")
+        lines.append(f"  emissions: {report.carbon_note}")
     if report.unavailable:
         lines.append("  not measured:")
         for u in report.unavailable:
