@@ -5,6 +5,8 @@ Environment variables read (each only when the code that needs it runs, never at
 =================== =============================================================
 ``BERTWATT_ZONE``   default carbon-intensity zone (e.g. ``FR``, ``US-CA``), used
                     when no ``carbon=`` is given. Unset: emissions are not computed.
+``XDG_CACHE_HOME``  base of the on-disk cache of live carbon providers
+                    (default ``~/.cache``; a relative value is ignored, per XDG).
 ``CUDA_VISIBLE_     which GPUs this process uses (CUDA's variable): the NVML
 DEVICES``           backend measures those by default.
 ``CUDA_DEVICE_      CUDA's GPU numbering (``PCI_BUS_ID`` or fastest first), to
@@ -25,6 +27,7 @@ __all__ = [
     "MeterConfig",
     "cuda_device_order",
     "cuda_visible_devices",
+    "user_cache_dir",
     "validate_pue",
     "zone_from_env",
 ]
@@ -130,3 +133,9 @@ def cuda_visible_devices() -> str | None:
 def cuda_device_order() -> str:
     """Return ``CUDA_DEVICE_ORDER`` (CUDA's default is ``FASTEST_FIRST``)."""
     return os.environ.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
+
+
+def user_cache_dir() -> Path:
+    """The XDG cache base: ``$XDG_CACHE_HOME`` when absolute, else ``~/.cache``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"

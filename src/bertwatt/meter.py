@@ -116,7 +116,8 @@ class EnergyMeter:
         edge_reads: read fast counter backends exactly at each window edge.
         slow_read_timeout_s: how long stop() waits for blocking backends' last sample.
         timeline_points: stored points per channel before thinning.
-        carbon: a :class:`~bertwatt.carbon.CarbonIntensity` (or zone name) for emissions; None
+        carbon: a :class:`~bertwatt.carbon.CarbonIntensity` or a zone name (checked here, so an
+            unknown zone fails at construction, not at the end of a run) for emissions; None
             uses ``BERTWATT_ZONE`` if set, else emissions are not computed (and the report says so).
         pue: power usage effectiveness applied to get facility energy (default 1.0, stated).
         clock: time source (tests pass :class:`~bertwatt.testing.FakeClock`).
@@ -164,6 +165,10 @@ class EnergyMeter:
             raise ConfigError(f"clock must provide monotonic_ns(), time_ns() and wait(): {clock!r}")
         if pue is not None:
             pue = validate_pue(pue)
+        if carbon is not None:
+            from bertwatt.carbon.intensity import as_intensity
+
+            carbon = as_intensity(carbon)
         self._explicit = list(backends) if backends is not None else None
         self.carbon = carbon
         self.pue = pue
@@ -362,9 +367,8 @@ class EnergyMeter:
                 return
             import torch  # explicit sync_cuda=True
         try:
-            if mode or torch.cuda.is_initialized():
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
+            if (mode or torch.cuda.is_initialized()) and torch.cuda.is_available():
+                torch.cuda.synchronize()
         except Exception as err:  # a CUDA error must not end the measurement
             logger.debug("CUDA synchronize at a window edge failed: %s", err)
 
@@ -507,10 +511,8 @@ class EnergyMeter:
             raise ConfigError("the meter has not been started")
         report = build_report(w, final=final)
         if final:
-            try:  # TRANSITIONAL until bertwatt.carbon lands; removed before release
-                from bertwatt.carbon.intensity import apply_carbon
-            except ImportError:
-                return report
+            from bertwatt.carbon.intensity import apply_carbon
+
             report = apply_carbon(report, self.carbon, pue=self.pue)
         return report
 
