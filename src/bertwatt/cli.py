@@ -8,6 +8,7 @@ bertwatt's errors into one line on stderr with a non-zero exit (the traceback on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import subprocess
 import sys
@@ -74,7 +75,9 @@ def cmd_sensors(args: argparse.Namespace) -> int:
                         "counted": ch.counted,
                     }
                 )
-            missing.extend({"what": u.what, "reason": u.reason, "fix": u.fix} for u in av.unavailable)
+            missing.extend(
+                {"what": u.what, "reason": u.reason, "fix": u.fix} for u in av.unavailable
+            )
         finally:
             b.close()
     if not args.backend and not cpu_measured:
@@ -142,10 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     forwarded: dict[int, Any] = {}
 
     def forward(signum: int, _frame: object) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signum)
-        except ProcessLookupError:
-            pass
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         forwarded[sig] = signal.signal(sig, forward)
@@ -297,4 +298,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

@@ -465,7 +465,7 @@ class EnergyMeter:
 
     # ------------------------------------------------------------------ live figures
     def snapshot(self) -> WindowEnergy:
-        """Energy from the window start to the latest sample of each channel (cheap, no edge read)."""
+        """Energy from the window start to each channel's latest sample (cheap: no edge read)."""
         w = self._window
         if w is None:
             raise ConfigError("the meter has not been started")

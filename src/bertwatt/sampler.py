@@ -214,8 +214,10 @@ class Sampler:
             for g in self._slow:
                 with g.lock:
                     lasts = [tl.last_t for tl in g.timelines if tl.last_t is not None]
-                if g.thread is not None and g.thread.is_alive() and (
-                    not lasts or max(lasts) < t_ns
+                if (
+                    g.thread is not None
+                    and g.thread.is_alive()
+                    and (not lasts or max(lasts) < t_ns)
                 ):
                     pending = True
             if not pending or self.clock.monotonic_ns() >= deadline:

@@ -3,9 +3,9 @@
 Every channel, counter or power, becomes one cumulative-energy curve ``E(t)`` starting at 0 at its
 first sample:
 
-- **counter** channels add the difference between consecutive readings, corrected for wrap-around
-  with ``Channel.wrap_j``. A reading that goes backwards without a plausible wrap is a counter reset:
-  the interval is recorded as a gap and not summed.
+- **counter** channels add the difference between consecutive readings, corrected for
+  wrap-around with ``Channel.wrap_j``. A reading that goes backwards without a plausible wrap is a
+  counter reset: the interval is recorded as a gap and not summed.
 - **power** channels are integrated by the trapezoid rule. An interval longer than the gap limit is
   a gap: it is not bridged by a guess, and it lowers the channel's coverage.
 

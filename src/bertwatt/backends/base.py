@@ -7,7 +7,7 @@ paths, HTTP clients and unit conversions stay inside it.
 
 Life cycle, driven by the meter::
 
-    availability = backend.probe()   # never raises for "not here"; lists channels and what is missing
+    availability = backend.probe()   # never raises for "not here"; lists channels, gaps
     values, errors = backend.read()  # hot path: one float per channel of availability.channels
     backend.close()
 

@@ -129,7 +129,7 @@ def _utc(ns: int) -> datetime:
 
 
 def build_report(window: _Window, *, final: bool) -> EnergyReport:
-    """Build the report of ``window``; ``final=False`` gives a partial report of a running window."""
+    """Build the report of ``window``; ``final=False``: a partial report of a running window."""
     from bertwatt.meter import total_of
 
     copies = _copy(window)
@@ -232,8 +232,10 @@ def build_report(window: _Window, *, final: bool) -> EnergyReport:
         if prov.kind == "estimated" and c.channel.counted:
             warnings.append(f"{c.channel.name} is estimated ({prov.source}), not measured")
 
-    if duration_s and duration_s < 10 * interval_s and any(
-        c.channel.kind == "power" for c in copies
+    if (
+        duration_s
+        and duration_s < 10 * interval_s
+        and any(c.channel.kind == "power" for c in copies)
     ):
         warnings.append(
             f"the window ({duration_s:.3g} s) spans fewer than 10 sampling intervals "
@@ -307,9 +309,7 @@ def build_report(window: _Window, *, final: bool) -> EnergyReport:
     if counted_copies and duration_ns:
         has_system = any(c.channel.provenance.scope == "system" for c in counted_copies)
         use = [
-            c
-            for c in counted_copies
-            if not has_system or c.channel.provenance.scope == "system"
+            c for c in counted_copies if not has_system or c.channel.provenance.scope == "system"
         ]
         base = {id(c): at(c, window.start_mark, t_start) for c in use}
         n = _TOTAL_POINTS

@@ -7,6 +7,7 @@ report: the previous one or the new one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -22,7 +23,13 @@ from bertwatt.errors import ReportError
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
 
-__all__ = ["load_report", "merge_reports", "write_report", "write_text_atomic", "write_timeline_csv"]
+__all__ = [
+    "load_report",
+    "merge_reports",
+    "write_report",
+    "write_text_atomic",
+    "write_timeline_csv",
+]
 
 R = TypeVar("R", bound="EnergyReport")
 
@@ -45,10 +52,8 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as err:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise ReportError(f"cannot write the report: {err.strerror}", where=str(path)) from err
 
 
@@ -98,7 +103,15 @@ def write_timeline_csv(report: EnergyReport, path: Path) -> None:
             w.writerow(["host", "channel", "offset_s", "energy_j", "power_w"])
             for ch in report.channels:
                 for off, e, p in ch.timeline:
-                    w.writerow([ch.host, ch.name, f"{off:.6f}", f"{e:.6f}", "" if p is None else f"{p:.4f}"])
+                    w.writerow(
+                        [
+                            ch.host,
+                            ch.name,
+                            f"{off:.6f}",
+                            f"{e:.6f}",
+                            "" if p is None else f"{p:.4f}",
+                        ]
+                    )
     except OSError as err:
         raise ReportError(f"cannot write timeline CSV: {err.strerror}", where=str(path)) from err
 
@@ -190,7 +203,11 @@ def merge_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
             energy_kwh=kwh(pe),
             mean_power_w=pe / dur if pe is not None and dur else None,
             coverage=cov,
-            channels={f"{h}/{c.name.split('/', 1)[1]}": v for h, d in per_host.items() for c, v in d.items()},
+            channels={
+                f"{h}/{c.name.split('/', 1)[1]}": v
+                for h, d in per_host.items()
+                for c, v in d.items()
+            },
         )
 
     start = min(r.started_at for r in reps)

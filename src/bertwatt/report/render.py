@@ -46,8 +46,9 @@ def render_summary(report: EnergyReport) -> str:
         for ch in report.channels:
             tag = "measured" if ch.provenance.kind == "measured" else "ESTIMATED"
             counted = "" if ch.counted else " (not added: inside/overlapping another)"
+            energy = format_energy(ch.energy_j)
             lines.append(
-                f"    {ch.name:<18} {format_energy(ch.energy_j):>22}  mean {_w(ch.mean_power_w):>10}"
+                f"    {ch.name:<18} {energy:>22}  mean {_w(ch.mean_power_w):>10}"
                 f"  peak {_w(ch.peak_power_w):>10}  coverage {ch.coverage:6.1%}  {tag}: "
                 f"{ch.provenance.source}{counted}"
             )
@@ -55,8 +56,9 @@ def render_summary(report: EnergyReport) -> str:
         lines.append("  phases:")
         for ph in report.phases.values():
             times = f" x{ph.count}" if ph.count > 1 else ""
+            energy = format_energy(ph.energy_j)
             lines.append(
-                f"    {ph.name:<18} {format_energy(ph.energy_j):>22}  {ph.duration_s:10.2f} s{times}"
+                f"    {ph.name:<18} {energy:>22}  {ph.duration_s:10.2f} s{times}"
                 f"  mean {_w(ph.mean_power_w)}"
             )
     if report.emissions_g is not None and report.carbon is not None:

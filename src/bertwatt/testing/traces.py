@@ -51,7 +51,9 @@ class PowerTrace:
                 try:
                     t, w = float(item[0]), float(item[1])
                 except (TypeError, ValueError, IndexError) as err:
-                    raise ConfigError(f"trace steps must be (t_s, watts) pairs, got {item!r}") from err
+                    raise ConfigError(
+                        f"trace steps must be (t_s, watts) pairs, got {item!r}"
+                    ) from err
                 if not (math.isfinite(t) and math.isfinite(w)) or w < 0:
                     raise ConfigError(f"trace step {item!r} must have finite t and watts >= 0")
                 if not steps and t < 0:
