@@ -67,7 +67,7 @@ class FakeClock:
                 self._listeners.remove(listener)
 
     def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``, running every sampler tick that falls due on the way."""
+        """Move time forward by ``seconds``, running every sampler tick that falls due."""
         if not seconds >= 0:
             raise ConfigError(f"FakeClock.advance takes seconds >= 0, got {seconds!r}")
         with self._lock:
