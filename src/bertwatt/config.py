@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bertwatt._checks import check_number
 from bertwatt.errors import ConfigError
 
 __all__ = [
@@ -34,12 +35,7 @@ __all__ = [
 
 
 def _positive(name: str, value: object, *, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or not low <= v <= high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds, got {value!r}")
-    return v
+    return check_number(name, value, low=low, high=high, unit="s")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,7 +21,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,15 @@ class _Window:
     baseline_marks: tuple[int, int] | None = None
     warnings: list[str] = field(default_factory=list)
     stopped: bool = False
+
+    def frozen(self) -> _Window:
+        """A copy whose marks, phases and warnings no longer change (timelines are shared)."""
+        return replace(
+            self,
+            marks=list(self.marks),
+            phases={k: _Phase(list(v.intervals), v.open_mark) for k, v in self.phases.items()},
+            warnings=list(self.warnings),
+        )
 
 
 def total_of(values: dict[Channel, float]) -> tuple[float | None, str]:
@@ -414,7 +423,7 @@ class EnergyMeter:
             with g.lock:
                 for tl in g.timelines:
                     a, b = tl.marks.get(start), tl.marks.get(end)
-                    if a is None or b is None:
+                    if a is None or b is None or not tl.samples:
                         channels[tl.channel.name] = None
                     else:
                         channels[tl.channel.name] = b - a
@@ -475,7 +484,7 @@ class EnergyMeter:
             with g.lock:
                 for tl in g.timelines:
                     a = tl.marks.get(w.start_mark)
-                    if a is None:
+                    if a is None or not tl.samples:
                         channels[tl.channel.name] = None
                         continue
                     channels[tl.channel.name] = tl.energy_j - a
@@ -509,7 +518,9 @@ class EnergyMeter:
         w = self._window
         if w is None:
             raise ConfigError("the meter has not been started")
-        report = build_report(w, final=final)
+        with self._lock:  # phases and marks change under this lock; copy them consistently
+            frozen = w.frozen()
+        report = build_report(frozen, final=final)
         if final:
             from bertwatt.carbon.intensity import apply_carbon
 

@@ -57,6 +57,7 @@ class ChannelTimeline:
         "_prev_t",
         "_prev_w",
         "_rejects_in_row",
+        "_suspect",
         "_t",
         "_wrap_safe_ns",
         "channel",
@@ -85,6 +86,7 @@ class ChannelTimeline:
         self._prev_raw = math.nan
         self._prev_w = math.nan
         self._rejects_in_row = 0
+        self._suspect: tuple[int, float] | None = None
         self._pending: deque[tuple[int, int]] = deque()
         self._last_msg = ""
         if channel.wrap_j and channel.max_power_w:
@@ -243,19 +245,48 @@ class ChannelTimeline:
         ch = self.channel
         delta = raw - self._prev_raw
         wrapped = False
-        if delta < 0:
-            if ch.wrap_j and raw >= 0:
-                delta += ch.wrap_j
-                wrapped = True
-            else:
+        suspect = self._suspect
+        if delta < 0 and not ch.wrap_j:
+            if suspect is None:
+                # One reading below the last: a glitch or a reset. Decide on the next reading.
+                self._suspect = (t_ns, raw)
+                self.rejected += 1
                 self._event(
-                    "reset",
+                    "backwards",
                     f"counter went back from {self._prev_raw:.6g} J to {raw:.6g} J at "
-                    f"+{self._offset_s(t_ns):.3f} s (counter reset): interval not counted",
+                    f"+{self._offset_s(t_ns):.3f} s: held back until the next reading",
                 )
-                self._gap(self._prev_t or t_ns, t_ns)
+                return None
+            # A second reading below the old base: the counter was reset at the suspect reading.
+            st, sraw = suspect
+            self._suspect = None
+            self.rejected -= 1
+            self._event(
+                "reset",
+                f"counter reset confirmed at +{self._offset_s(st):.3f} s "
+                f"({self._prev_raw:.6g} J -> {sraw:.6g} J): that interval is not counted",
+            )
+            self._gap(self._prev_t or st, st)
+            self._prev_raw = sraw
+            if raw < sraw:
+                self._gap(st, t_ns)
                 self._prev_raw = raw
                 return math.nan
+            delta = raw - sraw
+            dt = t_ns - st
+            if dt <= 0:
+                self._prev_raw = raw
+                return math.nan
+        elif suspect is not None:
+            self._suspect = None  # the backwards reading was a glitch; it stays rejected
+        if delta < 0:
+            if raw >= 0:
+                delta += ch.wrap_j  # type: ignore[operator]
+                wrapped = True
+            else:
+                self.rejected += 1
+                self._event("rejected", f"rejected negative counter reading {raw:.6g} J")
+                return None
         power = delta / (dt / _NS)
         if ch.max_power_w and power > ch.max_power_w:
             self.rejected += 1

@@ -157,10 +157,10 @@ def build_report(window: _Window, *, final: bool) -> EnergyReport:
     for c in copies:
         e0 = at(c, window.start_mark, t_start)
         e1 = at(c, end_id, t_end)
-        energy = max(0.0, e1 - e0)
+        energy: float | None = max(0.0, e1 - e0) if c.samples else None
         covered_ns = c.covered(t_start, t_end)
         coverage = min(1.0, covered_ns / duration_ns) if duration_ns else 0.0
-        mean_w = energy / (covered_ns / 1e9) if covered_ns else None
+        mean_w = energy / (covered_ns / 1e9) if covered_ns and energy is not None else None
         in_window = [i for i, t in enumerate(c.t) if t_start <= t <= t_end]
         if window.baseline_marks is None:
             peak = _finite(c.peak_w)
@@ -186,7 +186,7 @@ def build_report(window: _Window, *, final: bool) -> EnergyReport:
                 counted=c.channel.counted,
                 parent=c.channel.parent,
                 energy_j=energy,
-                energy_kwh=energy / 3.6e6,
+                energy_kwh=kwh(energy),
                 mean_power_w=mean_w,
                 peak_power_w=peak,
                 samples=c.samples,
@@ -215,7 +215,13 @@ def build_report(window: _Window, *, final: bool) -> EnergyReport:
                 timeline=pts,
             )
         )
-        energies[c.channel] = energy
+        if energy is not None:
+            energies[c.channel] = energy
+        elif c.channel.counted:
+            warnings.append(
+                f"{c.channel.name} delivered no reading in the window: it is left out of the "
+                "total (see its events)"
+            )
         if c.channel.counted and duration_ns and coverage < _LOW_COVERAGE:
             warnings.append(
                 f"{c.channel.name} covered only {coverage:.0%} of the window: its energy is "
@@ -241,6 +247,8 @@ def build_report(window: _Window, *, final: bool) -> EnergyReport:
             f"the window ({duration_s:.3g} s) spans fewer than 10 sampling intervals "
             f"({interval_s:g} s): power-sampled figures rest on few samples"
         )
+    if duration_ns == 0:
+        warnings.append("the window lasted 0 s: there was nothing to measure")
     if window.sampler.missed_ticks:
         warnings.append(
             f"the sampler missed {window.sampler.missed_ticks} tick(s) (the process was busy or "
@@ -266,6 +274,8 @@ def build_report(window: _Window, *, final: bool) -> EnergyReport:
             dur_ns += max(0, tb - ta)
             offs.append(((ta - t_start) / 1e9, (tb - t_start) / 1e9))
             for c in copies:
+                if not c.samples:
+                    continue
                 ea = c.edge(a, ta)
                 eb = c.edge(b, tb) if b >= 0 else c.energy_at(tb)
                 per[c.channel] = per.get(c.channel, 0.0) + max(0.0, eb - ea)
@@ -294,6 +304,8 @@ def build_report(window: _Window, *, final: bool) -> EnergyReport:
         per_w: dict[Channel, float] = {}
         if bdur > 0:
             for c in copies:
+                if not c.samples:
+                    continue
                 per_w[c.channel] = max(0.0, c.edge(b1, tb1) - c.edge(b0, tb0)) / bdur
         idle_w, _ = total_of(per_w) if per_w else (None, "")
         baseline = BaselineReport(
@@ -305,7 +317,7 @@ def build_report(window: _Window, *, final: bool) -> EnergyReport:
             above = total - idle_w * duration_s
 
     timeline: list[tuple[float, float]] = []
-    counted_copies = [c for c in copies if c.channel.counted]
+    counted_copies = [c for c in copies if c.channel.counted and c.samples]
     if counted_copies and duration_ns:
         has_system = any(c.channel.provenance.scope == "system" for c in counted_copies)
         use = [

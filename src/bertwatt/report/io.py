@@ -34,6 +34,18 @@ __all__ = [
 R = TypeVar("R", bound="EnergyReport")
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, racing other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file and rename (ReportError on failure)."""
     path = Path(path)
@@ -46,6 +58,7 @@ def write_text_atomic(path: Path, text: str) -> None:
             where=str(path.parent),
         ) from err
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -125,7 +138,7 @@ def merge_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
     earliest start to the latest end. Phases of the same name are merged per channel the same way.
     """
     from bertwatt.meter import total_of
-    from bertwatt.report.models import EnergyReport, PhaseReport, kwh
+    from bertwatt.report.models import ChannelReport, EnergyReport, PhaseReport, kwh
 
     reps = list(reports)
     if not reps:
@@ -137,20 +150,21 @@ def merge_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
     warnings: list[str] = []
     if len(intervals) > 1:
         warnings.append(f"merged reports used different sampling intervals {sorted(intervals)}")
-    best: dict[tuple[str, str], tuple[int, object]] = {}
+    best: dict[tuple[str, str], tuple[tuple[float, float], int, ChannelReport]] = {}
     for idx, r in enumerate(reps):
         for ch in r.channels:
             key = (ch.host or r.host.hostname, ch.name)
             cur = best.get(key)
-            if cur is None or (ch.coverage, ch.energy_j) > (cur[1].coverage, cur[1].energy_j):  # type: ignore[attr-defined]
-                best[key] = (idx, ch)
+            rank = (ch.coverage, ch.energy_j if ch.energy_j is not None else -1.0)
+            if cur is None or rank > cur[0]:
+                best[key] = (rank, idx, ch)
     dropped = sum(len(r.channels) for r in reps) - len(best)
     if dropped:
         warnings.append(f"{dropped} channel(s) measured by more than one process were counted once")
 
     from bertwatt.backends.base import Channel, Provenance
 
-    def key_channel(host: str, ch) -> Channel:  # type: ignore[no-untyped-def]
+    def key_channel(host: str, ch: ChannelReport) -> Channel:
         return Channel(
             name=f"{host}/{ch.name}",
             domain=ch.domain,
@@ -159,10 +173,11 @@ def merge_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
             provenance=Provenance(kind=ch.provenance.kind, source="", scope=ch.provenance.scope),
         )
 
-    chosen = {k: v for k, v in best.items()}
+    chosen = {k: (idx, ch) for k, (_, idx, ch) in best.items()}
     totals: dict[Channel, float] = {}
     for (host, _), (_, ch) in chosen.items():
-        totals[key_channel(host, ch)] = ch.energy_j  # type: ignore[attr-defined]
+        if ch.energy_j is not None:
+            totals[key_channel(host, ch)] = ch.energy_j
     by_host: dict[str, dict[Channel, float]] = {}
     for c, v in totals.items():
         by_host.setdefault(c.name.split("/", 1)[0], {})[c] = v
@@ -240,7 +255,7 @@ def merge_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
         energy_kwh=kwh(energy),
         mean_power_w=energy / duration if energy is not None and duration else None,
         total_basis=basis or "nothing was measured",
-        channels=[ch for (_, ch) in chosen.values()],  # type: ignore[misc]
+        channels=[ch for (_, ch) in chosen.values()],
         phases=phases,
         unavailable=unavailable,
         warnings=list(dict.fromkeys([w for r in reps for w in r.warnings] + warnings)),

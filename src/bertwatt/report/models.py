@@ -80,8 +80,8 @@ class ChannelReport(_Model):
     host: str = ""
     counted: bool = True
     parent: str | None = None
-    energy_j: float
-    energy_kwh: float
+    energy_j: float | None = Field(description="None when the channel delivered no sample")
+    energy_kwh: float | None
     mean_power_w: float | None
     peak_power_w: float | None
     samples: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
-from bertwatt.errors import ConfigError
+from bertwatt._checks import check_number
 
 __all__ = ["FakeClock"]
 
@@ -34,8 +34,8 @@ class FakeClock:
     manual = True
 
     def __init__(self, start_s: float = 1000.0, wall_start_s: float = 1_767_225_600.0) -> None:
-        if start_s < 0 or wall_start_s < 0:
-            raise ConfigError("FakeClock start times must be >= 0")
+        start_s = check_number("start_s", start_s, low=0.0, unit="s")
+        wall_start_s = check_number("wall_start_s", wall_start_s, low=0.0, unit="s")
         self._now_ns = round(start_s * _NS)
         self._wall_offset_ns = round(wall_start_s * _NS) - self._now_ns
         self._listeners: list[_Listener] = []
@@ -68,8 +68,7 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``, running every sampler tick that falls due."""
-        if not seconds >= 0:
-            raise ConfigError(f"FakeClock.advance takes seconds >= 0, got {seconds!r}")
+        seconds = check_number("FakeClock.advance seconds", seconds, low=0.0, unit="s")
         with self._lock:
             target = self._now_ns + round(seconds * _NS)
             while True:

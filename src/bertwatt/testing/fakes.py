@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bertwatt._checks import check_number
 from bertwatt.backends.base import Availability, Channel, Provenance, Scope, Unavailable
 from bertwatt.clock import Clock, SystemClock
 from bertwatt.errors import ConfigError, SensorReadError
@@ -53,7 +54,8 @@ class FakeChannel:
         power_w: the trace (constant W, ``[(t_s, W), ...]`` steps, or ``f(t_s)``).
         kind: ``"counter"`` reports the exact integral (plus ``start_j``, modulo ``wrap_j``);
             ``"power"`` reports the trace's value at read time.
-        domain, scope, counted, parent, max_power_w, info: as on :class:`~bertwatt.backends.base.Channel`.
+        domain, scope, counted, parent, max_power_w, info: as on
+            :class:`~bertwatt.backends.base.Channel`.
         wrap_j: counter range; the reported counter wraps to 0 past it, as RAPL does.
         start_j: counter value at time 0.
         estimated: label the channel as estimated instead of measured.
@@ -79,10 +81,13 @@ class FakeChannel:
             raise ConfigError(f"FakeChannel name must be a non-empty string, got {name!r}")
         if kind not in ("counter", "power"):
             raise ConfigError(f"FakeChannel kind must be 'counter' or 'power', got {kind!r}")
-        if wrap_j is not None and not (isinstance(wrap_j, int | float) and wrap_j > 0):
-            raise ConfigError(f"wrap_j must be > 0 J, got {wrap_j!r}")
-        if not (isinstance(start_j, int | float) and math.isfinite(start_j) and start_j >= 0):
-            raise ConfigError(f"start_j must be finite and >= 0, got {start_j!r}")
+        if wrap_j is not None:
+            wrap_j = check_number("wrap_j", wrap_j, low=0.0, low_inclusive=False, unit="J")
+        if max_power_w is not None:
+            max_power_w = check_number(
+                "max_power_w", max_power_w, low=0.0, low_inclusive=False, unit="W"
+            )
+        start_j = check_number("start_j", start_j, low=0.0, unit="J")
         self.trace = PowerTrace(power_w)
         self.kind = kind
         self.start_j = float(start_j)
@@ -134,13 +139,19 @@ class FakeBackend:
     unavailable: Sequence[Unavailable] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.channels, str | bytes) or not isinstance(self.channels, Sequence):
+            raise ConfigError(f"channels must be a list of FakeChannel, got {self.channels!r}")
         if not self.channels:
             raise ConfigError("FakeBackend needs at least one channel")
+        for c in self.channels:
+            if not isinstance(c, FakeChannel):
+                raise ConfigError(f"channels must be FakeChannel objects, got {c!r}")
+        if not isinstance(self.clock, Clock):
+            raise ConfigError(f"clock must be a Clock (e.g. FakeClock()), got {self.clock!r}")
         names = [c.channel.name for c in self.channels]
         if len(set(names)) != len(names):
             raise ConfigError(f"FakeBackend channel names must be unique, got {names}")
-        if not (isinstance(self.read_delay_s, int | float) and self.read_delay_s >= 0):
-            raise ConfigError(f"read_delay_s must be >= 0, got {self.read_delay_s!r}")
+        self.read_delay_s = check_number("read_delay_s", self.read_delay_s, low=0.0, unit="s")
         self._t0 = self.clock.monotonic_ns()
         self._faults: list[_Fault] = []
         self._index = {c.channel.name: i for i, c in enumerate(self.channels)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from itertools import pairwise
 from collections.abc import Callable, Sequence
 from typing import Union
 
@@ -65,7 +66,7 @@ class PowerTrace:
                 raise ConfigError("a step trace needs at least one (t_s, watts) pair")
             self._steps = steps
             cum = [0.0]
-            for (t0, w0), (t1, _) in zip(steps, steps[1:], strict=False):
+            for (t0, w0), (t1, _) in pairwise(steps):
                 cum.append(cum[-1] + w0 * (t1 - t0))
             self._cum = cum
         else:
