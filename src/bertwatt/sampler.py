@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 _MAX_BACKOFF_NS = 5_000_000_000
 
+#: How long a window edge waits for a fast backend's read already in progress.
+EDGE_WAIT_S = 0.25
+
 
 class BackendGroup:
     """One backend, its channels' timelines, its lock and its schedule."""
@@ -43,7 +46,9 @@ class BackendGroup:
         "last_error",
         "lock",
         "next_due_ns",
+        "read_lock",
         "reads",
+        "skipped_edges",
         "thread",
         "timelines",
     )
@@ -61,6 +66,8 @@ class BackendGroup:
         self.base_interval_ns = max(1_000_000, interval_ns)
         self.interval_ns = self.base_interval_ns
         self.lock = threading.Lock()
+        self.read_lock = threading.Lock()
+        self.skipped_edges = 0
         self.next_due_ns = 0
         self.consecutive_errors = 0
         self.last_error = ""
@@ -92,19 +99,32 @@ class BackendGroup:
             self.consecutive_errors = 0
             self.interval_ns = self.base_interval_ns
 
-    def sample_locked(self, clock: Clock) -> None:
-        """Read and record one sample, holding the lock across both (fast backends only)."""
-        with self.lock:
+    def sample_locked(self, clock: Clock, wait_s: float | None = None) -> bool:
+        """Read and record one sample (fast backends). Returns False if skipped.
+
+        Reads are serialised by ``read_lock`` (so samples are recorded in time order); the state
+        ``lock`` is taken only to record, so a read that stalls never blocks marks, snapshots or
+        reports. With ``wait_s``, give up if another read is still running after that long.
+        """
+        if not self.read_lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            self.skipped_edges += 1
+            return False
+        try:
             t0 = clock.monotonic_ns()
             try:
                 values, errors = self.backend.read()
             except Exception as err:
-                self._on_error(t0, err)
-                return
+                with self.lock:
+                    self._on_error(t0, err)
+                return True
             t1 = clock.monotonic_ns()
-            self.reads += 1
-            self._record((t0 + t1) // 2, values, errors)
-            self._on_ok()
+            with self.lock:
+                self.reads += 1
+                self._record((t0 + t1) // 2, values, errors)
+                self._on_ok()
+            return True
+        finally:
+            self.read_lock.release()
 
     def sample_unlocked_read(self, clock: Clock) -> None:
         """Read outside the lock (it may take long), then record under it (blocking backends)."""
@@ -186,10 +206,12 @@ class Sampler:
         detach = getattr(self.clock, "detach", None)
         if self.clock.manual and detach is not None:
             detach(self)
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
         hung = []
+        if self._thread is not None:
+            self._thread.join(timeout=max(EDGE_WAIT_S, slow_timeout_s))
+            if self._thread.is_alive():
+                hung.extend(g.backend.name for g in self._fast if g.read_lock.locked())
+            self._thread = None
         for g in self._slow:
             if g.thread is not None:
                 g.thread.join(timeout=max(0.0, slow_timeout_s))
@@ -199,9 +221,14 @@ class Sampler:
         return hung
 
     def edge_read(self) -> None:
-        """Read every fast group now (at a window edge), from the caller's thread."""
+        """Read every fast group now (at a window edge), from the caller's thread.
+
+        A group whose previous read is still running after ``EDGE_WAIT_S`` is skipped: its edge
+        is then resolved from the timeline, and the caller is not held up.
+        """
+        wait = None if self.clock.manual else EDGE_WAIT_S
         for g in self._fast:
-            g.sample_locked(self.clock)
+            g.sample_locked(self.clock, wait)
 
     def wait_for_slow(self, t_ns: int, timeout_s: float) -> None:
         """Wait until every blocking group has a sample after ``t_ns`` (or the timeout)."""
