@@ -116,3 +116,31 @@ def test_blocking_backend_on_a_fake_clock_backs_off_alone():
     assert plug.reads < 1 + 10 + 12 + 100  # backed off during the 19 s outage
     assert meter.report.channel("wall").energy_j == pytest.approx(1500.0, rel=1e-9)
     assert meter.report.channel("f").energy_j == pytest.approx(3000.0, rel=1e-12)
+
+
+def test_a_stalled_fast_backend_does_not_hold_up_edges_snapshots_or_stop():
+    """A 'fast' backend (e.g. NVML when a GPU falls off the bus) that stalls in read()."""
+    stalling = FakeBackend(
+        name="gpu", channels=[FakeChannel("g", 200.0, kind="counter")], clock=SystemClock()
+    ).hang(at_s=0.2, for_s=HANG_S)
+    meter = EnergyMeter(backends=[stalling], interval_s=0.02, slow_read_timeout_s=0.3)
+    try:
+        meter.start()
+        time.sleep(0.4)  # the sampler thread is now stuck inside read()
+        t0 = time.monotonic()
+        a = meter.mark()
+        b = meter.mark()
+        snap = meter.snapshot()
+        edges_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        report = meter.stop()
+        stop_s = time.monotonic() - t0
+    finally:
+        stalling.release()
+    assert edges_s < 2.0  # each edge waits at most EDGE_WAIT_S for the stalled read
+    assert meter.energy_between(a, b).duration_s >= 0
+    assert snap.channels["g"] is not None  # energy up to the stall is kept
+    assert stop_s < 3.0
+    assert report.channel("g").energy_j > 0
+    assert report.channel("g").coverage < 0.9
+    assert any("did not answer" in w for w in report.warnings)
