@@ -14,9 +14,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bertwatt._version import __version__
+
+if TYPE_CHECKING:
+    from bertwatt.report.models import EnergyReport
 from bertwatt.errors import BertwattError
 
 __all__ = ["main"]
@@ -142,7 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         meter.stop()
         _err(f"cannot run {command[0]!r}: {err.strerror or err}")
         return 127 if isinstance(err, FileNotFoundError) else 126
-    forwarded: dict[int, Any] = {}
+    forwarded: dict[signal.Signals, Any] = {}
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -166,7 +169,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """Print the summary of a saved report (or its JSON, or export its timeline as CSV)."""
     from bertwatt.report.io import load_report
 
-    report = load_report(args.report)
+    report: EnergyReport = load_report(args.report)
     if args.csv:
         report.to_csv(args.csv)
     if args.json:

@@ -370,7 +370,7 @@ class EnergyMeter:
         mode = self.config.sync_cuda
         if mode is False:
             return
-        torch = sys.modules.get("torch")
+        torch: Any = sys.modules.get("torch")
         if torch is None:
             if not mode:
                 return

@@ -206,7 +206,7 @@ class Sampler:
         detach = getattr(self.clock, "detach", None)
         if self.clock.manual and detach is not None:
             detach(self)
-        hung = []
+        hung: list[str] = []
         if self._thread is not None:
             self._thread.join(timeout=max(EDGE_WAIT_S, slow_timeout_s))
             if self._thread.is_alive():

@@ -203,13 +203,13 @@ class ChannelTimeline:
             return
         prev_cum = self._cum
         if self.channel.kind == "counter":
-            w = self._add_counter(t_ns, dt, value)
+            accepted = self._add_counter(t_ns, dt, value)
         else:
-            w = self._add_power(t_ns, dt, value)
-        if w is None:
+            accepted = self._add_power(t_ns, dt, value)
+        if accepted is None:
             return
         self.samples += 1
-        self._append(t_ns, w)
+        self._append(t_ns, accepted)
         self._resolve(t_ns, prev_t, prev_cum)
         self._prev_t = t_ns
 

@@ -76,7 +76,7 @@ def create(name: str, **options: Any) -> Backend:
     if key not in REGISTRY:
         raise ConfigError(f"unknown backend {name!r}; known backends: {', '.join(REGISTRY)}")
     cls = __getattr__(REGISTRY[key])
-    return cls(**options)  # type: ignore[no-any-return]
+    return cls(**options)
 
 
 def default_backends() -> list[Backend]:

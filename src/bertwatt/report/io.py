@@ -170,7 +170,11 @@ def merge_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
             domain=ch.domain,
             kind=ch.kind,
             counted=ch.counted,
-            provenance=Provenance(kind=ch.provenance.kind, source="", scope=ch.provenance.scope),
+            provenance=Provenance(
+                kind=ch.provenance.kind,
+                source="",
+                scope=ch.provenance.scope,  # type: ignore[arg-type]
+            ),
         )
 
     chosen = {k: (idx, ch) for k, (_, idx, ch) in best.items()}

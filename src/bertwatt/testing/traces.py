@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from itertools import pairwise
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Union
 
 from bertwatt.errors import ConfigError
@@ -47,7 +47,7 @@ class PowerTrace:
         elif callable(trace):
             self._fn = trace
         elif isinstance(trace, Sequence) and not isinstance(trace, str | bytes):
-            steps = []
+            steps: list[tuple[float, float]] = []
             for item in trace:
                 try:
                     t, w = float(item[0]), float(item[1])
