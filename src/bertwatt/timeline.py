@@ -24,14 +24,43 @@ import math
 from array import array
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Sequence
 
 from bertwatt.backends.base import Channel
 
-__all__ = ["ChannelTimeline"]
+__all__ = ["ChannelTimeline", "covered_ns", "interpolate"]
 
 _NS = 1e9
 _MAX_EVENTS = 20
 _REJECTS_BEFORE_REBASE = 3
+
+
+def interpolate(t: Sequence[int], e: Sequence[float], last: float, t_ns: int) -> float:
+    """Cumulative energy at ``t_ns`` from stored points ``(t, e)``; ``last`` past the end."""
+    if not t or t_ns <= t[0]:
+        return 0.0
+    if t_ns >= t[-1]:
+        return last
+    i = bisect_left(t, t_ns)
+    t0, t1 = t[i - 1], t[i]
+    return e[i - 1] + (e[i] - e[i - 1]) * (t_ns - t0) / (t1 - t0)
+
+
+def covered_ns(
+    first: int | None, last: int | None, gaps: Sequence[tuple[int, int]], t0: int, t1: int
+) -> int:
+    """Nanoseconds of ``[t0, t1]`` inside ``[first, last]`` and outside every gap."""
+    if t1 <= t0 or first is None or last is None:
+        return 0
+    a, b = max(t0, first), min(t1, last)
+    if b <= a:
+        return 0
+    covered = b - a
+    for g0, g1 in gaps:
+        lo, hi = max(a, g0), min(b, g1)
+        if hi > lo:
+            covered -= hi - lo
+    return max(0, covered)
 
 
 class ChannelTimeline:
@@ -343,30 +372,12 @@ class ChannelTimeline:
 
     def energy_at(self, t_ns: int) -> float:
         """Cumulative energy at ``t_ns`` by interpolation of the stored points."""
-        t = self._t
-        if not t or t_ns <= t[0]:
-            return 0.0
-        if t_ns >= t[-1]:
-            return self._cum
-        i = bisect_left(t, t_ns)
-        t0, t1 = t[i - 1], t[i]
-        e0, e1 = self._e[i - 1], self._e[i]
-        return e0 + (e1 - e0) * (t_ns - t0) / (t1 - t0)
+        return interpolate(self._t, self._e, self._cum, t_ns)
 
     # ---------------------------------------------------------------- analysis
     def covered_between(self, t0: int, t1: int) -> int:
         """Nanoseconds of ``[t0, t1]`` in which this channel's energy was measured."""
-        if t1 <= t0 or self.first_t is None or self._prev_t is None:
-            return 0
-        a, b = max(t0, self.first_t), min(t1, self._prev_t)
-        if b <= a:
-            return 0
-        covered = b - a
-        for g0, g1 in self.gaps:
-            lo, hi = max(a, g0), min(b, g1)
-            if hi > lo:
-                covered -= hi - lo
-        return max(0, covered)
+        return covered_ns(self.first_t, self._prev_t, self.gaps, t0, t1)
 
     def points(self) -> tuple[array, array, array]:
         """Copies of the stored (t_ns, cumulative J, W) arrays."""

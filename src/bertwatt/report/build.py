@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from bertwatt.report.models import (
     UnavailableInfo,
     kwh,
 )
+from bertwatt.timeline import covered_ns, interpolate
 
 if TYPE_CHECKING:
     from bertwatt.meter import _Window
@@ -58,31 +58,14 @@ class _Copy:
     cum: float
 
     def energy_at(self, t_ns: int) -> float:
-        t = self.t
-        if not t or t_ns <= t[0]:
-            return 0.0
-        if t_ns >= t[-1]:
-            return self.cum
-        i = bisect_left(t, t_ns)
-        t0, t1 = t[i - 1], t[i]
-        return self.e[i - 1] + (self.e[i] - self.e[i - 1]) * (t_ns - t0) / (t1 - t0)
+        return interpolate(self.t, self.e, self.cum, t_ns)
 
     def edge(self, mark_id: int, t_ns: int) -> float:
         v = self.marks.get(mark_id)
         return v if v is not None else self.energy_at(t_ns)
 
     def covered(self, t0: int, t1: int) -> int:
-        if t1 <= t0 or self.first_t is None or self.last_t is None:
-            return 0
-        a, b = max(t0, self.first_t), min(t1, self.last_t)
-        if b <= a:
-            return 0
-        c = b - a
-        for g0, g1 in self.gaps:
-            lo, hi = max(a, g0), min(b, g1)
-            if hi > lo:
-                c -= hi - lo
-        return max(0, c)
+        return covered_ns(self.first_t, self.last_t, self.gaps, t0, t1)
 
 
 def _copy(window: _Window) -> list[_Copy]:
