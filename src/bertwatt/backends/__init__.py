@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bertwatt._lazy import lazy_names
 from bertwatt.backends.base import (
     Availability,
     Backend,
@@ -55,19 +56,7 @@ _LAZY = {
 REGISTRY = {"nvml": "NVMLBackend", "rapl": "RAPLBackend", "estimate": "EstimateBackend"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        value = getattr(importlib.import_module(module), attr)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'bertwatt.backends' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
 
 
 def create(name: str, **options: Any) -> Backend:

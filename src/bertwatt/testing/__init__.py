@@ -11,8 +11,7 @@ Everything here works without pytest; ``bertwatt.testing.pytest_plugin`` wraps i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bertwatt._lazy import lazy_names
 
 __all__ = [
     "FakeBackend",
@@ -35,14 +34,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bertwatt.testing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)
