@@ -12,6 +12,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from bertwatt._version import __version__
 
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
-from bertwatt.errors import BertwattError
+from bertwatt.errors import BertwattError, BertwattWarning
 
 __all__ = ["main"]
 
@@ -142,7 +143,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         proc = subprocess.Popen(command)
     except OSError as err:
-        meter.stop()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BertwattWarning)
+            meter.stop()
         _err(f"cannot run {command[0]!r}: {err.strerror or err}")
         return 127 if isinstance(err, FileNotFoundError) else 126
     forwarded: dict[signal.Signals, Any] = {}
@@ -158,7 +161,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in forwarded.items():
             signal.signal(sig, handler)
-        report = meter.stop()
+        with warnings.catch_warnings():  # the summary below states the same doubts
+            warnings.simplefilter("ignore", BertwattWarning)
+            report = meter.stop()
     print(report.summary(), file=sys.stderr)
     if args.output:
         print(f"bertwatt: report written to {args.output}", file=sys.stderr)

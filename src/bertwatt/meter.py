@@ -20,6 +20,7 @@ import contextlib
 import logging
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from os import PathLike
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from bertwatt.backends.base import Backend, Channel, Unavailable
 from bertwatt.clock import Clock, SystemClock
 from bertwatt.config import MeterConfig, validate_pue
-from bertwatt.errors import ConfigError
+from bertwatt.errors import ConfigError, EstimateWarning, MeasurementWarning
 from bertwatt.sampler import BackendGroup, Sampler
 from bertwatt.timeline import ChannelTimeline
 
@@ -305,7 +306,15 @@ class EnergyMeter:
         return [BackendGroup(backend, tls, interval_ns)]
 
     def stop(self) -> EnergyReport:
-        """Close the window, stop sampling, build and return the report (also ``.report``)."""
+        """Close the window, stop sampling, build and return the report (also ``.report``).
+
+        Emits one :class:`~bertwatt.errors.EstimateWarning` when a counted figure is estimated
+        and one :class:`~bertwatt.errors.MeasurementWarning` when a counted channel covered
+        less than 95 % of the window or nothing was measured; the details are in the report.
+        """
+        return self._stop(stacklevel=3)
+
+    def _stop(self, *, stacklevel: int) -> EnergyReport:
         with self._lock:
             w = self._window
             if w is None or w.stopped:
@@ -339,10 +348,46 @@ class EnergyMeter:
         report = self._build(final=True)
         self._report = report
         if w.config.output is not None:
+            from bertwatt.errors import ReportError
             from bertwatt.report.io import write_report
 
-            write_report(report, w.config.output)
+            try:
+                write_report(report, w.config.output)
+            except ReportError as err:  # keep the report in memory; say so where it is seen
+                warnings.warn(
+                    f"bertwatt: the final report was not written: {err}; it is still in "
+                    "meter.report",
+                    MeasurementWarning,
+                    stacklevel=stacklevel,
+                )
+        self._warn(report, stacklevel + 1)
         return report
+
+    @staticmethod
+    def _warn(report: EnergyReport, stacklevel: int) -> None:
+        counted = [c for c in report.channels if c.counted]
+        estimated = [c.name for c in counted if c.provenance.kind == "estimated"]
+        if estimated:
+            warnings.warn(
+                f"bertwatt: {', '.join(estimated)} estimated, not measured (see the report's "
+                "provenance for the model and its assumptions)",
+                EstimateWarning,
+                stacklevel=stacklevel,
+            )
+        low = [c.name for c in counted if c.energy_j is not None and c.coverage < 0.95]
+        if report.energy_j is None:
+            warnings.warn(
+                "bertwatt: no energy was measured; report.unavailable says why and how to fix it",
+                MeasurementWarning,
+                stacklevel=stacklevel,
+            )
+        elif low:
+            warnings.warn(
+                f"bertwatt: {', '.join(low)} covered less than 95% of the window; the energy is a "
+                "lower bound (see report.warnings)",
+                MeasurementWarning,
+                stacklevel=stacklevel,
+            )
 
     def __enter__(self) -> EnergyMeter:
         return self.start()
@@ -351,10 +396,10 @@ class EnergyMeter:
         if not self.running:
             return
         if exc is None:
-            self.stop()
+            self._stop(stacklevel=3)
             return
         try:
-            self.stop()
+            self._stop(stacklevel=3)
         except Exception:  # never mask the user's exception with ours
             logger.exception("bertwatt: stopping the meter after an exception failed")
 
