@@ -29,12 +29,10 @@ if TYPE_CHECKING:
         SensorReadError,
         SensorUnavailable,
     )
-    from bertwatt.integrations.transformers import (
-        EnergyCallback,
-        FinetuneReport,
-        measure_finetune,
-        measure_inference,
-    )
+    from bertwatt.integrations.finetune import measure_finetune
+    from bertwatt.integrations.inference import measure_inference
+    from bertwatt.integrations.report import FinetuneReport
+    from bertwatt.integrations.transformers import EnergyCallback
     from bertwatt.meter import EnergyMeter, WindowEnergy
     from bertwatt.report.models import EnergyReport
 
@@ -66,9 +64,9 @@ _LAZY = {
     "SensorReadError": "bertwatt.errors",
     "SensorUnavailable": "bertwatt.errors",
     "EnergyCallback": "bertwatt.integrations.transformers",
-    "FinetuneReport": "bertwatt.integrations.transformers",
-    "measure_finetune": "bertwatt.integrations.transformers",
-    "measure_inference": "bertwatt.integrations.transformers",
+    "FinetuneReport": "bertwatt.integrations.report",
+    "measure_finetune": "bertwatt.integrations.finetune",
+    "measure_inference": "bertwatt.integrations.inference",
 }
 
 

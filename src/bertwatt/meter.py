@@ -36,7 +36,7 @@ from bertwatt.timeline import ChannelTimeline
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
 
-__all__ = ["EnergyMeter", "WindowEnergy"]
+__all__ = ["EnergyMeter", "WindowEnergy", "emit_warnings"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,37 @@ def total_of(values: dict[Channel, float]) -> tuple[float | None, str]:
         return sum(system.values()), f"whole-system channel(s) {names}; components shown apart"
     names = ", ".join(sorted(c.name for c in counted))
     return sum(counted.values()), f"sum of {names}"
+
+
+def emit_warnings(report: EnergyReport, stacklevel: int = 2) -> None:
+    """Warn (EstimateWarning / MeasurementWarning) about the doubts a report carries.
+
+    ``stacklevel`` counts from the caller of this function, as in :func:`warnings.warn`.
+    """
+    stacklevel += 1
+    counted = [c for c in report.channels if c.counted]
+    estimated = [c.name for c in counted if c.provenance.kind == "estimated"]
+    if estimated:
+        warnings.warn(
+            f"bertwatt: {', '.join(estimated)} estimated, not measured (see the report's "
+            "provenance for the model and its assumptions)",
+            EstimateWarning,
+            stacklevel=stacklevel,
+        )
+    low = [c.name for c in counted if c.energy_j is not None and c.coverage < 0.95]
+    if report.energy_j is None:
+        warnings.warn(
+            "bertwatt: no energy was measured; report.unavailable says why and how to fix it",
+            MeasurementWarning,
+            stacklevel=stacklevel,
+        )
+    elif low:
+        warnings.warn(
+            f"bertwatt: {', '.join(low)} covered less than 95% of the window; the energy is a "
+            "lower bound (see report.warnings)",
+            MeasurementWarning,
+            stacklevel=stacklevel,
+        )
 
 
 class EnergyMeter:
@@ -305,16 +336,17 @@ class EnergyMeter:
         ]
         return [BackendGroup(backend, tls, interval_ns)]
 
-    def stop(self) -> EnergyReport:
+    def stop(self, *, warn: bool = True) -> EnergyReport:
         """Close the window, stop sampling, build and return the report (also ``.report``).
 
-        Emits one :class:`~bertwatt.errors.EstimateWarning` when a counted figure is estimated
-        and one :class:`~bertwatt.errors.MeasurementWarning` when a counted channel covered
-        less than 95 % of the window or nothing was measured; the details are in the report.
+        With ``warn`` (default), emits one :class:`~bertwatt.errors.EstimateWarning` when a
+        counted figure is estimated and one :class:`~bertwatt.errors.MeasurementWarning` when a
+        counted channel covered less than 95 % of the window or nothing was measured; the
+        details are in the report either way. Integrations that report on their own pass False.
         """
-        return self._stop(stacklevel=3)
+        return self._stop(stacklevel=3, warn=warn)
 
-    def _stop(self, *, stacklevel: int) -> EnergyReport:
+    def _stop(self, *, stacklevel: int, warn: bool = True) -> EnergyReport:
         with self._lock:
             w = self._window
             if w is None or w.stopped:
@@ -354,40 +386,16 @@ class EnergyMeter:
             try:
                 write_report(report, w.config.output)
             except ReportError as err:  # keep the report in memory; say so where it is seen
+                report.warnings.append(f"the final report was not written: {err}")
                 warnings.warn(
                     f"bertwatt: the final report was not written: {err}; it is still in "
                     "meter.report",
                     MeasurementWarning,
                     stacklevel=stacklevel,
                 )
-        self._warn(report, stacklevel + 1)
+        if warn:
+            emit_warnings(report, stacklevel)
         return report
-
-    @staticmethod
-    def _warn(report: EnergyReport, stacklevel: int) -> None:
-        counted = [c for c in report.channels if c.counted]
-        estimated = [c.name for c in counted if c.provenance.kind == "estimated"]
-        if estimated:
-            warnings.warn(
-                f"bertwatt: {', '.join(estimated)} estimated, not measured (see the report's "
-                "provenance for the model and its assumptions)",
-                EstimateWarning,
-                stacklevel=stacklevel,
-            )
-        low = [c.name for c in counted if c.energy_j is not None and c.coverage < 0.95]
-        if report.energy_j is None:
-            warnings.warn(
-                "bertwatt: no energy was measured; report.unavailable says why and how to fix it",
-                MeasurementWarning,
-                stacklevel=stacklevel,
-            )
-        elif low:
-            warnings.warn(
-                f"bertwatt: {', '.join(low)} covered less than 95% of the window; the energy is a "
-                "lower bound (see report.warnings)",
-                MeasurementWarning,
-                stacklevel=stacklevel,
-            )
 
     def __enter__(self) -> EnergyMeter:
         return self.start()
@@ -481,8 +489,25 @@ class EnergyMeter:
             complete=all(v is not None for v in channels.values()),
         )
 
-    def begin(self, name: str) -> None:
-        """Open the named phase ``name`` (phases may nest and overlap; names are reusable)."""
+    @staticmethod
+    def _check_mark(w: _Window, at: object, *, after: int | None = None) -> int:
+        n = len(w.marks)
+        if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at < n:
+            raise ConfigError(f"at={at!r} is not a mark of this window (0..{n - 1})")
+        if at < w.start_mark:
+            raise ConfigError(f"mark {at} comes before the window start")
+        if after is not None and at < after:
+            raise ConfigError(f"end mark {at} comes before the phase's begin mark {after}")
+        return at
+
+    def begin(self, name: str, *, at: int | None = None) -> None:
+        """Open the named phase ``name`` (phases may nest and overlap; names are reusable).
+
+        Args:
+            name: the phase name.
+            at: an existing mark (from :meth:`mark`) to open the phase at, so that several
+                phases and step records can share one edge exactly; default: a new edge now.
+        """
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"a phase name must be a non-empty string, got {name!r}")
         with self._lock:
@@ -490,18 +515,29 @@ class EnergyMeter:
             ph = w.phases.setdefault(name, _Phase())
             if ph.open_mark is not None:
                 raise ConfigError(f"phase {name!r} is already open; end({name!r}) it first")
+            if at is not None:
+                ph.open_mark = self._check_mark(w, at)
+                return
             self._sync_cuda()
             ph.open_mark = self._mark_locked(w)
 
-    def end(self, name: str) -> WindowEnergy:
-        """Close the named phase and return the energy of this occurrence, as known now."""
+    def end(self, name: str, *, at: int | None = None) -> WindowEnergy:
+        """Close the named phase and return the energy of this occurrence, as known now.
+
+        Args:
+            name: the phase name.
+            at: an existing mark to close the phase at (see :meth:`begin`); default: now.
+        """
         with self._lock:
             w = self._require()
             ph = w.phases.get(name)
             if ph is None or ph.open_mark is None:
                 raise ConfigError(f"phase {name!r} is not open")
-            self._sync_cuda()
-            end = self._mark_locked(w)
+            if at is not None:
+                end = self._check_mark(w, at, after=ph.open_mark)
+            else:
+                self._sync_cuda()
+                end = self._mark_locked(w)
             start = ph.open_mark
             ph.intervals.append((start, end))
             ph.open_mark = None

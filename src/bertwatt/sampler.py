@@ -47,6 +47,7 @@ class BackendGroup:
         "lock",
         "next_due_ns",
         "read_lock",
+        "read_started_ns",
         "reads",
         "skipped_edges",
         "thread",
@@ -67,6 +68,7 @@ class BackendGroup:
         self.interval_ns = self.base_interval_ns
         self.lock = threading.Lock()
         self.read_lock = threading.Lock()
+        self.read_started_ns = 0
         self.skipped_edges = 0
         self.next_due_ns = 0
         self.consecutive_errors = 0
@@ -106,11 +108,19 @@ class BackendGroup:
         ``lock`` is taken only to record, so a read that stalls never blocks marks, snapshots or
         reports. With ``wait_s``, give up if another read is still running after that long.
         """
-        if not self.read_lock.acquire(timeout=-1 if wait_s is None else wait_s):
-            self.skipped_edges += 1
-            return False
+        if wait_s is not None and not self.read_lock.acquire(blocking=False):
+            # Another read is running. One stalled for longer than wait_s already (a GPU that
+            # fell off the bus) is skipped at once, so a stall costs each edge nothing.
+            started = self.read_started_ns
+            stalled = started and clock.monotonic_ns() - started > wait_s * 1e9
+            if stalled or not self.read_lock.acquire(timeout=wait_s):
+                self.skipped_edges += 1
+                return False
+        elif wait_s is None:
+            self.read_lock.acquire()
         try:
             t0 = clock.monotonic_ns()
+            self.read_started_ns = t0
             try:
                 values, errors = self.backend.read()
             except Exception as err:
@@ -124,6 +134,7 @@ class BackendGroup:
                 self._on_ok()
             return True
         finally:
+            self.read_started_ns = 0
             self.read_lock.release()
 
     def sample_unlocked_read(self, clock: Clock) -> None:

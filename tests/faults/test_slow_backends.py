@@ -144,3 +144,23 @@ def test_a_stalled_fast_backend_does_not_hold_up_edges_snapshots_or_stop():
     assert report.channel("g").energy_j > 0
     assert report.channel("g").coverage < 0.9
     assert any("did not answer" in w for w in report.warnings)
+
+
+def test_edges_skip_a_stalled_fast_backend_at_once():
+    """After the first edge has waited for a stalled read, later edges do not wait at all."""
+    stalling = FakeBackend(
+        name="gpu", channels=[FakeChannel("g", 200.0, kind="counter")], clock=SystemClock()
+    ).hang(at_s=0.1, for_s=HANG_S)
+    meter = EnergyMeter(backends=[stalling], interval_s=0.02, slow_read_timeout_s=0.2)
+    try:
+        meter.start()
+        time.sleep(0.6)  # stalled for longer than the edge wait
+        t0 = time.monotonic()
+        for _ in range(50):
+            meter.mark()
+        fifty_edges_s = time.monotonic() - t0
+        meter.stop()
+    finally:
+        stalling.release()
+    # 50 edges that each waited 0.25 s would take 12.5 s
+    assert fifty_edges_s < 1.0

@@ -47,7 +47,8 @@ def test_plugin_module_imports_nothing_heavy():
 
     code = (
         "import sys, bertwatt.testing.pytest_plugin as p\n"
-        "print([m for m in ('torch','transformers','pynvml','numpy','pydantic') if m in sys.modules])"
+        "heavy = ('torch', 'transformers', 'pynvml', 'numpy', 'pydantic')\n"
+        "print([m for m in heavy if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr

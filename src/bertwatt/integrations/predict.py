@@ -1,0 +1,185 @@
+"""Predicting a run's energy from its first steps, and the carbon factor for live figures.
+
+The prediction is deliberately simple and stated in full: energy measured so far (from train
+begin), plus the optimizer steps still to go times the mean energy per step of the latest half of
+the steps measured (the first steps of a run are slower: allocation, kernel selection, caches),
+plus the evaluations and checkpoints
+still to come times their measured mean. Steps carry the data-loading and logging energy between
+them, so nothing is double counted. At the end the report compares it with the actual energy.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bertwatt.integrations.session import FinetuneSession
+    from bertwatt.meter import EnergyMeter
+
+__all__ = ["IntensityNow", "Prediction", "predict_run"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A whole-run energy prediction.
+
+    Attributes:
+        at_step: optimizer steps measured when it was made.
+        total_steps: optimizer steps of the whole run.
+        energy_j: predicted energy from train begin to train end (J).
+        basis: how it was computed, in words and numbers.
+        notes: what it leaves out.
+    """
+
+    at_step: int
+    total_steps: int
+    energy_j: float
+    basis: str
+    notes: tuple[str, ...] = ()
+
+    def message(self) -> str:
+        """A one-line log message."""
+        return (
+            f"predicted energy of the run after {self.at_step}/{self.total_steps} steps: "
+            f"{self.energy_j:,.1f} J ({self.energy_j / 3.6e6:.6f} kWh)"
+        )
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def predict_run(session: FinetuneSession) -> Prediction | None:
+    """Predict the energy from train begin to train end, or None when too little is known."""
+    total = session.total_steps
+    meter = session.meter
+    if not total or session.train_start_mark is None or not meter.running:
+        return None
+    log = session.step_log
+    log.resolve(meter)
+    records = [
+        (log.steps[k], log.energy_j[k])
+        for k in range(len(log))
+        if log.resolved[k] and math.isfinite(log.energy_j[k])
+    ]
+    if len(records) >= 2:
+        # Leave the warm-up out: use the most recent half of the measured steps.
+        records = records[len(records) // 2 :]
+    steps_known = sum(s for s, _ in records)
+    if not steps_known:
+        return None
+    j_per_step = sum(e for _, e in records) / steps_known
+    chain = session._chain
+    if chain is not None and session.mode == "train":
+        ref = chain
+        steps_at_ref = session.steps_done - log.pending_steps
+    else:
+        ref = meter.mark()
+        steps_at_ref = session.steps_done
+    so_far = meter.energy_between(session.train_start_mark, ref)
+    if so_far.energy_j is None:
+        return None
+    remaining = max(0, total - steps_at_ref)
+    energy = so_far.energy_j + remaining * j_per_step
+    basis = [
+        f"{so_far.energy_j:,.1f} J measured over the first {steps_at_ref} of {total} steps",
+        f"plus {remaining} steps x {j_per_step:.4g} J per step (mean of the latest "
+        f"{steps_known} measured steps, the earlier half left out as warm-up)",
+    ]
+    train = session.counts.get("train")
+    if train is not None and session.steps_done:
+        basis.append(
+            f"at {train.tokens_padded / session.steps_done:,.0f} tokens processed per step so far"
+        )
+    notes: list[str] = []
+    for mode, expected, what in (
+        ("eval", session.expected_evals, "evaluation"),
+        ("checkpoint", session.expected_saves, "checkpoint"),
+    ):
+        if not expected:
+            continue
+        done = session.mode_energies.get(mode, [])
+        left = max(0, expected - len(done))
+        if not left:
+            continue
+        mean = _mean(done)
+        if mean is None:
+            notes.append(f"{left} {what}(s) still to come are not included: none measured yet")
+            continue
+        energy += left * mean
+        basis.append(f"plus {left} {what}(s) x {mean:.4g} J (mean of {len(done)} measured)")
+    return Prediction(
+        at_step=session.steps_done,
+        total_steps=total,
+        energy_j=energy,
+        basis="; ".join(basis),
+        notes=tuple(notes),
+    )
+
+
+class IntensityNow:
+    """gCO2e per kWh of IT energy (intensity x PUE) right now, for live log figures.
+
+    Static intensities and series are supported; a live provider's latest reading is used when
+    one has arrived. None when no carbon intensity is configured or bertwatt.carbon is missing.
+    The final report's emissions come from :mod:`bertwatt.carbon` (integrated over the run),
+    not from this.
+    """
+
+    def __init__(self, meter: EnergyMeter) -> None:
+        self._meter = meter
+        self._resolved = False
+        self._intensity: Any = None
+        self._pue = 1.0
+
+    def _resolve(self) -> None:
+        self._resolved = True
+        try:
+            from bertwatt.carbon.intensity import as_intensity
+            from bertwatt.config import zone_from_env
+        except ImportError:
+            return
+        carbon = self._meter.carbon
+        if carbon is None:
+            carbon = zone_from_env()
+        if carbon is None:
+            return
+        try:
+            self._intensity = as_intensity(carbon)
+        except Exception as err:
+            logger.debug("carbon intensity %r unusable for live figures: %s", carbon, err)
+            return
+        self._pue = float(self._meter.pue or 1.0)
+
+    def __call__(self) -> float | None:
+        """The factor in gCO2e/kWh, or None."""
+        if not self._resolved:
+            self._resolve()
+        ci = self._intensity
+        if ci is None:
+            return None
+        g = getattr(ci, "g_per_kwh", None)
+        if g is None:
+            points = getattr(ci, "points", None)
+            if points:
+                i = bisect.bisect_right([p[0] for p in points], time.time()) - 1
+                g = points[max(0, i)][1]
+            else:
+                reading_fn = getattr(ci, "reading", None)
+                reading = None
+                if callable(reading_fn):
+                    try:
+                        reading = reading_fn(timeout_s=0)
+                    except Exception:
+                        reading = None
+                g = getattr(reading, "g_per_kwh", None)
+        if g is None:
+            return None
+        return float(g) * self._pue

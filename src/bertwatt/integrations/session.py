@@ -1,0 +1,382 @@
+"""The bookkeeping behind :class:`~bertwatt.EnergyCallback` and ``measure_finetune``.
+
+A :class:`FinetuneSession` drives meter phases from training events and attributes work to them.
+The run is partitioned into *modes*, one at a time: ``train`` (optimizer steps, data loading,
+logging), ``eval``, ``checkpoint``, ``predict`` (or any name a plain loop uses). Training pauses
+while another mode runs, so the ``train`` phase is training alone; ``epoch-N`` phases pause with
+it. Optimizer steps are tiled by meter marks into :class:`~bertwatt.integrations.steps.StepLog`
+records. Forward calls of the watched model are counted (:mod:`~bertwatt.integrations.tokens`)
+into the current step (training) or the current mode.
+
+Plain training loops get a session as their ``tracker``::
+
+    def train(tracker):
+        tracker.watch(model)                 # count tokens of every forward call
+        for batch in loader:
+            loss = model(**batch).loss
+            loss.backward(); opt.step(); opt.zero_grad()
+            tracker.step()                   # one optimizer step ends here
+        with tracker.phase("eval"):
+            evaluate(model)
+
+    report = measure_finetune(train)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from bertwatt.errors import ConfigError
+from bertwatt.integrations.steps import StepLog
+from bertwatt.integrations.tokens import TokenCounter, WorkCounts
+
+if TYPE_CHECKING:
+    from bertwatt.integrations.predict import Prediction
+    from bertwatt.integrations.report import FinetuneReport
+    from bertwatt.meter import EnergyMeter
+    from bertwatt.report.models import EnergyReport
+
+__all__ = ["FinetuneSession"]
+
+logger = logging.getLogger(__name__)
+
+_J_PER_KWH = 3.6e6
+#: Modes a non-training forward call may leave for an automatically opened ``eval``.
+_EVAL_FROM = (None, "train", "checkpoint")
+
+
+class FinetuneSession:
+    """Phases, optimizer steps and tokens of one fine-tuning run, measured on ``meter``.
+
+    Args:
+        meter: the meter (started by the caller before :meth:`begin_train`).
+        max_step_records: per-step records kept before neighbours are merged (memory bound).
+        predict_after_steps: predict the whole run's energy after this many optimizer steps
+            (None: 10% of the run, at least 10 steps; 0: never).
+        total_steps: optimizer steps of the whole run, for the prediction.
+        pad_token_id: padding id, used only for batches without an attention mask.
+        auto_eval: route forward calls by ``module.training`` and open an ``eval`` phase when the
+            model runs in eval mode outside one (the Trainer path). False: attribute forward
+            calls to the current mode (plain loops).
+    """
+
+    def __init__(
+        self,
+        meter: EnergyMeter,
+        *,
+        max_step_records: int = 2048,
+        predict_after_steps: int | None = None,
+        total_steps: int | None = None,
+        pad_token_id: int | None = None,
+        auto_eval: bool = False,
+    ) -> None:
+        if isinstance(max_step_records, bool) or not isinstance(max_step_records, int):
+            raise ConfigError(f"max_step_records must be an int >= 2, got {max_step_records!r}")
+        if max_step_records < 2:
+            raise ConfigError(f"max_step_records must be >= 2, got {max_step_records!r}")
+        if predict_after_steps is not None and (
+            isinstance(predict_after_steps, bool)
+            or not isinstance(predict_after_steps, int)
+            or predict_after_steps < 0
+        ):
+            raise ConfigError(
+                f"predict_after_steps must be an int >= 0 or None, got {predict_after_steps!r}"
+            )
+        self.meter = meter
+        self.step_log = StepLog(max_step_records)
+        self.train_tokens = TokenCounter(pad_token_id)
+        self.other_tokens = TokenCounter(pad_token_id)
+        self.auto_eval = auto_eval
+        self.predict_after_steps = predict_after_steps
+        self.total_steps = total_steps
+        self.expected_evals: int | None = None
+        self.expected_saves: int | None = None
+        self.counts: dict[str, WorkCounts] = {}
+        self.phase_steps: dict[str, int] = {}
+        self.mode_energies: dict[str, list[float]] = {}
+        self.modes_used: list[str] = []
+        self.mode: str | None = None
+        self.epoch: str | None = None
+        self.steps_done = 0
+        self.warnings: list[str] = []
+        self.prediction: Prediction | None = None
+        self.train_start_mark: int | None = None
+        self.train_end_mark: int | None = None
+        self.extra: dict[str, Any] = {}
+        self.grouped_by_length: bool | None = None
+        self.grouping_hint: str | None = None
+        self.perspective: dict[str, Any] = {}
+        self._chain: int | None = None
+        self._hooks: list[Any] = []
+        from bertwatt.integrations.predict import IntensityNow
+
+        self.intensity_now = IntensityNow(meter)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def running(self) -> bool:
+        """True while the meter runs."""
+        return self.meter.running
+
+    def warn(self, message: str) -> None:
+        """Record a problem for the report (once per message)."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            logger.warning("bertwatt: %s", message)
+
+    def _count(self, names: tuple[str | None, ...], counts: WorkCounts, steps: int) -> None:
+        for name in names:
+            if name is None:
+                continue
+            self.counts.setdefault(name, WorkCounts()).add(counts)
+            self.phase_steps[name] = self.phase_steps.get(name, 0) + steps
+
+    # ------------------------------------------------------------------ modes
+    def begin_train(self) -> None:
+        """Training starts: remember the edge and enter the ``train`` mode."""
+        self.train_start_mark = self.meter.mark()
+        self.train_end_mark = None
+        self.set_mode("train")
+
+    def end_train(self) -> None:
+        """Training ends: close every phase and remember the edge."""
+        if self.epoch is not None:
+            self.epoch_end()
+        self.set_mode(None)
+        if self.running:
+            self.train_end_mark = self.meter.mark()
+
+    def set_mode(self, mode: str | None) -> None:
+        """Leave the current mode and enter ``mode`` (None: no phase open)."""
+        if mode == self.mode or not self.running:
+            if not self.running:
+                self.mode = mode
+            return
+        self._leave()
+        self.mode = mode
+        if mode is None:
+            return
+        if mode not in self.modes_used:
+            self.modes_used.append(mode)
+        if mode != "train":
+            self.meter.begin(mode)
+            return
+        m = self.meter.mark()  # one edge shared by the phases and the first step record
+        self.meter.begin(mode, at=m)
+        if self.epoch is not None:
+            self.meter.begin(self.epoch, at=m)
+        self._chain = m
+
+    def _leave(self) -> None:
+        mode = self.mode
+        if mode is None:
+            return
+        if mode == "train":
+            m = self._close_block()
+            rest = self.train_tokens.take()
+            if rest.batches:  # forward calls after the last step (no optimizer step)
+                self._count(("train", self.epoch), rest, 0)
+            if self.epoch is not None:
+                self.meter.end(self.epoch, at=m)
+            self.meter.end("train", at=m)
+            self._chain = None
+            return
+        counts = self.other_tokens.take()
+        self._count((mode,), counts, counts.batches)
+        we = self.meter.end(mode)
+        if we.energy_j is not None:
+            self.mode_energies.setdefault(mode, []).append(we.energy_j)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Run a block as mode ``name`` (training pauses), then return to the previous mode."""
+        if not isinstance(name, str) or not name.strip() or name.startswith("epoch-"):
+            raise ConfigError(
+                f"a phase name must be a non-empty string not starting with 'epoch-', got {name!r}"
+            )
+        previous = self.mode
+        self.set_mode(name)
+        try:
+            yield
+        finally:
+            self.set_mode(previous)
+
+    def epoch_begin(self, name: str) -> None:
+        """An epoch starts (phase ``name``, e.g. ``epoch-1``)."""
+        if self.epoch is not None:
+            self.epoch_end()
+        self.epoch = name
+        if self.mode == "train" and self.running:
+            m = self._close_block()
+            self.meter.begin(name, at=m)
+            self._chain = m
+
+    def epoch_end(self) -> None:
+        """The current epoch ends."""
+        if self.epoch is None:
+            return
+        if self.mode == "train" and self.running:
+            m = self._close_block()
+            rest = self.train_tokens.take()
+            if rest.batches:
+                self._count(("train", self.epoch), rest, 0)
+            self.meter.end(self.epoch, at=m)
+        self.epoch = None
+
+    def restart_chain(self) -> None:
+        """Start the next step's record here (leaves work just done, e.g. a save, out of steps)."""
+        if self.mode == "train" and self.running and self.step_log.pending_steps == 0:
+            self._chain = self.meter.mark()
+
+    # ------------------------------------------------------------------ steps and tokens
+    def _close_block(self) -> int:
+        """Mark an edge now; close the pending step records there. Returns the mark."""
+        m = self.meter.mark()
+        if self.step_log.pending_steps and self._chain is not None:
+            self.step_log.close(self._chain, m, self.meter)
+            self._chain = m
+        return m
+
+    def step_end(self, step: int | None = None) -> None:
+        """One optimizer step ended (its forward calls have been observed or counted)."""
+        if not self.running:
+            return
+        if self.mode != "train":
+            self.set_mode("train")
+        counts = self.train_tokens.take()
+        self.steps_done += 1
+        self._count(("train", self.epoch), counts, 1)
+        if self.step_log.add_step(step if step is not None else self.steps_done, counts):
+            self._close_block()
+        self._maybe_predict()
+
+    def observe(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, training: bool) -> None:
+        """Queue one forward call of the watched model."""
+        if not self.running:
+            return
+        if self.auto_eval:
+            if training:
+                self.train_tokens.observe(args, kwargs)
+                return
+            if self.mode in _EVAL_FROM:
+                self.set_mode("eval")
+            self.other_tokens.observe(args, kwargs)
+            return
+        if self.mode in (None, "train"):
+            self.train_tokens.observe(args, kwargs)
+        else:
+            self.other_tokens.observe(args, kwargs)
+
+    def watch(self, model: Any) -> None:
+        """Count the tokens of every forward call of ``model`` (a ``torch.nn.Module``)."""
+        session = self
+
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            try:
+                session.observe(args, kwargs, training=bool(getattr(module, "training", True)))
+            except Exception as err:  # counting must never break a forward call
+                session.warn(f"token counting failed and was skipped: {type(err).__name__}: {err}")
+
+        if self.train_tokens.pad_token_id is None:
+            pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+            if isinstance(pad, int):
+                self.train_tokens.pad_token_id = pad
+                self.other_tokens.pad_token_id = pad
+        self._hooks.append(model.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def unwatch(self) -> None:
+        """Remove the forward hooks installed by :meth:`watch`."""
+        for h in self._hooks:
+            try:
+                h.remove()
+            except Exception as err:  # pragma: no cover - defensive
+                logger.debug("removing a forward hook failed: %s", err)
+        self._hooks.clear()
+
+    def count(self, batch: Mapping[str, Any]) -> None:
+        """Count a batch now (plain loops that do not :meth:`watch` the model)."""
+        target = self.train_tokens if self.mode in (None, "train") else self.other_tokens
+        target.observe((), batch)
+
+    def step(
+        self,
+        batch: Mapping[str, Any] | None = None,
+        *,
+        examples: int | None = None,
+        tokens_padded: int | None = None,
+        tokens_nonpadding: int | None = None,
+    ) -> None:
+        """End one optimizer step of a plain loop.
+
+        Args:
+            batch: the step's batch (``input_ids``/``attention_mask``), counted now. Leave it out
+                when the model is watched (its forward calls are already counted).
+            examples, tokens_padded, tokens_nonpadding: explicit counts instead of a batch.
+        """
+        if batch is not None:
+            self.count(batch)
+        if examples is not None or tokens_padded is not None or tokens_nonpadding is not None:
+            padded = int(tokens_padded or 0)
+            nonpad = int(tokens_nonpadding if tokens_nonpadding is not None else padded)
+            self.train_tokens.add_counts(WorkCounts(int(examples or 0), 1, padded, nonpad), [])
+        self.step_end()
+
+    # ------------------------------------------------------------------ prediction and live figures
+    def _maybe_predict(self) -> None:
+        total = self.total_steps
+        if self.prediction is not None or not total or self.predict_after_steps == 0:
+            return
+        after = self.predict_after_steps
+        if after is None:
+            after = max(10, math.ceil(0.1 * total))
+        if self.steps_done < after or self.steps_done >= total:
+            return
+        from bertwatt.integrations.predict import predict_run
+
+        self.prediction = predict_run(self)
+        if self.prediction is not None:
+            logger.info("bertwatt: %s", self.prediction.message())
+
+    def live_metrics(self) -> dict[str, float]:
+        """``energy/...`` figures for the Trainer's log (cheap: no report is built)."""
+        from bertwatt.integrations.predict import predict_run
+
+        out: dict[str, float] = {}
+        snap = self.meter.snapshot()
+        if snap.energy_j is not None:
+            out["energy/kwh"] = snap.energy_j / _J_PER_KWH
+            if snap.duration_s > 0:
+                out["energy/mean_power_w"] = snap.energy_j / snap.duration_s
+        self.step_log.resolve(self.meter)
+        steps, energy, counts, _ = self.step_log.totals()
+        if steps:
+            out["energy/j_per_step"] = energy / steps
+        if counts.examples:
+            out["energy/j_per_example"] = energy / counts.examples
+        if counts.tokens_padded:
+            out["energy/j_per_token"] = energy / counts.tokens_padded
+        if counts.tokens_nonpadding:
+            out["energy/j_per_token_nonpadding"] = energy / counts.tokens_nonpadding
+        train = self.counts.get("train")
+        if train is not None and train.padding_share is not None:
+            out["energy/padding_share"] = train.padding_share
+        factor = self.intensity_now()
+        if factor is not None and snap.energy_j is not None:
+            out["energy/gco2e"] = snap.energy_j / _J_PER_KWH * factor
+        if self.prediction is not None:
+            now = predict_run(self) or self.prediction
+            out["energy/predicted_kwh"] = now.energy_j / _J_PER_KWH
+            if factor is not None:
+                out["energy/predicted_gco2e"] = now.energy_j / _J_PER_KWH * factor
+        return out
+
+    # ------------------------------------------------------------------ report
+    def build_report(self, base: EnergyReport) -> FinetuneReport:
+        """The :class:`FinetuneReport` of this session on top of the meter's report ``base``."""
+        from bertwatt.integrations.build import build_finetune_report
+
+        return build_finetune_report(self, base)

@@ -1,0 +1,452 @@
+"""Hugging Face ``Trainer`` integration: :class:`EnergyCallback` and :func:`measure_finetune`.
+
+::
+
+    from bertwatt import EnergyCallback
+
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
+                      callbacks=[EnergyCallback(carbon="FR")])
+    trainer.train()
+    print(trainer.callback_handler.callbacks[-1].report.summary())
+
+or, in one call, training then evaluation::
+
+    report = bertwatt.measure_finetune(trainer, carbon="FR")
+
+What the callback does, at negligible cost per step:
+
+- starts a meter at train begin (unless one is already running) and stops it at train end;
+- phases ``train`` (paused during evaluations and checkpoints), ``epoch-N``, ``eval``,
+  ``checkpoint``; every optimizer step is closed by a meter mark (counter channels are read
+  exactly there), so per-step energies tile training;
+- counts examples, tokens processed (padding included) and non-padding tokens of every forward
+  call of the model, with a forward pre-hook: the tensors the model really receives, whatever the
+  collator, in the main process, so DataLoader workers and gradient accumulation are handled;
+- adds ``energy/...`` keys (kWh so far, mean W, J per step / example / token, padding share,
+  gCO2e when a carbon intensity is configured, the predicted total) to every Trainer log, so they
+  reach TensorBoard, W&B, MLflow and the rest through ``report_to``;
+- writes the report (``report.json`` and ``summary.txt``) to ``<output_dir>/bertwatt/`` at the end
+  and on every checkpoint;
+- never raises into the training loop (every event is guarded; problems go to the report's
+  warnings) and never touches tensors' values, random state or the control flow, so training
+  results are identical with and without it.
+
+The Trainer calls ``report_to`` integrations before user callbacks. So that they see the energy
+keys, the callback moves itself right after ``DefaultFlowCallback`` in the Trainer's callback list
+at train begin (:meth:`EnergyCallback.attach` does it explicitly).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from os import PathLike
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+from transformers import TrainerCallback
+
+from bertwatt.errors import ConfigError
+from bertwatt.integrations.finetune import measure_finetune
+from bertwatt.integrations.inference import measure_inference
+from bertwatt.integrations.perspective import _positive
+from bertwatt.integrations.report import FinetuneReport, InferenceReport
+from bertwatt.integrations.session import FinetuneSession
+from bertwatt.meter import EnergyMeter, emit_warnings
+
+__all__ = [
+    "EnergyCallback",
+    "FinetuneReport",
+    "FinetuneSession",
+    "InferenceReport",
+    "measure_finetune",
+    "measure_inference",
+]
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guarded(fn: F) -> F:
+    """Run a callback event; log and record any exception instead of raising into training."""
+
+    @functools.wraps(fn)
+    def wrapper(self: EnergyCallback, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        try:
+            fn(self, args, state, control, **kwargs)
+        except Exception as err:
+            self._problem(fn.__name__, err)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _value(x: Any) -> str:
+    return str(getattr(x, "value", x))
+
+
+def _expected_events(args: Any, state: Any) -> tuple[int | None, int | None]:
+    """Evaluations and checkpoints this ``train()`` call will run (None: unknown).
+
+    Counted from the Trainer's strategies over the steps still to run (a resumed run starts at
+    ``state.global_step``), including the evaluation and save the Trainer adds at the last step.
+    """
+    max_steps = int(getattr(state, "max_steps", 0) or 0)
+    start = int(getattr(state, "global_step", 0) or 0)
+    epochs = math.ceil(float(getattr(state, "num_train_epochs", 0) or 0))
+    epochs_done = math.floor(float(getattr(state, "epoch", 0) or 0))
+
+    def count(strategy: str, every: Any) -> int | None:
+        if strategy == "steps":
+            n = int(every or 0)
+            if n <= 0 or max_steps <= 0:
+                return None
+            return max_steps // n - start // n + (1 if max_steps % n else 0)
+        if strategy == "epoch":
+            return max(0, epochs - epochs_done)
+        if strategy == "no":
+            return 0
+        return None
+
+    evals = count(_value(args.eval_strategy), getattr(state, "eval_steps", None))
+    if evals is not None and getattr(args, "eval_on_start", False):
+        evals += 1
+    saves = count(_value(args.save_strategy), getattr(state, "save_steps", None))
+    return evals, saves
+
+
+def _grouping(args: Any) -> tuple[bool, str]:
+    """Whether batches are grouped by length, and the setting that groups them in this version."""
+    strategy = getattr(args, "train_sampling_strategy", None)
+    if strategy is not None:
+        return (
+            strategy == "group_by_length",
+            "TrainingArguments(train_sampling_strategy='group_by_length')",
+        )
+    return bool(getattr(args, "group_by_length", False)), "TrainingArguments(group_by_length=True)"
+
+
+class EnergyCallback(TrainerCallback):
+    """Measure a ``transformers.Trainer`` run: energy per phase, per step and per token.
+
+    Args:
+        backends: exactly these backends; None auto-detects (as :class:`~bertwatt.EnergyMeter`).
+        meter: use this meter instead of building one (a running meter is left running at
+            train end; the report is built when it is stopped).
+        output: report JSON path. None: ``<output_dir>/bertwatt/report.json`` (one file per
+            process when ``world_size > 1``); False: write nothing.
+        log_metrics: add ``energy/...`` keys to the Trainer's logs.
+        max_step_records: per-step records kept before neighbours merge (bounds memory).
+        predict_after_steps: predict the run's energy after this many steps (None: 10% of the
+            run, at least 10; 0: never).
+        inference: reference for "the run equals N inference queries": an
+            :class:`InferenceReport` or J per query (None: this run's evaluation, if any).
+        pretraining_energy_kwh: energy of one pre-training run of the base model, to express the
+            run as a fraction of it; ``pretraining_source`` says where the figure is from.
+        **meter_options: any other :class:`~bertwatt.EnergyMeter` option (``interval_s``,
+            ``carbon``, ``pue``, ``baseline_s``, ``sync_cuda``, ``clock``, ...).
+
+    Raises:
+        ConfigError: an invalid option (at construction, never during training).
+    """
+
+    def __init__(
+        self,
+        backends: Any = None,
+        *,
+        meter: EnergyMeter | None = None,
+        output: str | PathLike[str] | bool | None = None,
+        log_metrics: bool = True,
+        max_step_records: int = 2048,
+        predict_after_steps: int | None = None,
+        inference: InferenceReport | float | None = None,
+        pretraining_energy_kwh: float | None = None,
+        pretraining_source: str | None = None,
+        **meter_options: Any,
+    ) -> None:
+        if meter is not None:
+            if not isinstance(meter, EnergyMeter):
+                raise ConfigError(f"meter must be an EnergyMeter, got {meter!r}")
+            if backends is not None or meter_options:
+                raise ConfigError(
+                    "give either meter= or meter options (backends, interval_s, ...), not both"
+                )
+        if output is True:
+            raise ConfigError("output must be a path, None (default location) or False")
+        if isinstance(inference, int | float) and not isinstance(inference, bool):
+            _positive("inference J per query", inference)
+        if pretraining_energy_kwh is not None:
+            _positive("pretraining_energy_kwh", pretraining_energy_kwh)
+        self.meter = meter if meter is not None else EnergyMeter(backends, **meter_options)
+        self.output = output
+        self.log_metrics = bool(log_metrics)
+        self._session_options: dict[str, Any] = {
+            "max_step_records": max_step_records,
+            "predict_after_steps": predict_after_steps,
+        }
+        FinetuneSession(self.meter, **self._session_options)  # validates the options now
+        self._perspective = {
+            "inference": inference,
+            "pretraining_energy_kwh": pretraining_energy_kwh,
+            "pretraining_source": pretraining_source,
+        }
+        self.session: FinetuneSession | None = None
+        self._external: FinetuneSession | None = None
+        self._report: FinetuneReport | None = None
+        self._owns_meter = False
+        self._in_train = False
+        self._best_save = False
+        self._report_path: Path | None = None
+        self._last_write = 0.0
+        self._problems: set[str] = set()
+
+    # ------------------------------------------------------------------ public
+    @property
+    def report(self) -> FinetuneReport:
+        """The report of the last training run (after ``trainer.train()`` returned)."""
+        if self._report is None and self.session is not None and not self.meter.running:
+            try:
+                base = self.meter.report
+            except ConfigError:
+                base = None
+            if base is not None:
+                self._report = self.session.build_report(base)
+        if self._report is None:
+            raise ConfigError(
+                "no report yet: it is built at the end of trainer.train() (or, with a meter "
+                "you started yourself, once you stop it)"
+            )
+        return self._report
+
+    def attach(self, trainer: Any) -> EnergyCallback:
+        """Add this callback to ``trainer`` right after its ``DefaultFlowCallback``, so that the
+        ``report_to`` integrations, which run after that, see the ``energy/...`` log keys."""
+        callbacks = trainer.callback_handler.callbacks
+        if not any(cb is self for cb in callbacks):
+            callbacks.append(self)
+        self._run_before_reporters(callbacks)
+        return self
+
+    # ------------------------------------------------------------------ internals
+    def _problem(self, event: str, err: BaseException) -> str:
+        message = f"EnergyCallback.{event} failed ({type(err).__name__}: {err}); training goes on"
+        if self.session is not None:
+            self.session.warn(message)
+        elif message not in self._problems:
+            logger.warning("bertwatt: %s", message)
+        self._problems.add(message)
+        logger.debug("bertwatt: EnergyCallback.%s traceback", event, exc_info=err)
+        return message
+
+    def _run_before_reporters(self, callbacks: list[Any]) -> None:
+        from transformers.trainer_callback import DefaultFlowCallback
+
+        mine = next((i for i, cb in enumerate(callbacks) if cb is self), None)
+        if mine is None:
+            return
+        flows = [i for i, cb in enumerate(callbacks) if isinstance(cb, DefaultFlowCallback)]
+        target = flows[-1] + 1 if flows else 0
+        if mine > target:
+            # Moving an item earlier while the handler iterates the list is safe: the items not
+            # yet visited keep their positions.
+            callbacks.pop(mine)
+            callbacks.insert(target, self)
+
+    def _find_callback_list(self) -> list[Any] | None:
+        """The Trainer's callback list, found on the calling ``CallbackHandler`` frame."""
+        frame: FrameType | None = sys._getframe(1)
+        for _ in range(8):
+            if frame is None:
+                return None
+            owner = frame.f_locals.get("self")
+            callbacks = getattr(owner, "callbacks", None)
+            if isinstance(callbacks, list) and any(cb is self for cb in callbacks):
+                return callbacks
+            frame = frame.f_back
+        return None
+
+    def _path(self, args: Any) -> Path | None:
+        if self.output is False:
+            return None
+        if self.output is not None:
+            return Path(self.output)
+        base = Path(getattr(args, "output_dir", None) or "trainer_output") / "bertwatt"
+        if int(getattr(args, "world_size", 1) or 1) > 1:
+            return base / f"report-rank{int(getattr(args, 'process_index', 0))}.json"
+        return base / "report.json"
+
+    def _write(self, report: FinetuneReport) -> None:
+        path = self._report_path
+        if path is None:
+            return
+        try:
+            report.to_json(path)
+            from bertwatt.report.io import write_text_atomic
+
+            write_text_atomic(path.with_name(path.stem + "-summary.txt"), report.summary() + "\n")
+        except Exception as err:  # a full disk must not end training
+            message = self._problem("write", err)
+            if message not in report.warnings:
+                report.warnings.append(message)
+        self._last_write = time.monotonic()
+
+    def _write_partial(self) -> None:
+        s = self.session
+        if s is None or self._report_path is None or not s.running:
+            return
+        self._write(s.build_report(self.meter.partial_report()))
+
+    def _after_flow(self, args: Any, control: Any) -> None:
+        s = self.session
+        if s is None:
+            return
+        if control.should_evaluate:
+            s.set_mode("eval")
+        elif control.should_save and not self._best_save:
+            s.set_mode("checkpoint")
+
+    def _back(self) -> str | None:
+        return "train" if self._in_train else None
+
+    # ------------------------------------------------------------------ events
+    @_guarded
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Start the meter (unless running), watch the model, open ``train``."""
+        callbacks = self._find_callback_list()
+        if callbacks is not None:
+            self._run_before_reporters(callbacks)
+        self._report = None
+        self._report_path = self._path(args)
+        self._best_save = _value(args.save_strategy) == "best"
+        if self._external is not None:
+            s = self._external
+        else:
+            s = FinetuneSession(self.meter, auto_eval=True, **self._session_options)
+            s.perspective = dict(self._perspective)
+        self.session = s
+        if not self.meter.running:
+            self.meter.start()
+            self._owns_meter = self._external is None
+        max_steps = int(getattr(state, "max_steps", 0) or 0)
+        # a resumed run starts at global_step: predict the steps this call will run
+        s.total_steps = max(0, max_steps - int(state.global_step or 0)) or None
+        s.expected_evals, s.expected_saves = _expected_events(args, state)
+        s.grouped_by_length, s.grouping_hint = _grouping(args)
+        pad = getattr(kwargs.get("processing_class"), "pad_token_id", None)
+        if isinstance(pad, int):
+            s.train_tokens.pad_token_id = s.other_tokens.pad_token_id = pad
+        model = kwargs.get("model")
+        if model is not None and not s._hooks:
+            s.watch(model)
+        s.extra.setdefault("trainer", {}).update(
+            {
+                "per_device_train_batch_size": args.per_device_train_batch_size,
+                "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                "max_steps": max_steps,
+                "start_step": int(state.global_step or 0),
+                "world_size": int(getattr(args, "world_size", 1) or 1),
+            }
+        )
+        self._in_train = True
+        s.begin_train()
+        if getattr(args, "eval_on_start", False):
+            s.set_mode("eval")
+        self._last_write = time.monotonic()
+
+    @_guarded
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Open ``epoch-N``."""
+        if self.session is not None:
+            self.session.epoch_begin(f"epoch-{math.floor(state.epoch or 0) + 1}")
+
+    @_guarded
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Close the optimizer step; pause training if an evaluation or save follows."""
+        if self.session is not None:
+            self.session.step_end(state.global_step)
+            self._after_flow(args, control)
+
+    @_guarded
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Close ``epoch-N``; pause training if an evaluation or save follows."""
+        if self.session is not None:
+            self.session.epoch_end()
+            self._after_flow(args, control)
+
+    @_guarded
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Close ``eval``; go on to the checkpoint or back to training."""
+        s = self.session
+        if s is None or s.mode != "eval":
+            return
+        if self._in_train and control.should_save and not self._best_save:
+            s.set_mode("checkpoint")
+        else:
+            s.set_mode(self._back())
+
+    @_guarded
+    def on_predict(
+        self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
+    ) -> None:
+        """Close ``predict`` (or an automatically opened ``eval``)."""
+        s = self.session
+        if s is not None and s.mode in ("eval", "predict"):
+            s.set_mode(self._back())
+
+    @_guarded
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Write the report so far; close ``checkpoint``."""
+        s = self.session
+        if s is None:
+            return
+        self._write_partial()
+        if s.mode == "checkpoint":
+            s.set_mode(self._back())
+        else:
+            s.restart_chain()
+
+    @_guarded
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        """Add ``energy/...`` figures to the log (and to ``state.log_history``)."""
+        s = self.session
+        if s is None or not s.running:
+            return
+        if self.log_metrics and isinstance(logs, dict):
+            history = getattr(state, "log_history", None)
+            last = history[-1] if history and isinstance(history[-1], dict) else None
+            # Trainer.log appended a copy of these logs (plus "step") just before on_log
+            same = last is not None and all(
+                k == "step" or (k in logs and logs[k] is v) for k, v in last.items()
+            )
+            figures = s.live_metrics()
+            logs.update(figures)
+            if same and last is not None:
+                last.update(figures)
+        interval = self.meter.config.checkpoint_interval_s
+        if time.monotonic() - self._last_write >= interval:
+            self._write_partial()
+
+    @_guarded
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Close the phases; stop the meter (if this callback started it) and write the report."""
+        s = self.session
+        self._in_train = False
+        if s is None:
+            return
+        s.end_train()
+        if self._external is not None:
+            return
+        s.unwatch()
+        if self._owns_meter and self.meter.running:
+            self._owns_meter = False
+            base = self.meter.stop(warn=False)
+            self._report = s.build_report(base)
+            self._write(self._report)
+            # Last, once the report is kept and written: with warnings turned into errors this
+            # may raise out of trainer.train(), but training is over and nothing is lost.
+            emit_warnings(self._report, stacklevel=2)
