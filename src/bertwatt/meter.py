@@ -22,16 +22,17 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
-from bertwatt.backends.base import Backend, Channel, Unavailable
+from bertwatt.backends.base import Backend, Channel
 from bertwatt.clock import Clock, SystemClock
 from bertwatt.config import MeterConfig, validate_pue
-from bertwatt.errors import ConfigError, EstimateWarning, MeasurementWarning
-from bertwatt.sampler import BackendGroup, Sampler
-from bertwatt.timeline import ChannelTimeline
+from bertwatt.errors import ConfigError, MeasurementWarning
+from bertwatt.probing import probe_backends
+from bertwatt.report.checks import emit_warnings
+from bertwatt.sampler import Sampler
+from bertwatt.window import Phase, Window, WindowEnergy, total_of
 
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
@@ -39,108 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["EnergyMeter", "WindowEnergy", "emit_warnings"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowEnergy:
-    """Energy between two marks, as far as it is known now.
-
-    Attributes:
-        duration_s: time between the marks.
-        energy_j: total over counted channels without double counting; None when no channel
-            has resolved both edges yet.
-        channels: per channel, joules or None while an edge is still unresolved (a blocking
-            backend has not delivered a sample past it yet).
-        complete: True when every channel resolved both edges.
-    """
-
-    duration_s: float
-    energy_j: float | None
-    channels: dict[str, float | None]
-    complete: bool
-
-
-@dataclass
-class _Phase:
-    intervals: list[tuple[int, int]] = field(default_factory=list)
-    open_mark: int | None = None
-
-
-@dataclass
-class _Window:
-    """Everything one start()/stop() cycle measured; read by report building."""
-
-    config: MeterConfig
-    clock: Clock
-    groups: tuple[BackendGroup, ...]
-    timelines: tuple[ChannelTimeline, ...]
-    unavailable: list[Unavailable]
-    sampler: Sampler
-    start_wall_ns: int
-    marks: list[int] = field(default_factory=list)
-    phases: dict[str, _Phase] = field(default_factory=dict)
-    start_mark: int = 0
-    end_mark: int | None = None
-    baseline_marks: tuple[int, int] | None = None
-    warnings: list[str] = field(default_factory=list)
-    stopped: bool = False
-
-    def frozen(self) -> _Window:
-        """A copy whose marks, phases and warnings no longer change (timelines are shared)."""
-        return replace(
-            self,
-            marks=list(self.marks),
-            phases={k: _Phase(list(v.intervals), v.open_mark) for k, v in self.phases.items()},
-            warnings=list(self.warnings),
-        )
-
-
-def total_of(values: dict[Channel, float]) -> tuple[float | None, str]:
-    """Sum channel energies without double counting; returns (total, basis sentence).
-
-    Channels marked ``counted=False`` (RAPL sub-zones, psys) never add. If a counted channel covers
-    the whole ``system`` (a wall plug), it is the total and component channels are shown beside it.
-    """
-    counted = {c: v for c, v in values.items() if c.counted}
-    if not counted:
-        return None, "no counted channel was measured"
-    system = {c: v for c, v in counted.items() if c.provenance.scope == "system"}
-    if system:
-        names = ", ".join(sorted(c.name for c in system))
-        return sum(system.values()), f"whole-system channel(s) {names}; components shown apart"
-    names = ", ".join(sorted(c.name for c in counted))
-    return sum(counted.values()), f"sum of {names}"
-
-
-def emit_warnings(report: EnergyReport, stacklevel: int = 2) -> None:
-    """Warn (EstimateWarning / MeasurementWarning) about the doubts a report carries.
-
-    ``stacklevel`` counts from the caller of this function, as in :func:`warnings.warn`.
-    """
-    stacklevel += 1
-    counted = [c for c in report.channels if c.counted]
-    estimated = [c.name for c in counted if c.provenance.kind == "estimated"]
-    if estimated:
-        warnings.warn(
-            f"bertwatt: {', '.join(estimated)} estimated, not measured (see the report's "
-            "provenance for the model and its assumptions)",
-            EstimateWarning,
-            stacklevel=stacklevel,
-        )
-    low = [c.name for c in counted if c.energy_j is not None and c.coverage < 0.95]
-    if report.energy_j is None:
-        warnings.warn(
-            "bertwatt: no energy was measured; report.unavailable says why and how to fix it",
-            MeasurementWarning,
-            stacklevel=stacklevel,
-        )
-    elif low:
-        warnings.warn(
-            f"bertwatt: {', '.join(low)} covered less than 95% of the window; the energy is a "
-            "lower bound (see report.warnings)",
-            MeasurementWarning,
-            stacklevel=stacklevel,
-        )
 
 
 class EnergyMeter:
@@ -215,7 +114,7 @@ class EnergyMeter:
         self.pue = pue
         self.clock: Clock = clock if clock is not None else SystemClock()
         self._lock = threading.RLock()
-        self._window: _Window | None = None
+        self._window: Window | None = None
         self._report: EnergyReport | None = None
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
@@ -241,53 +140,12 @@ class EnergyMeter:
             if self.running:
                 raise ConfigError("this EnergyMeter is already running; stop() it first")
             cfg = self.config
-            backends = self._resolve_backends()
-            gap_ns = int(max(5 * cfg.interval_s, 1.0) * 1e9)
-            interval_ns = int(cfg.interval_s * 1e9)
-            groups: list[BackendGroup] = []
-            unavailable: list[Unavailable] = []
-            seen: set[str] = set()
-            for backend in backends:
-                try:
-                    av = backend.probe()
-                except Exception as err:
-                    unavailable.append(
-                        Unavailable(
-                            what=getattr(backend, "name", repr(backend)),
-                            reason=f"probe() raised {type(err).__name__}: {err}",
-                        )
-                    )
-                    continue
-                unavailable.extend(av.unavailable)
-                channels = []
-                for ch in av.channels:
-                    if ch.name in seen:
-                        unavailable.append(
-                            Unavailable(
-                                what=f"{backend.name}:{ch.name}",
-                                reason=f"channel {ch.name} is already measured by another backend",
-                                fix="list each sensor in only one backend",
-                            )
-                        )
-                        continue
-                    seen.add(ch.name)
-                    channels.append(ch)
-                if not channels:
-                    continue
-                tls = [
-                    ChannelTimeline(ch, capacity=cfg.timeline_points, gap_ns=gap_ns)
-                    for ch in channels
-                ]
-                groups.append(_ChannelFilter.wrap(backend, av.channels, channels, tls, interval_ns))
-            if self._explicit is None and not any(
-                tl.channel.domain == "cpu" and tl.channel.counted
-                for g in groups
-                for tl in g.timelines
-            ):
-                groups.extend(self._estimate_group(cfg, gap_ns, interval_ns, unavailable))
+            groups, unavailable = probe_backends(
+                self._resolve_backends(), cfg, estimate_uncovered_cpu=self._explicit is None
+            )
             timelines = tuple(tl for g in groups for tl in g.timelines)
             sampler = Sampler(groups, self.clock)
-            window = _Window(
+            window = Window(
                 config=cfg,
                 clock=self.clock,
                 groups=tuple(groups),
@@ -312,29 +170,6 @@ class EnergyMeter:
             if cfg.output is not None:
                 self._start_checkpointer()
             return self
-
-    @staticmethod
-    def _estimate_group(
-        cfg: MeterConfig, gap_ns: int, interval_ns: int, unavailable: list[Unavailable]
-    ) -> list[BackendGroup]:
-        """The labelled CPU estimate, used automatically when no sensor measures the CPU."""
-        from bertwatt.backends import create
-
-        backend = create("estimate")
-        try:
-            av = backend.probe()
-        except Exception as err:
-            unavailable.append(
-                Unavailable(what="estimate", reason=f"probe() raised {type(err).__name__}: {err}")
-            )
-            return []
-        unavailable.extend(av.unavailable)
-        if not av.channels:
-            return []
-        tls = [
-            ChannelTimeline(ch, capacity=cfg.timeline_points, gap_ns=gap_ns) for ch in av.channels
-        ]
-        return [BackendGroup(backend, tls, interval_ns)]
 
     def stop(self, *, warn: bool = True) -> EnergyReport:
         """Close the window, stop sampling, build and return the report (also ``.report``).
@@ -434,7 +269,7 @@ class EnergyMeter:
         except Exception as err:  # a CUDA error must not end the measurement
             logger.debug("CUDA synchronize at a window edge failed: %s", err)
 
-    def _mark_locked(self, w: _Window, *, read: bool = True) -> int:
+    def _mark_locked(self, w: Window, *, read: bool = True) -> int:
         mark_id = len(w.marks)
         t = self.clock.monotonic_ns()
         w.marks.append(t)
@@ -446,7 +281,7 @@ class EnergyMeter:
             w.sampler.edge_read()
         return mark_id
 
-    def _require(self) -> _Window:
+    def _require(self) -> Window:
         w = self._window
         if w is None or w.stopped:
             raise ConfigError("the meter is not running: use it inside `with EnergyMeter():`")
@@ -490,7 +325,7 @@ class EnergyMeter:
         )
 
     @staticmethod
-    def _check_mark(w: _Window, at: object, *, after: int | None = None) -> int:
+    def _check_mark(w: Window, at: object, *, after: int | None = None) -> int:
         n = len(w.marks)
         if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at < n:
             raise ConfigError(f"at={at!r} is not a mark of this window (0..{n - 1})")
@@ -512,7 +347,7 @@ class EnergyMeter:
             raise ConfigError(f"a phase name must be a non-empty string, got {name!r}")
         with self._lock:
             w = self._require()
-            ph = w.phases.setdefault(name, _Phase())
+            ph = w.phases.setdefault(name, Phase())
             if ph.open_mark is not None:
                 raise ConfigError(f"phase {name!r} is already open; end({name!r}) it first")
             if at is not None:
@@ -644,48 +479,3 @@ class EnergyMeter:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<EnergyMeter {state} interval_s={self.config.interval_s:g}>"
-
-
-class _ChannelFilter:
-    """Builds a BackendGroup that records only the channels the meter kept.
-
-    A channel dropped at start (a duplicate name) is still read by its backend; this maps the
-    backend's value positions onto the kept timelines.
-    """
-
-    @staticmethod
-    def wrap(
-        backend: Backend,
-        all_channels: Sequence[Channel],
-        kept: Sequence[Channel],
-        timelines: Sequence[ChannelTimeline],
-        interval_ns: int,
-    ) -> BackendGroup:
-        if len(kept) == len(all_channels):
-            return BackendGroup(backend, timelines, interval_ns)
-        index = [list(all_channels).index(ch) for ch in kept]
-        return BackendGroup(_Subset(backend, index), timelines, interval_ns)
-
-
-class _Subset:
-    """A backend view that returns only some positions of the wrapped backend's reads."""
-
-    def __init__(self, inner: Backend, index: list[int]) -> None:
-        self.inner = inner
-        self.index = index
-        self.name = inner.name
-        self.blocking = inner.blocking
-
-    def probe(self) -> Any:  # pragma: no cover - the meter probes the inner backend
-        return self.inner.probe()
-
-    def read(self) -> tuple[list[float], dict[int, str] | None]:
-        values, errors = self.inner.read()
-        out = [values[i] if i < len(values) else float("nan") for i in self.index]
-        errs = None
-        if errors:
-            errs = {j: errors[i] for j, i in enumerate(self.index) if i in errors}
-        return out, errs
-
-    def close(self) -> None:
-        self.inner.close()

@@ -19,12 +19,13 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
+from typing import Any
 
-from bertwatt.backends.base import Backend
+from bertwatt.backends.base import Backend, Channel
 from bertwatt.clock import Clock
 from bertwatt.timeline import ChannelTimeline
 
-__all__ = ["BackendGroup", "Sampler"]
+__all__ = ["BackendGroup", "Sampler", "make_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -295,3 +296,45 @@ class Sampler:
             delay = (start + g.interval_ns - clock.monotonic_ns()) / 1e9
             if delay > 0 and clock.wait(stop, delay):
                 return
+
+
+def make_group(
+    backend: Backend,
+    all_channels: Sequence[Channel],
+    kept: Sequence[Channel],
+    timelines: Sequence[ChannelTimeline],
+    interval_ns: int,
+) -> BackendGroup:
+    """A BackendGroup recording only the channels the meter kept, in their order.
+
+    A channel dropped at start (a name another backend already measures) is still read by its
+    backend; the group maps the backend's value positions onto the kept timelines.
+    """
+    if len(kept) == len(all_channels):
+        return BackendGroup(backend, timelines, interval_ns)
+    index = [list(all_channels).index(ch) for ch in kept]
+    return BackendGroup(_Subset(backend, index), timelines, interval_ns)
+
+
+class _Subset:
+    """A backend view that returns only some positions of the wrapped backend's reads."""
+
+    def __init__(self, inner: Backend, index: list[int]) -> None:
+        self.inner = inner
+        self.index = index
+        self.name = inner.name
+        self.blocking = inner.blocking
+
+    def probe(self) -> Any:  # pragma: no cover - the meter probes the inner backend
+        return self.inner.probe()
+
+    def read(self) -> tuple[list[float], dict[int, str] | None]:
+        values, errors = self.inner.read()
+        out = [values[i] if i < len(values) else float("nan") for i in self.index]
+        errs = None
+        if errors:
+            errs = {j: errors[i] for j, i in enumerate(self.index) if i in errors}
+        return out, errs
+
+    def close(self) -> None:
+        self.inner.close()

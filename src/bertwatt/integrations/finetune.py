@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from bertwatt.errors import ConfigError
 from bertwatt.integrations.session import FinetuneSession
-from bertwatt.meter import EnergyMeter, emit_warnings
+from bertwatt.meter import EnergyMeter
+from bertwatt.report.checks import emit_warnings
 
 if TYPE_CHECKING:
     from bertwatt.integrations.report import FinetuneReport, InferenceReport

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bertwatt.errors import ConfigError
 from bertwatt.integrations.report import InferenceReport, figures_basis
 from bertwatt.integrations.tokens import TokenCounter, WorkCounts
-from bertwatt.meter import emit_warnings
+from bertwatt.report.checks import emit_warnings
 
 if TYPE_CHECKING:
     from bertwatt.meter import EnergyMeter

@@ -57,7 +57,8 @@ from bertwatt.integrations.inference import measure_inference
 from bertwatt.integrations.perspective import _positive
 from bertwatt.integrations.report import FinetuneReport, InferenceReport
 from bertwatt.integrations.session import FinetuneSession
-from bertwatt.meter import EnergyMeter, emit_warnings
+from bertwatt.meter import EnergyMeter
+from bertwatt.report.checks import emit_warnings
 
 __all__ = [
     "EnergyCallback",

@@ -28,7 +28,7 @@ from bertwatt.report.models import (
 from bertwatt.timeline import covered_ns, interpolate
 
 if TYPE_CHECKING:
-    from bertwatt.meter import _Window
+    from bertwatt.window import Window
 
 __all__ = ["build_report"]
 
@@ -68,7 +68,7 @@ class _Copy:
         return covered_ns(self.first_t, self.last_t, self.gaps, t0, t1)
 
 
-def _copy(window: _Window) -> list[_Copy]:
+def _copy(window: Window) -> list[_Copy]:
     out = []
     for g in window.groups:
         with g.lock:
@@ -111,9 +111,9 @@ def _utc(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
 
 
-def build_report(window: _Window, *, final: bool) -> EnergyReport:
+def build_report(window: Window, *, final: bool) -> EnergyReport:
     """Build the report of ``window``; ``final=False``: a partial report of a running window."""
-    from bertwatt.meter import total_of
+    from bertwatt.window import total_of
 
     copies = _copy(window)
     marks = list(window.marks)

@@ -137,8 +137,8 @@ def merge_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
     and the others are dropped, so shared sensors count once. The merged window runs from the
     earliest start to the latest end. Phases of the same name are merged per channel the same way.
     """
-    from bertwatt.meter import total_of
     from bertwatt.report.models import ChannelReport, EnergyReport, PhaseReport, kwh
+    from bertwatt.window import total_of
 
     reps = list(reports)
     if not reps:
