@@ -17,16 +17,17 @@ when the meter subtracts an idle baseline. "process" mode attributes this proces
 out the idle power it did not cause, like Green Algorithms (cores x TDP per core x usage factor;
 Lannelongue et al., Adv. Sci. 2021, doi:10.1002/advs.202100707) and CodeCarbon's process mode.
 
-TDP: ``tdp_w=``, else the packaged table (:func:`lookup_tdp`), else 12 W per usable logical CPU,
-Green Algorithms' per-core figure for an unknown CPU (row ``Any`` of ``data/TDP_cpu.csv``), which
-overstates where SMT siblings share a core. TDP is a thermal design figure, not measured power:
-turbo can exceed it (Intel PL2). A table TDP covers one socket: it is multiplied by the distinct
-``physical id`` values of ``/proc/cpuinfo`` and by the share of logical CPUs usable here
-(``os.sched_getaffinity``). A VM cannot see the host's CPU count, so no share applies there and
-the figure is likely too high: pass ``cpu_count=`` (host logical CPUs). cgroup quotas are not seen.
-Utilisation comes from ``psutil.cpu_times()`` deltas kept on the instance, not from
-``psutil.cpu_percent(interval=None)``, whose last sample is shared by every caller (module-global,
-per thread since giampaolo/psutil#2282): other code, or priming on another thread, corrupts it.
+TDP: ``tdp_w=``, else the packaged table (:func:`bertwatt.backends.tdp.lookup_tdp`), else 12 W per
+usable logical CPU, Green Algorithms' per-core figure for an unknown CPU (row ``Any`` of
+``data/TDP_cpu.csv``), which overstates where SMT siblings share a core. TDP is a thermal design
+figure, not measured power: turbo can exceed it (Intel PL2). A table TDP covers one socket: it is
+multiplied by the distinct ``physical id`` values of ``/proc/cpuinfo`` and by the share of logical
+CPUs usable here (``os.sched_getaffinity``). A VM cannot see the host's CPU count, so no share
+applies there and the figure is likely too high: pass ``cpu_count=`` (host logical CPUs). cgroup
+quotas are not seen. Utilisation comes from ``psutil.cpu_times()`` deltas kept on the instance, not
+from ``psutil.cpu_percent(interval=None)``, whose last sample is shared by every caller
+(module-global, per thread since giampaolo/psutil#2282): other code, or priming on another thread,
+corrupts it.
 
 DRAM (``memory=True``): 0.375 W/GiB by default, CodeCarbon's pre-v3 "3 watts for 8 GB" of
 DDR3/DDR4 (after Crucial, "How much power does memory use?"; DIMM sizes are binary). Green
@@ -38,21 +39,17 @@ in use (Green Algorithms: it "only depends on the size of memory available"), so
 
 from __future__ import annotations
 
-import csv
-import functools
-import io
 import logging
 import math
 import os
 import platform
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Literal
 
 from bertwatt.backends.base import Availability, Channel, Provenance, ReadResult, Scope, Unavailable
+from bertwatt.backends.tdp import TdpRecord, lookup_tdp
 from bertwatt.errors import ConfigError
 
 __all__ = [
@@ -60,8 +57,8 @@ __all__ = [
     "FALLBACK_W_PER_LOGICAL_CPU",
     "IDLE_FRACTION",
     "EstimateBackend",
-    "TdpRecord",
-    "lookup_tdp",
+    "TdpRecord",  # from bertwatt.backends.tdp, importable here too
+    "lookup_tdp",  # from bertwatt.backends.tdp, importable here too
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,7 +80,6 @@ _MEASURE_NOTE = (
     "/sys/class/powercap/intel-rapl:*/energy_uj, resets at reboot) and use the 'rapl' backend; "
     "for NVIDIA GPUs `pip install nvidia-ml-py` and use the 'nvml' backend."
 )
-_VENDORS = frozenset({"intel", "amd", "apple"})
 _PROCESS_UTIL = (
     "this process's user+system CPU seconds (psutil.Process().cpu_times(): all its threads, not "
     "child processes) / (wall seconds x usable CPUs)"
@@ -111,133 +107,6 @@ _VM_NOTE = (
     "unknown, so the figure is likely too high. Fix: EstimateBackend(cpu_count=<host logical "
     "CPUs>) or EstimateBackend(tdp_w=<W of this VM's share>)."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class TdpRecord:
-    """One row of the CPU TDP table, as matched by :func:`lookup_tdp`.
-
-    Attributes:
-        model: the table's model name, e.g. ``"Intel Xeon Gold 6248"``.
-        tdp_w: thermal design power of one package (socket), W.
-        source: where the row's figure comes from.
-        year: year of the figure or compilation (``"unknown"`` when not established).
-        matched_on: how the brand string was matched to the row.
-    """
-
-    model: str
-    tdp_w: float
-    source: str
-    year: str
-    matched_on: str
-
-
-def _normalise(text: str) -> list[str]:
-    """Brand string or table name -> lower-case tokens without trademarks, clocks and filler."""
-    s = text.lower()
-    for mark in ("(r)", "(tm)", "(c)", "®", "™"):
-        s = s.replace(mark, " ")
-    s = re.split(r"@|\swith\s|\sw/\s", s)[0]  # clock speed, "with Radeon Graphics"
-    s = re.sub(r"\([^)]*\)", " ", s).replace(",", " ")
-    s = re.sub(r"\b\d+(?:st|nd|rd|th) gen\b", " ", s)  # "13th Gen Intel(R) Core(TM) ..."
-    s = re.sub(r"\b\d+-cores?\b|\b[\d.]+\s*[gm]hz\b|\b(?:cpu|processor)\b", " ", s)
-    s = re.sub(r"\bcore2\b", "core 2", s)  # "Core(TM)2 Duo"
-    s = re.sub(r"\b(i[3579])\s+(\d{3,5}[a-z]*)\b", r"\1-\2", s)  # "Core i7 920" -> "i7-920"
-    return [t for t in s.split() if t != "0"]  # "E5-2680 0": Sandy Bridge's empty version
-
-
-def _has_digit(token: str) -> bool:
-    return any(c.isdigit() for c in token)
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    model: str
-    tdp_w: float
-    source: str
-    year: str
-    tokens: frozenset[str]
-    digits: frozenset[str]
-
-
-@functools.cache
-def _table() -> tuple[tuple[_Row, ...], dict[str, tuple[int, ...]], dict[str, int]]:
-    """The packaged table, read once per process; indexes: number token and exact name -> rows."""
-    ref = resources.files(__package__ or "bertwatt.backends").joinpath("data")
-    text = ref.joinpath("cpu_tdp.csv").read_text(encoding="utf-8")
-    rows: list[_Row] = []
-    index: dict[str, list[int]] = {}
-    exact: dict[str, int] = {}
-    skipped = 0
-    for rec in csv.DictReader(io.StringIO(text)):
-        try:
-            tdp_w = float(rec["tdp_watts"])
-        except ValueError:
-            tdp_w = math.nan
-        if not (math.isfinite(tdp_w) and tdp_w > 0):
-            skipped += 1  # kept in the file as published, unusable as a figure
-            continue
-        tokens = _normalise(rec["model"])
-        digits = frozenset(filter(_has_digit, tokens))
-        row = _Row(rec["model"], tdp_w, rec["source"], rec["year"], frozenset(tokens), digits)
-        for tok in row.digits:
-            index.setdefault(tok, []).append(len(rows))
-        key = " ".join(row.model.lower().split())
-        if key not in exact or rows[exact[key]].tdp_w < tdp_w:  # a tie takes the higher TDP
-            exact[key] = len(rows)
-        rows.append(row)
-    logger.debug("cpu_tdp.csv: %d usable rows, %d without a usable TDP", len(rows), skipped)
-    return tuple(rows), {k: tuple(v) for k, v in index.items()}, exact
-
-
-def lookup_tdp(cpu_model: str) -> TdpRecord | None:
-    """Find the TDP of a CPU from its brand string, e.g. ``/proc/cpuinfo``'s "model name".
-
-    The brand string and the table names are normalised ("Intel(R) Xeon(R) Gold 6248 CPU @
-    2.50GHz" -> ``intel xeon gold 6248``). The brand's model number (its longest token holding a
-    digit) must appear as an exact token in the row; every number token of the row must appear in
-    the brand, as must the brand's version tokens (``v4``); rows naming another vendor are
-    rejected. Among the rows left, the one sharing the most tokens with the fewest extra wins;
-    rows told apart only by a note or clock ("945 (95W)", "945 (125W)") tie, and the higher TDP
-    is taken. A table name given exactly matches its own row. A string without a model number
-    ("Intel(R) Xeon(R) Processor") matches nothing.
-
-    Args:
-        cpu_model: the CPU brand string.
-
-    Returns:
-        The matched row, or None when no row matches.
-    """
-    rows, index, exact = _table()
-    if (pos := exact.get(" ".join(cpu_model.lower().split()))) is not None:
-        row = rows[pos]
-        return TdpRecord(row.model, row.tdp_w, row.source, row.year, "exact table name")
-    tokens = _normalise(cpu_model)
-    digits = [t for t in tokens if _has_digit(t)]
-    if not digits:
-        return None
-    primary = max(reversed(digits), key=len)
-    if len(primary) < 2:
-        return None
-    brand = frozenset(tokens)
-    versions = {t for t in digits if re.fullmatch(r"v\d+", t)}
-    vendor = brand & _VENDORS
-    best: tuple[tuple[int, int, float], _Row] | None = None
-    for pos in index.get(primary, ()):
-        row = rows[pos]
-        if not row.digits <= brand or not versions <= row.tokens:
-            continue
-        if vendor and (row.tokens & _VENDORS) - vendor:
-            continue
-        shared = len(row.tokens & brand)
-        score = (shared - len(row.tokens - brand), shared, row.tdp_w)
-        if best is None or score > best[0]:
-            best = (score, row)
-    if best is None:
-        return None
-    row = best[1]
-    how = f"model number {primary!r}; {len(row.tokens & brand)}/{len(row.tokens)} row tokens shared"
-    return TdpRecord(row.model, row.tdp_w, row.source, row.year, how)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,8 @@ none; otherwise a comma-separated list of integer indices, GPU UUIDs as printed 
 ``nvidia-smi -L`` or any prefix of one (``GPU-8932f937``) that matches a single GPU, or MIG device
 UUIDs (``MIG-<uuid>``, or the older ``MIG-GPU-<uuid>/<GPU instance>/<compute instance>``). CUDA
 stops at the first entry that names no device: ``0,2,-1,1`` makes 0 and 2 visible and hides 1.
-bertwatt applies the same rules (spaces around entries are ignored, a GPU listed twice is measured
-once) and reports the entries it had to drop.
+bertwatt applies the same rules (``_cuda_devices.py``; spaces around entries are ignored, a GPU
+listed twice is measured once) and reports the entries it had to drop.
 
 Integer indices are NVML's (PCI bus order, as ``nvidia-smi`` numbers GPUs). CUDA numbers GPUs
 fastest first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (see the cuda-smi README), so on a machine
@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from bertwatt.backends._cuda_devices import GPU, Pick, check_devices, pick_gpus
 from bertwatt.backends.base import (
     Availability,
     Channel,
@@ -47,7 +46,7 @@ from bertwatt.backends.base import (
     ReadResult,
     Unavailable,
 )
-from bertwatt.config import cuda_device_order, cuda_visible_devices
+from bertwatt.config import cuda_device_order
 from bertwatt.errors import ConfigError, SensorReadError
 
 __all__ = ["DEFAULT_MAX_POWER_W", "POWER_HEADROOM", "NVMLBackend"]
@@ -117,25 +116,6 @@ _NOTE_POWER = (
     "so short bursts can be missed."
 )
 
-_INDEX_RE = re.compile(r"[+-]?\d+")
-_OLD_MIG_RE = re.compile(r"MIG-(GPU-[^/]+)/(\d+)/(\d+)")
-
-
-@dataclass(slots=True)
-class _GPU:
-    index: int
-    handle: Any
-    uuid: str
-    name: str
-
-
-@dataclass(slots=True)
-class _Pick:
-    gpu: _GPU
-    how: str
-    by_index: bool
-    mig: list[str] = field(default_factory=list)
-
 
 class NVMLBackend:
     """Energy of NVIDIA GPUs from NVML, one channel per physical GPU.
@@ -160,7 +140,7 @@ class NVMLBackend:
     ) -> None:
         if not isinstance(all_devices, bool):
             raise ConfigError(f"all_devices must be True or False, got {all_devices!r}")
-        self._devices = _check_devices(devices)
+        self._devices = check_devices(devices)
         if self._devices is not None and all_devices:
             raise ConfigError("pass devices=[...] or all_devices=True, not both")
         self._all = all_devices
@@ -274,7 +254,7 @@ class NVMLBackend:
         self, nv: Any, error_type: type[BaseException]
     ) -> tuple[list[Channel], list[Unavailable]]:
         unavailable: list[Unavailable] = []
-        gpus: list[_GPU | None] = []
+        gpus: list[GPU | None] = []
         for index in range(nv.nvmlDeviceGetCount()):
             try:
                 handle = nv.nvmlDeviceGetHandleByIndex(index)
@@ -293,7 +273,7 @@ class NVMLBackend:
                 name = str(nv.nvmlDeviceGetName(handle))
             except error_type:
                 name = "unknown"
-            gpus.append(_GPU(index, handle, uuid, name))
+            gpus.append(GPU(index, handle, uuid, name))
         if not gpus:
             unavailable.append(
                 Unavailable(
@@ -303,7 +283,9 @@ class NVMLBackend:
                 )
             )
             return [], unavailable
-        picks = self._pick(nv, error_type, gpus, unavailable)
+        picks = pick_gpus(
+            nv, error_type, gpus, unavailable, devices=self._devices, all_devices=self._all
+        )
         driver = ""
         if picks:
             try:
@@ -321,138 +303,13 @@ class NVMLBackend:
                 channels.append(built)
         return channels, unavailable
 
-    def _pick(
-        self,
-        nv: Any,
-        error_type: type[BaseException],
-        gpus: list[_GPU | None],
-        unavailable: list[Unavailable],
-    ) -> list[_Pick]:
-        picks: dict[int, _Pick] = {}
-
-        def add(gpu: _GPU, how: str, by_index: bool, mig: str | None) -> None:
-            pick = picks.setdefault(gpu.index, _Pick(gpu, how, by_index))
-            if mig is not None and mig not in pick.mig:
-                pick.mig.append(mig)
-
-        if self._all:
-            for gpu in gpus:
-                if gpu is not None:
-                    add(gpu, "all_devices=True", False, None)
-            return list(picks.values())
-        if self._devices is not None:
-            for entry in self._devices:
-                found = self._match(nv, error_type, gpus, entry)
-                if isinstance(found, str):
-                    unavailable.append(
-                        Unavailable(
-                            what=f"nvml:{entry}",
-                            reason=f"devices= names {entry!r}, which {found}",
-                            fix=_fix_devices(gpus),
-                        )
-                    )
-                elif found[0] is not None:
-                    add(found[0], f"devices=[{entry!r}]", isinstance(entry, int), found[1])
-            return list(picks.values())
-        env = cuda_visible_devices()
-        if env is None:
-            for gpu in gpus:
-                if gpu is not None:
-                    add(gpu, "CUDA_VISIBLE_DEVICES unset: every GPU is visible", False, None)
-            return list(picks.values())
-        entries = [e.strip() for e in env.split(",")] if env.strip() else []
-        stop = ""
-        for pos, entry in enumerate(entries):
-            found = self._match(nv, error_type, gpus, entry)
-            if isinstance(found, str):
-                dropped = ", ".join(repr(e) for e in entries[pos:])
-                stop = (
-                    f"entry {entry!r} {found}; CUDA stops at the first invalid entry, so "
-                    f"{dropped} are not visible to this process"
-                )
-                break
-            if found[0] is not None:
-                add(found[0], f"CUDA_VISIBLE_DEVICES entry {entry!r}", _is_index(entry), found[1])
-        if picks and stop:
-            unavailable.append(
-                Unavailable(
-                    what="nvml",
-                    reason=f"CUDA_VISIBLE_DEVICES={env!r}: {stop} and are not measured",
-                    fix=_fix_env(gpus),
-                )
-            )
-        elif not picks:
-            unavailable.append(
-                Unavailable(
-                    what="nvml",
-                    reason=(
-                        f"CUDA_VISIBLE_DEVICES={env!r} makes no GPU visible to this process"
-                        + (f" ({stop})" if stop else "")
-                        + ", so there is none to measure"
-                    ),
-                    fix=(
-                        "unset CUDA_VISIBLE_DEVICES or list the GPUs this process uses; to "
-                        "measure GPUs it does not use, pass NVMLBackend(all_devices=True) or "
-                        "devices=[...]"
-                    ),
-                )
-            )
-        return list(picks.values())
-
-    def _match(
-        self,
-        nv: Any,
-        error_type: type[BaseException],
-        gpus: list[_GPU | None],
-        entry: int | str,
-    ) -> tuple[_GPU | None, str | None] | str:
-        """Resolve one device identifier to (GPU, MIG UUID or None), or say why it names none.
-
-        A GPU that NVML could not open resolves to ``(None, None)``: it exists (and was
-        reported), but cannot be measured.
-        """
-        if isinstance(entry, int) or _is_index(entry):
-            index = int(entry)
-            if 0 <= index < len(gpus):
-                return gpus[index], None
-            return f"is not a GPU index (NVML lists {_index_range(gpus)})"
-        if entry.startswith("GPU-"):
-            hits = [g for g in gpus if g is not None and g.uuid.startswith(entry)]
-            if len(hits) == 1:
-                return hits[0], None
-            if hits:
-                return f"is a prefix of {len(hits)} GPU UUIDs, not of exactly one"
-            return "matches no GPU UUID on this machine"
-        old = _OLD_MIG_RE.fullmatch(entry)
-        if old is not None:
-            hits = [g for g in gpus if g is not None and g.uuid == old.group(1)]
-            if hits:
-                return hits[0], entry
-            return f"names MIG instance of {old.group(1)}, which is not on this machine"
-        if entry.startswith("MIG-"):
-            try:
-                handle = nv.nvmlDeviceGetHandleByUUID(entry)
-                if not _truthy(nv.nvmlDeviceIsMigDeviceHandle(handle)):
-                    return "is not a MIG device UUID"
-                parent = nv.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
-                parent_uuid = str(nv.nvmlDeviceGetUUID(parent))
-            except error_type as err:
-                return f"matches no MIG device (nvmlDeviceGetHandleByUUID: {err})"
-            hits = [g for g in gpus if g is not None and g.uuid == parent_uuid]
-            if hits:
-                return hits[0], entry
-            return f"is a MIG device of {parent_uuid}, which NVML could not open"
-        return (
-            "is neither a GPU index, a GPU UUID or prefix ('GPU-...'), nor a MIG UUID ('MIG-...')"
-        )
-
     # -- channels ----------------------------------------------------------------------------
 
     def _build(
         self,
         nv: Any,
         error_type: type[BaseException],
-        pick: _Pick,
+        pick: Pick,
         driver: str,
         order_note: bool,
     ) -> Channel | Unavailable:
@@ -608,56 +465,5 @@ class NVMLBackend:
         return message
 
 
-def _check_devices(devices: Sequence[int | str] | None) -> tuple[int | str, ...] | None:
-    if devices is None:
-        return None
-    if isinstance(devices, (str, bytes)) or not isinstance(devices, Sequence):
-        raise ConfigError(
-            "devices= takes a list of NVML indices or UUIDs, e.g. devices=[0] or "
-            f"devices=['GPU-...']; got {devices!r}"
-        )
-    if not devices:
-        raise ConfigError("devices=[] selects no GPU; pass None for the GPUs this process uses")
-    seen: set[int | str] = set()
-    for entry in devices:
-        if isinstance(entry, bool) or not isinstance(entry, (int, str)):
-            raise ConfigError(f"devices entries are int indices or UUID strings, got {entry!r}")
-        if isinstance(entry, int) and entry < 0:
-            raise ConfigError(f"devices entries must be NVML indices >= 0, got {entry}")
-        if isinstance(entry, str) and not entry.startswith(("GPU-", "MIG-")):
-            raise ConfigError(
-                "devices strings are GPU or MIG UUIDs ('GPU-...' or 'MIG-...', see "
-                f"`nvidia-smi -L`); got {entry!r} (pass NVML indices as int)"
-            )
-        if entry in seen:
-            raise ConfigError(f"devices lists {entry!r} twice")
-        seen.add(entry)
-    return tuple(devices)
-
-
 def _nothing(reason: str, fix: str | None) -> Availability:
     return Availability(unavailable=(Unavailable(what="nvml", reason=reason, fix=fix),))
-
-
-def _is_index(entry: str) -> bool:
-    return _INDEX_RE.fullmatch(entry) is not None
-
-
-def _truthy(value: Any) -> bool:
-    # pynvml's nvmlDeviceIsMigDeviceHandle returns a ctypes c_uint, not an int.
-    return bool(getattr(value, "value", value))
-
-
-def _index_range(gpus: list[_GPU | None]) -> str:
-    return f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}: 0-{len(gpus) - 1}"
-
-
-def _fix_devices(gpus: list[_GPU | None]) -> str:
-    return f"pass an NVML index ({_index_range(gpus)}) or a UUID listed by `nvidia-smi -L`"
-
-
-def _fix_env(gpus: list[_GPU | None]) -> str:
-    return (
-        f"correct CUDA_VISIBLE_DEVICES: NVML indices ({_index_range(gpus)}), full UUIDs from "
-        "`nvidia-smi -L`, or prefixes that match exactly one GPU"
-    )

@@ -1,23 +1,11 @@
 """Linux powercap (RAPL) backend: CPU package, core, uncore, DRAM and psys energy counters.
 
-Reads the kernel's powercap sysfs interface directly (no pyRAPL, no MSR access). Layout, as
-documented in the kernel's ``Documentation/power/powercap/powercap.rst`` and seen on real machines
-(``ls -l /sys/class/powercap`` in TheAlexDev23/power-options#42)::
-
-    /sys/class/powercap/
-      intel-rapl       -> ../../devices/virtual/powercap/intel-rapl          (control type)
-      intel-rapl:0     -> .../intel-rapl/intel-rapl:0                        name: package-0
-      intel-rapl:0:0   -> .../intel-rapl/intel-rapl:0/intel-rapl:0:0         name: core
-      intel-rapl:0:1   -> .../intel-rapl/intel-rapl:0/intel-rapl:0:1         name: uncore
-      intel-rapl:0:2   -> .../intel-rapl/intel-rapl:0/intel-rapl:0:2         name: dram
-      intel-rapl:1     -> .../intel-rapl/intel-rapl:1                        name: psys
-
-Every zone and sub-zone appears once at the top level, and sub-zones also appear nested inside
-their package. Zones are found in both places and de-duplicated by their id (``intel-rapl:0:2``),
-so ``root`` may be the class directory or the control-type directory
-(``/sys/class/powercap/intel-rapl``). A sub-zone's *name*, not its index, says what it is: servers
-often have ``dram`` at ``intel-rapl:0:0`` (intel/thermal_daemon#304). Multi-die packages are named
-``package-N-die-M`` (``rapl_add_package`` in ``drivers/powercap/intel_rapl_common.c``).
+Reads the kernel's powercap sysfs interface directly (no pyRAPL, no MSR access); the layout and
+how zones are found are described in ``_powercap.py``. ``root`` may be the class directory or the
+control-type directory (``/sys/class/powercap/intel-rapl``). A sub-zone's *name*, not its index,
+says what it is: servers often have ``dram`` at ``intel-rapl:0:0`` (intel/thermal_daemon#304).
+Multi-die packages are named ``package-N-die-M`` (``rapl_add_package`` in
+``drivers/powercap/intel_rapl_common.c``).
 
 Channels (all counters, in joules, *not* unwrapped: the meter unwraps with ``wrap_j``):
 
@@ -61,17 +49,28 @@ and Schöne et al. (arXiv:2108.00808, 2021) discuss the limits of Zen 2's built-
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import math
 import os
 import re
-import shlex
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bertwatt.backends._powercap import (
+    READ_BYTES,
+    Zone,
+    chmod_fix,
+    discover,
+    is_dir,
+    largest_constraint,
+    os_text,
+    read_counters,
+    read_optional,
+    read_text,
+    unavailable_root,
+)
 from bertwatt.backends.base import Availability, Channel, Provenance, ReadResult, Scope, Unavailable
 from bertwatt.errors import ConfigError, SensorReadError
 
@@ -108,9 +107,6 @@ MIN_MAX_POWER_W = 50.0
 #: RAPL energy counters are updated about every 1 ms (Intel SDM Vol. 3B, "Package RAPL Domain").
 UPDATE_PERIOD_S = 1e-3
 
-_CONTROL_TYPES = ("intel-rapl", "intel-rapl-mmio")
-_READ_BYTES = 32  # "18446744073709551615\n" is 21 bytes
-_CONSTRAINT_RE = re.compile(r"constraint_\d+_(?:max_power|power_limit)_uw")
 _SELECTOR_RE = re.compile(r"(?:cpu|dram|platform):[A-Za-z0-9_.-]+")
 _CVE_TEXT = "permission denied; root-only since Linux 5.10 (CVE-2020-8694)"
 _NAN = math.nan
@@ -139,20 +135,13 @@ _SCOPE_NOTES: dict[str, str] = {
 
 
 @dataclass(frozen=True, slots=True)
-class _Zone:
-    zone_id: str  # e.g. "intel-rapl:0:2"
-    path: Path
-    parent_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class _Spec:
     name: str
     domain: str
     scope: Scope
     counted: bool
     parent: str | None
-    zone: _Zone
+    zone: Zone
     zone_name: str
     is_part: bool  # core/uncore/unknown parts of a package: governed by include_subzones
 
@@ -213,16 +202,16 @@ class RAPLBackend:
         """
         self.close()
         root = self._root
-        if not _is_dir(root):
-            return Availability(unavailable=(_unavailable_root(root),))
+        if not is_dir(root):
+            return Availability(unavailable=(unavailable_root(root),))
         try:
-            found = _discover(root)
+            found = discover(root)
         except OSError as err:
-            reason = f"cannot list {root}: {_os_text(err)}"
+            reason = f"cannot list {root}: {os_text(err)}"
             return Availability(unavailable=(Unavailable(what="rapl", reason=reason),))
         prefix, base, zones, problems = found
         if prefix is None:
-            return Availability(unavailable=(_unavailable_root(root), *problems))
+            return Availability(unavailable=(unavailable_root(root), *problems))
 
         specs, all_names, naming_problems = self._specs(zones)
         problems.extend(naming_problems)
@@ -247,7 +236,7 @@ class RAPLBackend:
                 os.close(fd)
             raise
         if denied:
-            fix = _chmod_fix(base, [path for _, path in denied])
+            fix = chmod_fix(base, [path for _, path in denied])
             for name, path in denied:
                 reason = f"cannot open {path}: {_CVE_TEXT}"
                 problems.append(Unavailable(what=f"rapl:{name}", reason=reason, fix=fix))
@@ -263,7 +252,7 @@ class RAPLBackend:
         logger.debug("rapl: %d channel(s) under %s via %s", len(channels), root, prefix)
         return Availability(channels=tuple(channels), unavailable=tuple(problems))
 
-    def _specs(self, zones: list[_Zone]) -> tuple[list[_Spec], list[str], list[Unavailable]]:
+    def _specs(self, zones: list[Zone]) -> tuple[list[_Spec], list[str], list[Unavailable]]:
         """Name and classify each zone; return the selected ones, every name, and problems."""
         specs: list[_Spec] = []
         problems: list[Unavailable] = []
@@ -271,7 +260,7 @@ class RAPLBackend:
         for zone in zones:
             name_path = zone.path / "name"
             try:
-                zone_name = _read_text(name_path)
+                zone_name = read_text(name_path)
             except (OSError, ValueError) as err:
                 problems.append(_zone_problem(zone, name_path, err))
                 if zone.parent_id is None:
@@ -333,7 +322,7 @@ class RAPLBackend:
                     fix="call probe() first",
                 )
             try:
-                return _read_all(fds, self._paths)
+                return read_counters(fds, self._paths)
             except Exception as err:  # never let one odd failure take down the sampler
                 message = f"rapl read failed: {err!r}"
                 return [_NAN] * len(fds), dict.fromkeys(range(len(fds)), message)
@@ -352,91 +341,7 @@ class RAPLBackend:
                 os.close(fd)
 
 
-def _read_all(fds: list[int], paths: list[str]) -> ReadResult:
-    values: list[float] = []
-    errors: dict[int, str] | None = None
-    pread = os.pread
-    for i, fd in enumerate(fds):
-        try:
-            raw = pread(fd, _READ_BYTES, 0)
-        except OSError as err:
-            values.append(_NAN)
-            errors = errors if errors is not None else {}
-            errors[i] = f"cannot read {paths[i]}: {_os_text(err)}"
-            continue
-        head, newline, _ = raw.partition(b"\n")
-        if newline and head.isdigit():
-            values.append(int(head) / 1e6)
-            continue
-        values.append(_NAN)
-        errors = errors if errors is not None else {}
-        if raw:
-            errors[i] = f"malformed content in {paths[i]}: {raw!r} (expected an integer in µJ)"
-        else:
-            errors[i] = f"{paths[i]} returned no data (zone removed, e.g. driver unloaded?)"
-    return values, errors
-
-
-# ------------------------------------------------------------------------------- discovery
-
-
-def _discover(root: Path) -> tuple[str | None, Path, list[_Zone], list[Unavailable]]:
-    """Find the zones of the first control type that has any: ``intel-rapl``, else MMIO.
-
-    Returns ``(prefix, base, zones, problems)``; ``prefix`` is ``None`` when nothing was found.
-    Raises OSError when ``root`` cannot be listed.
-    """
-    problems: list[Unavailable] = []
-    for prefix in _CONTROL_TYPES:
-        for base in (root, root / prefix):
-            if base != root and not _is_dir(base):
-                continue
-            zones = _zones_under(base, prefix, problems)
-            if zones:
-                return prefix, base, zones, problems
-    return None, root, [], problems
-
-
-def _zones_under(base: Path, prefix: str, problems: list[Unavailable]) -> list[_Zone]:
-    top_re = re.compile(re.escape(prefix) + r":(\d+)")
-    sub_re = re.compile(re.escape(prefix) + r":(\d+):(\d+)")
-    tops: dict[int, Path] = {}
-    flat_subs: dict[tuple[int, int], Path] = {}
-    for entry in sorted(os.listdir(base)):
-        path = base / entry
-        top, sub = top_re.fullmatch(entry), sub_re.fullmatch(entry)
-        if not (top or sub):
-            continue
-        if not _is_dir(path):
-            reason = f"{path} is not a directory (a dangling symlink?)"
-            problems.append(Unavailable(what=f"rapl:{entry}", reason=reason))
-        elif top:
-            tops[int(top.group(1))] = path
-        elif sub:
-            flat_subs[(int(sub.group(1)), int(sub.group(2)))] = path
-    zones: list[_Zone] = []
-    for index in sorted(tops):
-        top_id = f"{prefix}:{index}"
-        zones.append(_Zone(top_id, tops[index], None))
-        subs = {key: path for key, path in flat_subs.items() if key[0] == index}
-        try:
-            nested = os.listdir(tops[index])
-        except OSError:
-            nested = []
-        for entry in nested:
-            sub = sub_re.fullmatch(entry)
-            if sub and int(sub.group(1)) == index and _is_dir(tops[index] / entry):
-                subs.setdefault((index, int(sub.group(2))), tops[index] / entry)
-        for key in sorted(subs):
-            zones.append(_Zone(f"{prefix}:{key[0]}:{key[1]}", subs[key], top_id))
-    for key, path in sorted(flat_subs.items()):
-        if key[0] not in tops:
-            reason = f"{path}: no parent zone {prefix}:{key[0]} next to it"
-            problems.append(Unavailable(what=f"rapl:{path.name}", reason=reason))
-    return zones
-
-
-def _classify_top(zone: _Zone, zone_name: str) -> _Spec:
+def _classify_top(zone: Zone, zone_name: str) -> _Spec:
     if zone_name.startswith("package-"):
         name = f"cpu:{zone_name}"
         return _Spec(name, "cpu", "cpu-package", True, None, zone, zone_name, False)
@@ -447,7 +352,7 @@ def _classify_top(zone: _Zone, zone_name: str) -> _Spec:
     return _Spec(name, "platform", "other", False, None, zone, zone_name, False)
 
 
-def _classify_sub(zone: _Zone, zone_name: str, suffix: str, parent: str) -> _Spec:
+def _classify_sub(zone: Zone, zone_name: str, suffix: str, parent: str) -> _Spec:
     if zone_name == "dram":
         return _Spec(f"dram:{suffix}", "dram", "dram", True, None, zone, zone_name, False)
     scope: Scope = "other"
@@ -466,7 +371,7 @@ def _open_zone(
     zone_dir = spec.zone.path
     range_path = zone_dir / "max_energy_range_uj"
     try:
-        range_uj = int(_read_text(range_path))
+        range_uj = int(read_text(range_path))
         if range_uj <= 0:
             raise ValueError(f"range must be > 0, got {range_uj}")
     except (OSError, ValueError) as err:
@@ -479,7 +384,7 @@ def _open_zone(
     except OSError as err:
         return _channel_problem(spec, energy_path, err)
     try:
-        raw = os.pread(fd, _READ_BYTES, 0)
+        raw = os.pread(fd, READ_BYTES, 0)
         head, newline, _ = raw.partition(b"\n")
         if not (newline and head.isdigit()):
             raise ValueError(f"expected an integer in µJ, got {raw!r}")
@@ -516,7 +421,7 @@ def _open_zone(
         "zone": spec.zone.zone_id,
         "zone_name": spec.zone_name,
         "max_energy_range_uj": str(range_uj),
-        "enabled": _read_optional(zone_dir / "enabled"),
+        "enabled": read_optional(zone_dir / "enabled"),
         "max_power_w_source": power_source,
     }
     channel = Channel(
@@ -534,25 +439,8 @@ def _open_zone(
 
 
 def _max_power(zone_dir: Path) -> tuple[float | None, str]:
-    """Bound from the zone's largest power constraint, with headroom; ``None`` if it has none.
-
-    Constraint files that cannot be read are skipped: some report ``ENODATA``
-    (intel/powertelemetry#3).
-    """
-    best_uw, best_file = 0, ""
-    try:
-        entries = sorted(os.listdir(zone_dir))
-    except OSError:
-        return None, ""
-    for entry in entries:
-        if not _CONSTRAINT_RE.fullmatch(entry):
-            continue
-        try:
-            value = int(_read_text(zone_dir / entry))
-        except (OSError, ValueError):
-            continue
-        if value > best_uw:
-            best_uw, best_file = value, entry
+    """Bound from the zone's largest power constraint, with headroom; ``None`` if it has none."""
+    best_uw, best_file = largest_constraint(zone_dir)
     if best_uw <= 0:
         return None, ""
     bound = max(POWER_HEADROOM * best_uw / 1e6, MIN_MAX_POWER_W)
@@ -589,27 +477,7 @@ def _check_zones(
     return tuple(zones)
 
 
-def _read_text(path: Path) -> str:
-    with open(path, encoding="ascii", errors="strict") as handle:
-        text = handle.read(4096).strip()
-    if not text:
-        raise ValueError("file is empty")
-    return text
-
-
-def _read_optional(path: Path) -> str:
-    try:
-        return _read_text(path)
-    except (OSError, ValueError):
-        return "unknown"
-
-
-def _os_text(err: OSError) -> str:
-    code = errno.errorcode.get(err.errno, "?") if err.errno is not None else "?"
-    return f"{err.strerror or err} (errno {err.errno}, {code})"
-
-
-def _zone_problem(zone: _Zone, path: Path, err: Exception) -> Unavailable:
+def _zone_problem(zone: Zone, path: Path, err: Exception) -> Unavailable:
     what = f"rapl:{zone.zone_id}"
     extra = " and its sub-zones" if zone.parent_id is None else ""
     return Unavailable(what=what, reason=f"cannot use {path}{extra}: {_error_text(err)}")
@@ -621,50 +489,5 @@ def _channel_problem(spec: _Spec, path: Path, err: Exception) -> Unavailable:
 
 def _error_text(err: Exception) -> str:
     if isinstance(err, OSError):
-        return _os_text(err)
+        return os_text(err)
     return f"malformed content ({err})"
-
-
-def _chmod_fix(base: Path, paths: list[Path]) -> str:
-    """The exact command that makes ``paths`` readable, as globs that also cover the others."""
-    patterns: list[str] = []
-    for path in paths:
-        relative = path.relative_to(base).as_posix()
-        pattern = re.sub(r":\d+", ":*", relative)
-        if pattern not in patterns:
-            patterns.append(pattern)
-    prefix = shlex.quote(str(base))
-    targets = " ".join(f"{prefix}/{pattern}" for pattern in patterns)
-    return (
-        f"`sudo chmod a+r {targets}` (resets at reboot; to keep it, add a udev rule or "
-        f"systemd-tmpfiles entry that gives a group read access), run as root, or leave "
-        f'"rapl" out of backends='
-    )
-
-
-def _unavailable_root(root: Path) -> Unavailable:
-    fix = (
-        "on bare-metal Linux load the driver: `sudo modprobe intel_rapl_msr` (Intel since Sandy "
-        "Bridge; AMD Zen on recent kernels); in a container, make the host's "
-        "/sys/class/powercap visible; virtual machines and most cloud instances expose no RAPL, "
-        'so leave "rapl" out of backends= there'
-    )
-    try:
-        entries = sorted(os.listdir(root))
-    except FileNotFoundError:
-        reason = f"{root} does not exist: this kernel exposes no powercap interface here"
-    except NotADirectoryError:
-        reason = f"{root} is not a directory"
-    except OSError as err:
-        reason = f"cannot list {root}: {_os_text(err)}"
-    else:
-        seen = ", ".join(entries[:8]) + (", ..." if len(entries) > 8 else "") or "nothing"
-        reason = f"no intel-rapl power zones under {root} (found: {seen})"
-    return Unavailable(what="rapl", reason=reason, fix=fix)
-
-
-def _is_dir(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except OSError:  # e.g. a parent that cannot be searched
-        return False
