@@ -6,7 +6,8 @@ backend             what it measures                                        modu
 ``NVMLBackend``     NVIDIA GPU boards (energy counter, or power polling)    ``nvml.py``
 ``RAPLBackend``     CPU packages, DRAM, psys through Linux powercap sysfs   ``rapl.py``
 ``EstimateBackend`` CPU (and memory) power from TDP x utilisation: an       ``estimate.py``
-                    estimate, always labelled as such
+                    estimate, always labelled as such (TDP table:           (``tdp.py``)
+                    ``tdp.py``)
 =================== ====================================================== ==================
 
 Names resolve lazily: ``import bertwatt.backends`` imports no vendor library.
