@@ -2,8 +2,9 @@
 
 The loop: a small multilayer perceptron (256 -> 512 -> 512 -> 10, ReLU) trained with SGD and
 cross-entropy on a fixed random batch of 64, on the CPU with torch's default thread count. Its
-step count is calibrated once so that one run lasts about ``loop_s`` seconds; every run then does
-exactly that many steps, so wall times of runs compare directly.
+step count is calibrated once so that one run lasts about ``loop_s`` seconds; every run then starts
+from the same initial weights and does exactly that many steps, so runs do the same arithmetic and
+their wall times compare directly.
 
 :func:`run_once` runs the loop bare or inside a meter and returns, for the loop only (meter start
 and stop are outside it and timed apart): wall time, process CPU time, and the CPU time of the
@@ -63,6 +64,7 @@ class Loop:
         self.x = torch.randn(64, 256)
         self.y = torch.randint(0, 10, (64,))
         self.loss_fn = torch.nn.CrossEntropyLoss()
+        self._initial = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.steps = 50
         self.run()  # warm-up (allocator, kernels)
         t0 = time.perf_counter()
@@ -70,6 +72,10 @@ class Loop:
         per_step = (time.perf_counter() - t0) / self.steps
         self.steps = max(50, round(loop_s / per_step))
         self.run()  # warm-up at full length
+
+    def reset(self) -> None:
+        """Restore the initial weights, so that every run does the same arithmetic."""
+        self.model.load_state_dict(self._initial)
 
     def run(self) -> None:
         """Train ``self.steps`` steps."""
@@ -105,6 +111,7 @@ def run_once(loop: Loop, config: str, make_backends: Callable[[], list[Any] | No
 
     ``make_backends`` returns the meter's ``backends=`` (None: auto-detection).
     """
+    loop.reset()
     gc.collect()
     if config == "bare":
         load = c.ForeignLoad()
@@ -216,6 +223,7 @@ def run_round(loop: Loop, seq: list[str], *, max_wait_s: float) -> tuple[list[Ru
     Returns the runs and the other processes' load measured just before the round (cores).
     """
     before = c.wait_quiet(timeout_s=max_wait_s) if max_wait_s > 0 else 0.0
+    loop.reset()
     loop.run()  # untimed warm-up: after the quiet wait the CPU and caches are cold
     return [run_once(loop, name, CONFIGS[name]) for name in seq], before
 
