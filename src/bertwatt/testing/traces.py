@@ -31,6 +31,7 @@ class PowerTrace:
     def __init__(self, trace: TraceLike) -> None:
         self._const: float | None = None
         self._steps: list[tuple[float, float]] | None = None
+        self._times: list[float] = []
         self._cum: list[float] = []
         self._fn: Callable[[float], float] | None = None
         self._fn_t = 0.0
@@ -65,6 +66,7 @@ class PowerTrace:
             if not steps:
                 raise ConfigError("a step trace needs at least one (t_s, watts) pair")
             self._steps = steps
+            self._times = [t for t, _ in steps]
             cum = [0.0]
             for (t0, w0), (t1, _) in pairwise(steps):
                 cum.append(cum[-1] + w0 * (t1 - t0))
@@ -77,7 +79,7 @@ class PowerTrace:
         if self._const is not None:
             return self._const
         if self._steps is not None:
-            i = bisect_right([s[0] for s in self._steps], t_s) - 1
+            i = bisect_right(self._times, t_s) - 1
             return self._steps[max(i, 0)][1]
         assert self._fn is not None
         return float(self._fn(t_s))
@@ -92,7 +94,7 @@ class PowerTrace:
             steps = self._steps
             if t_s <= steps[0][0]:
                 return steps[0][1] * t_s
-            i = bisect_right([s[0] for s in steps], t_s) - 1
+            i = bisect_right(self._times, t_s) - 1
             head = steps[0][1] * steps[0][0] if steps[0][0] > 0 else 0.0
             return head + self._cum[i] + steps[i][1] * (t_s - steps[i][0])
         assert self._fn is not None
