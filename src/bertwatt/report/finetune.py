@@ -227,8 +227,9 @@ class FinetuneReport(EnergyReport):
     def summary(self) -> str:
         """The energy summary followed by the fine-tuning figures."""
         from bertwatt.integrations.render import render_finetune
+        from bertwatt.report.render import escape_controls
 
-        return super().summary() + "\n" + render_finetune(self)
+        return super().summary() + "\n" + escape_controls(render_finetune(self), keep_newlines=True)
 
 
 class InferenceReport(EnergyReport):
@@ -258,5 +259,8 @@ class InferenceReport(EnergyReport):
     def summary(self) -> str:
         """The energy summary followed by the per-query figures."""
         from bertwatt.integrations.render import render_inference
+        from bertwatt.report.render import escape_controls
 
-        return super().summary() + "\n" + render_inference(self)
+        return (
+            super().summary() + "\n" + escape_controls(render_inference(self), keep_newlines=True)
+        )

@@ -120,9 +120,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(err, OSError):
-            raise ReportError(
-                f"cannot write the report: {err.strerror}", where=str(path)
-            ) from err
+            raise ReportError(f"cannot write the report: {err.strerror}", where=str(path)) from err
         raise
 
 
@@ -147,8 +145,7 @@ def _read_bounded(p: Path, max_bytes: int) -> bytes:
             )
         if st.st_size > max_bytes:
             raise ReportError(
-                f"file too large for a report ({st.st_size:,} bytes; the limit is "
-                f"{max_bytes:,})",
+                f"file too large for a report ({st.st_size:,} bytes; the limit is {max_bytes:,})",
                 where=str(p),
             )
         chunks = []

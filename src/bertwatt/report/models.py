@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "SCHEMA_VERSION",
     "BaselineReport",
+    "CarbonPart",
     "CarbonSummary",
     "ChannelReport",
     "EnergyReport",
@@ -145,10 +146,31 @@ class BaselineReport(_Model):
     channels_w: dict[str, float] = Field(default_factory=dict)
 
 
-class CarbonSummary(_Model):
-    """Emissions of the run: intensity used (with source and year), PUE, energy, emissions."""
+class CarbonPart(_Model):
+    """The emissions of one part of a merged report, with that part's own intensity and PUE."""
 
-    kind: Literal["static", "series", "live"]
+    name: str = Field(description="the part's file name (or 'report N')")
+    run_id: str
+    node_id: str
+    kind: Literal["static", "series", "live", "merged"]
+    zone: str | None
+    intensity_g_per_kwh: float = Field(description="gCO2e per kWh of facility energy")
+    year: int | None = None
+    source: str
+    pue: float
+    it_energy_kwh: float = Field(description="the part's IT energy counted in the merge")
+    emissions_g: float
+
+
+class CarbonSummary(_Model):
+    """Emissions of the run: intensity used (with source and year), PUE, energy, emissions.
+
+    A merged report's summary has ``kind`` ``"merged"`` when its parts used different
+    intensities, zones or PUEs: ``parts`` then lists each part's own figures, and
+    ``intensity_g_per_kwh`` and ``pue`` are energy-weighted means.
+    """
+
+    kind: Literal["static", "series", "live", "merged"]
     zone: str | None
     intensity_g_per_kwh: float
     year: int | None
@@ -160,6 +182,7 @@ class CarbonSummary(_Model):
     emissions_g: float
     phases: dict[str, float] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+    parts: list[CarbonPart] = Field(default_factory=list)
 
 
 def new_run_id() -> str:

@@ -1,0 +1,644 @@
+"""Merging reports truthfully: :func:`merge_reports` (reports in memory) and :func:`merge_paths`
+(files and directories, the core of ``bertwatt merge``).
+
+Rules (docs/report-format.md has worked examples):
+
+- **Copies of one run count once.** Reports sharing a ``run_id`` are copies of one meter window
+  (checkpoints and the final report): the newest is kept. A report whose run another report
+  includes (a resumed run's ``segments``, a merge output's ``merged_run_ids``) is dropped.
+- **One channel of one node** (key: node identity, channel name) seen by several reports counts
+  the energy over the union of the times they covered: overlap once, sequential parts added
+  (:mod:`bertwatt.report.union`); coverage is recomputed over the merged window.
+- **Different nodes add**; within a node the total follows the single-report rule (uncounted
+  channels never add; a whole-system channel is the node's total).
+- **Phases merge by name** with the same union rule, per channel.
+- **Carbon is kept per part** (:mod:`bertwatt.report.merge_work`), and fine-tuning / inference
+  work adds with its ratios recomputed.
+- **One UTC wall clock**: every offset in the merged report counts from its ``started_at``.
+- **Refused** (one :class:`~bertwatt.errors.ReportError` naming the files): different or future
+  schema versions, impossible figures (NaN, infinite, negative), two copies of one run whose
+  clocks disagree by more than the window. **Warned** (in ``warnings``): different sampling
+  intervals, duplicates and older copies dropped, reports of different nodes that do not
+  overlap in time, a wall clock that moved during a window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bertwatt.errors import ReportError
+from bertwatt.report.union import Curve, Piece, Union, merge_intervals, union_energy
+
+if TYPE_CHECKING:
+    from bertwatt.report.models import ChannelReport, EnergyReport, PhaseReport
+
+__all__ = [
+    "MergeResult",
+    "Part",
+    "merge_paths",
+    "merge_reports",
+]
+
+#: Stored points per merged channel timeline, and in the merged total timeline.
+CHANNEL_POINTS = 500
+TOTAL_POINTS = 1000
+#: A wall clock that drifts from the monotonic window by more than this (and 1 %) is reported.
+_CLOCK_SLACK_S = 1.0
+_STATUS_ORDER = {"complete": 3, "interrupted": 2, "partial": 1, "running": 0}
+
+
+# --------------------------------------------------------------------------------------- parts
+@dataclass
+class Part:
+    """One report given to a merge, with its name (file) and its window on the UTC clock."""
+
+    name: str
+    report: EnergyReport
+    index: int
+    start: float = 0.0
+    end: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.start = _posix(self.report.started_at)
+        self.end = self.start + float(self.report.duration_s)
+
+    @property
+    def node(self) -> str:
+        """The report's node identity."""
+        return self.report.node_id or self.report.host.hostname
+
+
+def _posix(t: datetime) -> float:
+    """POSIX seconds of ``t`` (a naive datetime is taken as UTC, as reports store UTC)."""
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _utc(posix_s: float) -> datetime:
+    return datetime.fromtimestamp(posix_s, timezone.utc)
+
+
+def make_parts(reports: Sequence[EnergyReport], names: Sequence[str] | None = None) -> list[Part]:
+    """Name the reports (``names`` or ``report N``); ReportError if there are none."""
+    reps = list(reports)
+    if not reps:
+        raise ReportError("nothing to merge: no reports given")
+    if names is not None and len(names) != len(reps):
+        raise ReportError(f"{len(names)} names given for {len(reps)} reports")
+    labels = list(names) if names is not None else [f"report {i + 1}" for i in range(len(reps))]
+    return [Part(labels[i], r, i) for i, r in enumerate(reps)]
+
+
+def check_parts(parts: Sequence[Part]) -> None:
+    """Refuse impossible figures, future schema versions and mixed schema versions."""
+    from bertwatt.report.figures import figure_problems
+    from bertwatt.report.models import SCHEMA_VERSION
+
+    for p in parts:
+        problems = figure_problems(p.report, limit=2)
+        if problems:
+            raise ReportError(
+                f"cannot merge {p.name}: impossible figure(s): {'; '.join(problems)}",
+                fix="a NaN, infinite or negative energy is never a measurement; leave that "
+                "report out",
+            )
+        if p.report.schema_version > SCHEMA_VERSION:
+            raise ReportError(
+                f"cannot merge {p.name}: schema version {p.report.schema_version} is newer "
+                f"than this bertwatt reads ({SCHEMA_VERSION})",
+                fix="upgrade bertwatt",
+            )
+    versions: dict[int, list[str]] = {}
+    for p in parts:
+        versions.setdefault(p.report.schema_version, []).append(p.name)
+    if len(versions) > 1:
+        listing = "; ".join(f"version {v}: {', '.join(n[:3])}" for v, n in sorted(versions.items()))
+        raise ReportError(
+            f"cannot merge reports of different schema versions ({listing})",
+            fix="load every file with bertwatt.load_report (it upgrades older versions)",
+        )
+
+
+# ------------------------------------------------------------------------ copies of one run
+def _contained_runs(r: EnergyReport) -> set[str]:
+    """Run ids a report includes besides its own (resumed sessions, merged parts)."""
+    runs = {s.run_id for s in r.segments}
+    merged = r.extra.get("merged_run_ids") if isinstance(r.extra, dict) else None
+    if isinstance(merged, list):
+        runs.update(str(x) for x in merged)
+    runs.discard(r.run_id)
+    return runs
+
+
+def _newest(copies: list[Part]) -> Part:
+    return max(
+        copies,
+        key=lambda p: (
+            p.end,
+            _STATUS_ORDER.get(p.report.status, 0),
+            p.report.energy_j or 0.0,
+            -p.index,
+        ),
+    )
+
+
+def _same(a: Part, b: Part) -> bool:
+    ra, rb = a.report, b.report
+    return ra.ended_at == rb.ended_at and ra.energy_j == rb.energy_j and ra.status == rb.status
+
+
+def check_copy_clocks(copies: Sequence[Part]) -> None:
+    """Copies of one run start at one instant; refuse them if their clocks disagree."""
+    first = min(copies, key=lambda p: p.start)
+    for p in copies:
+        window = min(first.report.duration_s, p.report.duration_s)
+        if abs(p.start - first.start) > max(window, _CLOCK_SLACK_S):
+            raise ReportError(
+                f"{first.name} and {p.name} are copies of run {p.report.run_id[:12]} but their "
+                f"start times differ by {abs(p.start - first.start):.0f} s, more than the "
+                f"window ({window:.0f} s): the clocks that wrote them disagree",
+                fix="merge only one copy of a run (the newest)",
+            )
+
+
+def drop_copies(parts: Sequence[Part]) -> tuple[list[Part], list[str]]:
+    """Keep one report per run (the newest copy); drop runs that another report includes."""
+    notes: list[str] = []
+    by_run: dict[str, list[Part]] = {}
+    for p in parts:
+        by_run.setdefault(p.report.run_id, []).append(p)
+    kept: list[Part] = []
+    for copies in by_run.values():
+        check_copy_clocks(copies)
+        best = _newest(copies)
+        kept.append(best)
+        for c in copies:
+            if c is best:
+                continue
+            how = "a duplicate of" if _same(c, best) else "an older copy of the same run as"
+            notes.append(f"{c.name} is {how} {best.name}: counted once")
+    included: dict[str, str] = {}
+    for p in kept:
+        for run in _contained_runs(p.report):
+            included.setdefault(run, p.name)
+    out = []
+    for p in sorted(kept, key=lambda q: q.index):
+        if p.report.run_id in included:
+            notes.append(f"{p.name} is included in {included[p.report.run_id]}: counted once")
+        else:
+            out.append(p)
+    return out, notes
+
+
+def clock_notes(parts: Sequence[Part]) -> list[str]:
+    """Warnings about wall clocks: moved during a window; nodes whose windows never meet."""
+    notes = []
+    for p in parts:
+        wall = (_posix(p.report.ended_at) - p.start) if p.report.ended_at else p.report.duration_s
+        drift = abs(wall - p.report.duration_s)
+        if drift > max(_CLOCK_SLACK_S, 0.01 * p.report.duration_s):
+            notes.append(
+                f"{p.name}: the wall clock moved {drift:.1f} s against the measured window; "
+                "its place on the merged timeline is uncertain by that much"
+            )
+    nodes: dict[str, tuple[float, float, str]] = {}
+    for p in parts:
+        a, b, name = nodes.get(p.node, (p.start, p.end, p.name))
+        nodes[p.node] = (min(a, p.start), max(b, p.end), name)
+    spans = sorted(nodes.items(), key=lambda kv: kv[1][0])
+    for (na, (_, ea, fa)), (nb, (sb, _, fb)) in itertools.pairwise(spans):
+        if sb - ea > 0:
+            notes.append(
+                f"{fa} (node {na}) and {fb} (node {nb}) do not overlap in time ({sb - ea:.0f} s "
+                "apart): if they ran together, their clocks disagree by more than the window"
+            )
+    return notes
+
+
+# ------------------------------------------------------------------------------- channels
+def channel_node(part: Part, ch: ChannelReport) -> str:
+    """The node a channel belongs to: its own node_id, else its host, else the report's node."""
+    return ch.node_id or ch.host or part.node
+
+
+def channel_groups(parts: Sequence[Part]) -> dict[tuple[str, str], list[tuple[Part, Any]]]:
+    """(node, channel name) -> [(part, channel)], in the order given."""
+    groups: dict[tuple[str, str], list[tuple[Part, Any]]] = {}
+    for p in parts:
+        for ch in p.report.channels:
+            groups.setdefault((channel_node(p, ch), ch.name), []).append((p, ch))
+    return groups
+
+
+def channel_piece(part: Part, ch: ChannelReport) -> Piece | None:
+    """A channel over its report's window (None when it measured nothing)."""
+    if ch.energy_j is None:
+        return None
+    curve = Curve(part.start, float(part.report.duration_s), float(ch.energy_j), ch.timeline)
+    return Piece(part.index, [(part.start, part.end)], float(ch.energy_j), ch.coverage, curve)
+
+
+def _thin(points: list[tuple[float, float, float | None]], n: int) -> list[Any]:
+    if len(points) <= n:
+        return points
+    step = (len(points) - 1) / (n - 1)
+    return [points[round(k * step)] for k in range(n)]
+
+
+def union_timeline(
+    u: Union, curves: dict[int, Curve], origin: float
+) -> list[tuple[float, float, float | None]]:
+    """(offset from ``origin``, cumulative J, None) along the slices a union chose."""
+    out: list[tuple[float, float, float | None]] = []
+    total = 0.0
+    for a, b, key in u.slices:
+        c = curves[key]
+        base = c.at(a)
+        out.append((a - origin, total, None))
+        for t, y in c.points_between(a, b):
+            out.append((t - origin, total + y - base, None))
+        total += c.at(b) - base
+        out.append((b - origin, total, None))
+    if out:
+        scale = u.energy_j / total if total > 0 else 1.0
+        out = [(t, e * scale, p) for t, e, p in out]
+    return _thin(out, CHANNEL_POINTS)
+
+
+def merge_channel(
+    node: str, members: list[tuple[Part, Any]], start: float, duration_s: float
+) -> tuple[Any, Union | None]:
+    """One merged channel of one node from every report that measured it."""
+    first = members[0][1]
+    pieces = [pc for pc in (channel_piece(p, ch) for p, ch in members) if pc is not None]
+    u = union_energy(pieces) if pieces else None
+    energy = u.energy_j if u is not None else None
+    used = set(u.used_j) if u is not None else set()
+    used_chs = [ch for p, ch in members if p.index in used] or [first]
+    estimated = any(ch.provenance.kind == "estimated" for ch in used_chs)
+    prov = first.provenance.model_copy(update={"kind": "estimated" if estimated else "measured"})
+    events = [e for _, ch in members for e in ch.events][:50]
+    if u is not None and u.overlap_s > 0:
+        events.append(
+            f"merged: {len(pieces)} reports; {u.overlap_s:.1f} s covered by more than one, "
+            "counted once"
+        )
+    peaks = [ch.peak_power_w for _, ch in members if ch.peak_power_w is not None]
+    measured_s = u.measured_s if u is not None else 0.0
+    curves = {pc.key: pc.curve for pc in pieces}
+    return (
+        first.model_copy(
+            update={
+                "node_id": node,
+                "host": first.host or node,
+                "energy_j": energy,
+                "energy_kwh": None if energy is None else energy / 3.6e6,
+                "mean_power_w": energy / measured_s if energy is not None and measured_s else None,
+                "peak_power_w": max(peaks) if peaks else None,
+                "samples": sum(ch.samples for ch in used_chs),
+                "rejected": sum(ch.rejected for ch in used_chs),
+                "failed_reads": sum(ch.failed_reads for ch in used_chs),
+                "wraps": sum(ch.wraps for ch in used_chs),
+                "coverage": min(1.0, measured_s / duration_s) if duration_s > 0 else 0.0,
+                "provenance": prov,
+                "events": events,
+                "timeline": union_timeline(u, curves, start) if u is not None else [],
+            }
+        ),
+        u,
+    )
+
+
+def node_total(channels: Iterable[Any]) -> tuple[float | None, str, list[Any]]:
+    """A node's total without double counting: (J, basis sentence, channels added)."""
+    counted = [c for c in channels if c.counted and c.energy_j is not None]
+    if not counted:
+        return None, "no counted channel was measured", []
+    system = [c for c in counted if c.provenance.scope == "system"]
+    if system:
+        names = ", ".join(sorted(c.name for c in system))
+        basis = f"whole-system channel(s) {names}; components shown apart"
+        return sum(c.energy_j for c in system), basis, system
+    names = ", ".join(sorted(c.name for c in counted))
+    return sum(c.energy_j for c in counted), f"sum of {names}", counted
+
+
+# --------------------------------------------------------------------------------- phases
+def phase_channel_energy(ph: PhaseReport, node: str, name: str, multi: bool) -> float | None:
+    """A phase's energy on one channel, from its per-channel figures."""
+    for key in (f"{node}/{name}", name) if multi else (name, f"{node}/{name}"):
+        if key in ph.channels:
+            return ph.channels[key]
+    return None
+
+
+def phase_pieces(phase: str, members: list[tuple[Part, Any]], multi: bool) -> list[Piece]:
+    """One channel's pieces for ``phase``: each report's phase intervals on the UTC clock."""
+    out = []
+    for p, ch in members:
+        ph = p.report.phases.get(phase)
+        if ph is None or ch.energy_j is None:
+            continue
+        e = phase_channel_energy(ph, channel_node(p, ch), ch.name, multi)
+        if e is None:
+            continue
+        intervals = [(p.start + a, p.start + b) for a, b in ph.intervals]
+        curve = Curve(p.start, float(p.report.duration_s), float(ch.energy_j), ch.timeline)
+        out.append(Piece(p.index, intervals, float(e), ch.coverage, curve))
+    return out
+
+
+def merge_phase(
+    phase: str,
+    parts: Sequence[Part],
+    groups: dict[tuple[str, str], list[tuple[Part, Any]]],
+    merged_channels: dict[tuple[str, str], Any],
+    origin: float,
+) -> Any:
+    """One merged phase: per channel the union rule, per node the total rule, nodes added."""
+    from bertwatt.report.models import PhaseReport
+
+    multi = len({node for node, _ in groups}) > 1
+    per_node: dict[str, list[Any]] = {}
+    channels: dict[str, float] = {}
+    for (node, name), members in groups.items():
+        pieces = phase_pieces(phase, members, multi)
+        if not pieces:
+            continue
+        e = union_energy(pieces).energy_j
+        ch = merged_channels[(node, name)].model_copy(update={"energy_j": e})
+        per_node.setdefault(node, []).append(ch)
+        channels[f"{node}/{name}" if multi else name] = e
+    totals = [node_total(chs)[0] for chs in per_node.values()]
+    known = [t for t in totals if t is not None]
+    energy = sum(known) if known else None
+    reps = [p.report.phases[phase] for p in parts if phase in p.report.phases]
+    intervals = merge_intervals(
+        [
+            (p.start + a - origin, p.start + b - origin)
+            for p in parts
+            if phase in p.report.phases
+            for a, b in p.report.phases[phase].intervals
+        ]
+    )
+    duration = sum(b - a for a, b in intervals)
+    return PhaseReport(
+        name=phase,
+        intervals=intervals,
+        count=len(intervals),
+        duration_s=duration,
+        energy_j=energy,
+        energy_kwh=None if energy is None else energy / 3.6e6,
+        mean_power_w=energy / duration if energy is not None and duration > 0 else None,
+        coverage=min(ph.coverage for ph in reps),
+        channels=channels,
+    )
+
+
+# ---------------------------------------------------------------------------- the whole job
+def total_timeline(
+    added: Sequence[Any], duration_s: float, energy: float | None
+) -> list[tuple[float, float]]:
+    """(offset from the merged start, cumulative counted J) from the added channels."""
+    if energy is None or duration_s <= 0 or not added:
+        return []
+    n = TOTAL_POINTS
+    times = [duration_s * k / n for k in range(n + 1)]
+    sums = [0.0] * (n + 1)
+    for ch in added:
+        pts = ch.timeline or [(0.0, 0.0, None), (duration_s, ch.energy_j, None)]
+        j = 0
+        for k, t in enumerate(times):
+            while j + 1 < len(pts) and pts[j + 1][0] <= t:
+                j += 1
+            x0, y0 = pts[j][0], pts[j][1]
+            if t <= x0 or j + 1 >= len(pts):
+                sums[k] += y0 if t >= x0 else 0.0
+                continue
+            x1, y1 = pts[j + 1][0], pts[j + 1][1]
+            sums[k] += y0 + (y1 - y0) * (t - x0) / (x1 - x0) if x1 > x0 else y0
+    sums[-1] = energy
+    return list(zip(times, sums, strict=True))
+
+
+def merged_status(parts: Sequence[Part]) -> str:
+    """``complete`` if every part is; ``partial`` if one is still running or partial."""
+    states = {p.report.status for p in parts}
+    if states & {"running", "partial"}:
+        return "partial"
+    if "interrupted" in states:
+        return "interrupted"
+    return "complete"
+
+
+def merged_run_id(parts: Sequence[Part]) -> str:
+    """A stable run id for a merge: a digest of its parts' run ids."""
+    key = "|".join(sorted(p.report.run_id for p in parts))
+    return hashlib.sha256(f"merge|{key}".encode()).hexdigest()[:32]
+
+
+def _hosts(parts: Sequence[Part]) -> list[Any]:
+    hosts, seen = [], set()
+    for p in parts:
+        for h in p.report.hosts or [p.report.host]:
+            k = (h.node_id or h.hostname, h.pid)
+            if k not in seen:
+                seen.add(k)
+                hosts.append(h)
+    return hosts
+
+
+def _unavailable(parts: Sequence[Part]) -> list[Any]:
+    out, seen = [], set()
+    for p in parts:
+        for u in p.report.unavailable:
+            k = (u.node_id or u.host or p.node, u.what, u.reason)
+            if k not in seen:
+                seen.add(k)
+                out.append(u)
+    return out
+
+
+def _segments(parts: Sequence[Part]) -> list[Any]:
+    segs = sorted((s for p in parts for s in p.report.segments), key=lambda s: s.started_at)
+    return [s.model_copy(update={"index": i}) for i, s in enumerate(segs)]
+
+
+def merge_energy(
+    parts: Sequence[Part], notes: list[str]
+) -> tuple[dict[str, Any], dict[int, float]]:
+    """The energy fields of the merged report, and the J each part contributed to the total."""
+    start = min(p.start for p in parts)
+    end = max(max(p.end, _posix(p.report.ended_at)) for p in parts)
+    duration = max(0.0, end - start)
+    groups = channel_groups(parts)
+    merged: dict[tuple[str, str], Any] = {}
+    unions: dict[tuple[str, str], Union | None] = {}
+    for key, members in groups.items():
+        merged[key], unions[key] = merge_channel(key[0], members, start, duration)
+    nodes = sorted({node for node, _ in merged})
+    used: dict[int, float] = {}
+    totals, bases, added_all = [], [], []
+    for node in nodes:
+        chs = [c for (n, _), c in merged.items() if n == node]
+        total, basis, added = node_total(chs)
+        totals.append(total)
+        bases.append(f"{node}: {basis}" if len(nodes) > 1 else basis)
+        added_all += added
+        for c in added:
+            u = unions[(node, c.name)]
+            for k, v in (u.used_j if u else {}).items():
+                used[k] = used.get(k, 0.0) + v
+    known = [t for t in totals if t is not None]
+    energy = sum(known) if known else None
+    names = sorted({n for p in parts for n in p.report.phases})
+    phases = {n: merge_phase(n, parts, groups, merged, start) for n in names}
+    intervals = {p.report.interval_s for p in parts}
+    if len(intervals) > 1:
+        notes.append(f"merged reports used different sampling intervals {sorted(intervals)} s")
+    return (
+        {
+            "started_at": _utc(start),
+            "ended_at": _utc(end),
+            "duration_s": duration,
+            "interval_s": max(intervals),
+            "energy_j": energy,
+            "energy_kwh": None if energy is None else energy / 3.6e6,
+            "mean_power_w": energy / duration if energy is not None and duration else None,
+            "total_basis": "; ".join(bases) or "nothing was measured",
+            "channels": list(merged.values()),
+            "phases": phases,
+            "timeline": total_timeline(added_all, duration, energy),
+        },
+        used,
+    )
+
+
+def merge_reports(
+    reports: Sequence[EnergyReport], *, names: Sequence[str] | None = None
+) -> EnergyReport:
+    """Merge reports of several runs, processes or nodes into one truthful report.
+
+    Args:
+        reports: reports of any kind (all fine-tuning: a FinetuneReport; all inference: an
+            InferenceReport; otherwise an EnergyReport, with fine-tuning work kept if present).
+        names: names of the reports for messages (file names); default ``report N``.
+
+    Raises:
+        ReportError: no reports; an impossible figure (NaN, infinite, negative); different or
+            future schema versions; copies of one run whose clocks disagree.
+    """
+    from bertwatt.report.merge_work import merge_carbon, merge_work, result_class
+
+    parts = make_parts(reports, names)
+    check_parts(parts)
+    kept, notes = drop_copies(parts)
+    notes += clock_notes(kept)
+    fields, used = merge_energy(kept, notes)
+    first = kept[0].report
+    nodes = sorted({p.node for p in kept})
+    fields.update(
+        kind="energy",
+        run_id=merged_run_id(kept),
+        status=merged_status(kept),
+        node_id=nodes[0] if len(nodes) == 1 else ",".join(nodes)[:200],
+        host=first.host,
+        hosts=_hosts(kept),
+        unavailable=_unavailable(kept),
+        segments=_segments(kept),
+        run=first.run if all(p.report.run == first.run for p in kept) else None,
+        extra={
+            "merged_from": [p.name for p in kept],
+            "merged_run_ids": [p.report.run_id for p in kept],
+        },
+    )
+    fields.update(merge_carbon(kept, used, fields["energy_j"], fields["phases"]))
+    kind = result_class(kept)
+    fields.update(merge_work(kind, kept, fields, notes))
+    warnings = [w for p in kept for w in p.report.warnings] + notes
+    fields["warnings"] = list(dict.fromkeys(warnings))
+    from bertwatt.report.io import report_class
+
+    report = report_class(kind).model_validate(fields)
+    if kind != "energy":
+        from bertwatt.report.finetune import figures_basis
+
+        report = report.model_copy(update={"figures": figures_basis(report)})
+    return report
+
+
+# ----------------------------------------------------------------------------- from files
+@dataclass
+class MergeResult:
+    """What :func:`merge_paths` merged: the report, the files used and the ones skipped."""
+
+    report: EnergyReport
+    files: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _dir_files(d: Path) -> list[Path]:
+    try:
+        entries = sorted(d.iterdir())
+    except OSError as err:
+        raise ReportError(f"cannot list the directory: {err.strerror}", where=str(d)) from err
+    return [e for e in entries if e.suffix == ".json" and not e.name.startswith(".")]
+
+
+def _is_merge_output(data: dict[str, Any]) -> bool:
+    extra = data.get("extra")
+    return isinstance(extra, dict) and ("merged_run_ids" in extra or "merged_from" in extra)
+
+
+def merge_paths(
+    paths: Sequence[str | os.PathLike[str]], *, exclude: Sequence[str | os.PathLike[str]] = ()
+) -> MergeResult:
+    """Load and merge report files; a directory contributes every ``*.json`` report in it.
+
+    From a directory, earlier merge outputs and JSON files that are not bertwatt reports are
+    skipped (listed in :attr:`MergeResult.skipped`); a file named explicitly is always used.
+    ``exclude`` lists paths to leave out (e.g. the merge's own output file). Copies of one run
+    and runs included in others are counted once (see :func:`merge_reports`).
+
+    Raises:
+        ReportError: no report found, or any file that cannot be read or is invalid (naming
+            it), or a merge error.
+    """
+    from bertwatt.report.io import load_report, read_report_data
+
+    skip = {os.path.realpath(x) for x in exclude}
+    result_files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    reports: list[EnergyReport] = []
+    for raw in paths:
+        given = Path(raw)
+        from_dir = given.is_dir()
+        for f in _dir_files(given) if from_dir else [given]:
+            if os.path.realpath(f) in skip:
+                continue
+            if from_dir:
+                try:
+                    data = read_report_data(f)
+                except ReportError as err:
+                    if "not a bertwatt report" in err.message:
+                        skipped.append((f, "not a bertwatt report"))
+                        continue
+                    raise
+                if _is_merge_output(data):
+                    skipped.append((f, "an earlier merge output"))
+                    continue
+            reports.append(load_report(f))
+            result_files.append(f)
+    if not reports:
+        where = ", ".join(str(p) for p in paths)[:200]
+        raise ReportError(
+            "no report to merge", where=where, fix="give report files or a directory holding them"
+        )
+    report = merge_reports(reports, names=[str(f) for f in result_files])
+    return MergeResult(report, result_files, skipped)
