@@ -482,6 +482,12 @@ def merge_energy(
     unions: dict[tuple[str, str], Union | None] = {}
     for key, members in groups.items():
         merged[key], unions[key] = merge_channel(key[0], members, start, duration)
+        u = unions[key]
+        if u is not None and u.overlap_s > 0:
+            notes.append(
+                f"{key[1]} on node {key[0]}: {u.overlap_s:.3g} s measured by more than one "
+                "report, counted once"
+            )
     nodes = sorted({node for node, _ in merged})
     used: dict[int, float] = {}
     totals, bases, added_all = [], [], []
