@@ -255,3 +255,46 @@ def test_merge_a_directory_skips_its_earlier_output(
     err = capsys.readouterr().err
     assert "old-merge.json" in err and "earlier merge output" in err
     assert json.loads(out.read_text())["energy_j"] == pytest.approx(first["energy_j"])
+
+
+# ---------------------------------------------------------------------- secrets in the command line
+@pytest.mark.parametrize(
+    ("argv", "masked"),
+    [
+        (["--token", "abc"], ["--token", "***"]),
+        (["--token=abc"], ["--token=***"]),
+        (["--password", "p w"], ["--password", "***"]),
+        (["--hf-token", "hf_x", "--lr", "3e-5"], ["--hf-token", "***", "--lr", "3e-5"]),
+        (["--api-key=k", "--api_key", "k2"], ["--api-key=***", "--api_key", "***"]),
+        (["-token", "abc"], ["-token", "***"]),
+        (["--client-secret", "s"], ["--client-secret", "***"]),
+        (
+            ["API_KEY=abc", "HF_TOKEN=hf_1", "PATH=/bin"],
+            ["API_KEY=***", "HF_TOKEN=***", "PATH=/bin"],
+        ),
+        (["WANDB_API_KEY=abc"], ["WANDB_API_KEY=***"]),
+        (["https://ada:pw@host/x"], ["https://ada:***@host/x"]),
+        (["--url=postgres://u:pw@db:5432/x"], ["--url=postgres://u:***@db:5432/x"]),
+        (["-H", "Authorization: Bearer abc"], ["-H", "Authorization: Bearer ***"]),
+        (["--token"], ["--token"]),  # no value to mask
+        (["--token", "--verbose"], ["--token", "--verbose"]),  # the next option is not a value
+        (["--epochs", "3", "train.py"], ["--epochs", "3", "train.py"]),
+        (
+            ["--tokenizer", "bert-base", "--max-tokens", "9"],
+            ["--tokenizer", "bert-base", "--max-tokens", "9"],
+        ),
+        (
+            ["--hftoken", "x", "--key", "k", "--sort-key", "a"],
+            ["--hftoken", "***", "--key", "***", "--sort-key", "a"],
+        ),
+        (
+            ["--aws-secret-access-key", "x", "DB_PASS=y"],
+            ["--aws-secret-access-key", "***", "DB_PASS=***"],
+        ),
+        (["https://host/path?x=1"], ["https://host/path?x=1"]),
+    ],
+)
+def test_secret_values_in_the_command_line_are_masked(argv: list[str], masked: list[str]) -> None:
+    from bertwatt.cli.run import mask_command
+
+    assert mask_command(argv) == masked

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -30,17 +31,38 @@ from bertwatt._echo import quote
 from bertwatt.cli._out import EXIT_ERROR, EXIT_USAGE, err, note
 from bertwatt.errors import BertwattWarning, ReportError
 
-__all__ = ["cmd_run", "mask_command"]
+__all__ = ["cmd_run", "is_secret_name", "mask_command"]
 
 MASK = "***"
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
 
-# an option or variable name that says its value is a credential
-_SECRET_NAME = re.compile(
-    r"(pass(word|wd|phrase)?|pwd|secret|token|api[-_]?key|apikey|access[-_]?key|private[-_]?key"
-    r"|auth(orization)?|credentials?|cookie|session[-_]?key|signature|client[-_]?secret)",
-    re.IGNORECASE,
+# words of an option or variable name that say its value is a credential
+_SECRET_WORDS = frozenset(
+    {
+        "password", "passwd", "passphrase", "pwd", "pass", "secret", "token", "apikey",
+        "credential", "credentials", "auth", "authorization", "cookie", "signature",
+    }
+)  # fmt: skip
+_SECRET_PAIRS = frozenset(
+    {("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key")}
 )
+_SECRET_ENDINGS = ("token", "password", "passwd", "secret", "apikey")
+
+
+def is_secret_name(name: str) -> bool:
+    """True when an option or variable name (``--hf-token``, ``API_KEY``) names a credential.
+
+    Whole words count (``--tokenizer`` and ``--max-tokens`` are not secrets); so do compact
+    forms ending in one (``--hftoken``, ``ACCESSTOKEN``) and a bare ``--key``.
+    """
+    words = [w for w in re.split(r"[-_.]+", name.lstrip("-").lower()) if w]
+    if words == ["key"]:
+        return True
+    if any(w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS) for w in words):
+        return True
+    return any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+
+
 _OPTION = re.compile(r"^(-{1,2}[A-Za-z0-9][A-Za-z0-9_.-]*)(=(.*))?$", re.DOTALL)
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)=(.*)$", re.DOTALL)
 _URL_CREDENTIALS = re.compile(
@@ -76,7 +98,7 @@ def mask_command(argv: list[str]) -> list[str]:
                 masked.append(MASK)
                 continue
         option = _OPTION.match(arg)
-        if option and _SECRET_NAME.search(option.group(1)):
+        if option and is_secret_name(option.group(1)):
             if option.group(2) is not None:
                 masked.append(f"{option.group(1)}={MASK}")
             else:
@@ -84,7 +106,7 @@ def mask_command(argv: list[str]) -> list[str]:
                 hide_next = True
             continue
         assign = _ASSIGN.match(arg)
-        if assign and _SECRET_NAME.search(assign.group(1)):
+        if assign and is_secret_name(assign.group(1)):
             masked.append(f"{assign.group(1)}={MASK}")
             continue
         masked.append(_mask_one(arg))
