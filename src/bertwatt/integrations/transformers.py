@@ -44,6 +44,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from types import FrameType
@@ -56,6 +57,14 @@ from bertwatt.integrations.finetune import measure_finetune
 from bertwatt.integrations.inference import measure_inference
 from bertwatt.integrations.perspective import _positive
 from bertwatt.integrations.report import FinetuneReport, InferenceReport
+from bertwatt.integrations.resume import (
+    checkpoint_state,
+    previous_from_state,
+    read_state,
+    store_state,
+    write_progress,
+)
+from bertwatt.integrations.runinfo import dataset_size, trainer_facts
 from bertwatt.integrations.session import FinetuneSession
 from bertwatt.meter import EnergyMeter
 from bertwatt.report.checks import emit_warnings
@@ -205,6 +214,7 @@ class EnergyCallback(TrainerCallback):
         self._report_path: Path | None = None
         self._last_write = 0.0
         self._problems: set[str] = set()
+        self._state_step: int | None = None
 
     # ------------------------------------------------------------------ public
     @property
@@ -302,7 +312,7 @@ class EnergyCallback(TrainerCallback):
             return
         self._write(s.build_report(self.meter.partial_report()))
 
-    def _after_flow(self, args: Any, control: Any) -> None:
+    def _after_flow(self, args: Any, state: Any, control: Any) -> None:
         s = self.session
         if s is None:
             return
@@ -310,6 +320,57 @@ class EnergyCallback(TrainerCallback):
             s.set_mode("eval")
         elif control.should_save and not self._best_save:
             s.set_mode("checkpoint")
+            self._store_state(args, state)
+
+    def _store_state(self, args: Any, state: Any) -> None:
+        """Put the run's figures so far into the TrainerState the Trainer is about to save."""
+        s = self.session
+        if s is None or not s.running:
+            return
+        report = s.build_report(self.meter.partial_report())
+        data = checkpoint_state(
+            report, step=int(state.global_step or 0), step_records=s.step_record_totals()
+        )
+        store_state(state, int(getattr(args, "process_index", 0) or 0), data)
+        self._state_step = int(state.global_step or 0)
+
+    def _progress(self, s: FinetuneSession, state: Any) -> None:
+        """Record the last known activity next to the report (for a resumed run's lost energy)."""
+        if self._report_path is None or s.run_id is None:
+            return
+        energy = self.meter.snapshot().energy_j
+        if s.previous is not None and energy is not None:
+            energy = None if s.previous.energy_j is None else s.previous.energy_j + energy
+        at = datetime.fromtimestamp(self.meter.clock.time_ns() / 1e9, tz=UTC)
+        try:
+            write_progress(
+                self._report_path,
+                run_id=s.run_id,
+                at=at,
+                step=int(state.global_step or 0),
+                energy_j=energy,
+            )
+        except OSError as err:
+            self._problem("on_log (progress file)", err)
+
+    def _resume(self, s: FinetuneSession, args: Any, state: Any, start_step: int) -> None:
+        """Continue from the figures the checkpoint carries (see :mod:`.resume`)."""
+        data, why = read_state(state, int(getattr(args, "process_index", 0) or 0))
+        if data is not None and data.get("step") != start_step:
+            why = (
+                f"the checkpoint's bertwatt figures are for step {data.get('step')}, not for "
+                f"step {start_step} (the save was decided after EnergyCallback's events)"
+            )
+            data = None
+        if data is None:
+            s.warn(
+                f"resumed from step {start_step}, but {why}: the totals cover this session only "
+                f"(steps after {start_step})"
+            )
+            return
+        s.previous, problems = previous_from_state(data, self._report_path)
+        for problem in problems:
+            s.warn(problem)
 
     def _back(self) -> str | None:
         return "train" if self._in_train else None
@@ -334,8 +395,9 @@ class EnergyCallback(TrainerCallback):
             self.meter.start()
             self._owns_meter = self._external is None
         max_steps = int(getattr(state, "max_steps", 0) or 0)
+        start_step = int(state.global_step or 0)
         # a resumed run starts at global_step: predict the steps this call will run
-        s.total_steps = max(0, max_steps - int(state.global_step or 0)) or None
+        s.total_steps = max(0, max_steps - start_step) or None
         s.expected_evals, s.expected_saves = _expected_events(args, state)
         s.grouped_by_length, s.grouping_hint = _grouping(args)
         pad = getattr(kwargs.get("processing_class"), "pad_token_id", None)
@@ -344,6 +406,14 @@ class EnergyCallback(TrainerCallback):
         model = kwargs.get("model")
         if model is not None and not s._hooks:
             s.watch(model)
+        try:
+            s.run_facts.update(trainer_facts(args, model, kwargs.get("train_dataloader")))
+        except Exception as err:  # facts are a courtesy; measuring goes on
+            s.warn(f"reading the run's set-up failed: {type(err).__name__}: {err}")
+        s.previous = None
+        self._state_step = None
+        if start_step > 0:
+            self._resume(s, args, state, start_step)
         s.extra.setdefault("trainer", {}).update(
             {
                 "per_device_train_batch_size": args.per_device_train_batch_size,
@@ -370,25 +440,41 @@ class EnergyCallback(TrainerCallback):
         """Close the optimizer step; pause training if an evaluation or save follows."""
         if self.session is not None:
             self.session.step_end(state.global_step)
-            self._after_flow(args, control)
+            self._after_flow(args, state, control)
 
     @_guarded
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Close ``epoch-N``; pause training if an evaluation or save follows."""
         if self.session is not None:
             self.session.epoch_end()
-            self._after_flow(args, control)
+            self._after_flow(args, state, control)
 
     @_guarded
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Close ``eval``; go on to the checkpoint or back to training."""
         s = self.session
-        if s is None or s.mode != "eval":
+        if s is None:
+            return
+        self._note_eval_size(s, kwargs.get("eval_dataloader"))
+        if s.mode != "eval":
             return
         if self._in_train and control.should_save and not self._best_save:
             s.set_mode("checkpoint")
+            self._store_state(args, state)
         else:
             s.set_mode(self._back())
+            if self._in_train and self._best_save:  # the Trainer saves if this one is the best
+                self._store_state(args, state)
+
+    @staticmethod
+    def _note_eval_size(s: FinetuneSession, loader: Any) -> None:
+        size = dataset_size(getattr(loader, "dataset", None))
+        if size is None:
+            return
+        sizes = s.run_facts.setdefault("dataset_sizes", {})
+        evals = [k for k in sizes if k == "eval" or k.startswith("eval-")]
+        if not any(sizes[k] == size for k in evals):
+            sizes["eval" if not evals else f"eval-{len(evals) + 1}"] = size
 
     @_guarded
     def on_predict(
@@ -405,6 +491,13 @@ class EnergyCallback(TrainerCallback):
         s = self.session
         if s is None:
             return
+        step = int(state.global_step or 0)
+        if self._state_step != step:
+            s.warn(
+                f"the checkpoint at step {step} was saved without bertwatt's figures (the save "
+                "was decided after EnergyCallback's events): resuming from it starts the totals "
+                "afresh"
+            )
         self._write_partial()
         if s.mode == "checkpoint":
             s.set_mode(self._back())
@@ -428,6 +521,7 @@ class EnergyCallback(TrainerCallback):
             logs.update(figures)
             if same and last is not None:
                 last.update(figures)
+        self._progress(s, state)
         interval = self.meter.config.checkpoint_interval_s
         if time.monotonic() - self._last_write >= interval:
             self._write_partial()
@@ -442,6 +536,7 @@ class EnergyCallback(TrainerCallback):
         s.end_train()
         if self._external is not None:
             return
+        s.ended_by = "completed"
         s.unwatch()
         if self._owns_meter and self.meter.running:
             self._owns_meter = False
