@@ -167,7 +167,6 @@ class MeterConfig:
         if isinstance(tp, bool) or not isinstance(tp, int) or not 64 <= tp <= 10_000_000:
             raise ConfigError(f"timeline_points must be an int between 64 and 10000000, got {tp!r}")
 
-
     def max_power_for(self, channel: Channel) -> float:
         """The plausibility bound (W) that applies to ``channel`` (see ``max_power_w``)."""
         overrides = self.max_power_w or {}
