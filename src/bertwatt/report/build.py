@@ -32,6 +32,7 @@ from bertwatt.report.snapshot import (
 __all__ = [
     "baseline_report",
     "build_report",
+    "channel_energy",
     "channel_report",
     "channel_warnings",
     "host_info",
