@@ -148,6 +148,7 @@ def test_sigkill_of_bertwatt_run_kills_the_command_and_leaves_a_checkpoint(tmp_p
         wait_for(pid_file)
         wait_for(report)
         child_pid = int(pid_file.read_text())
+        time.sleep(0.5)  # a checkpoint written after the command started
         assert alive(child_pid)
         proc.kill()
         proc.wait(timeout=30)
@@ -163,6 +164,7 @@ def test_sigkill_of_bertwatt_run_kills_the_command_and_leaves_a_checkpoint(tmp_p
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
     data = json.loads(report.read_text())
     assert data["status"] == "running"  # the last checkpoint, labelled as such
+    assert data["run"]["command"][-1] == child and data["run"]["cwd"] == os.getcwd()
 
 
 def test_run_records_what_was_run_with_secrets_masked(tmp_path: Path) -> None:

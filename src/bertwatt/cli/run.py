@@ -222,6 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_output(args.output)
     if args.zone is None:
         _check_env_zone()
+    cwd = os.getcwd()
     meter = EnergyMeter(
         backends=_backends(args.backend),
         interval_s=args.interval,
@@ -230,8 +231,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         baseline_s=args.baseline,
         carbon=_carbon(args.zone),
         pue=args.pue,
+        run={"command": mask_command(command), "cwd": cwd},  # on every checkpoint too
     )
-    cwd = os.getcwd()
     meter.start()
     try:
         proc = launch(command)
