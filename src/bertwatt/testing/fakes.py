@@ -126,7 +126,8 @@ class FakeBackend:
         name: backend name in reports.
         channels: the channels, read in order.
         clock: the clock traces are evaluated on (use the meter's FakeClock in tests).
-        blocking: declare reads as slow (the meter reads it on its own thread).
+        blocking: declare the backend blocking (never read at window edges, like a network
+            meter).
         read_delay_s: real seconds every read sleeps (only with a real clock).
         unavailable: entries probe() reports as not measurable.
     """
