@@ -139,7 +139,7 @@ except OSError as err:
 
 def launch(command: list[str]) -> subprocess.Popen[bytes]:
     """Start ``command``; on Linux through the exec trampoline that ties its life to ours."""
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux") and sys.executable:
         argv = [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), *command]
         return subprocess.Popen(argv)
     return subprocess.Popen(command)
@@ -234,27 +234,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         run={"command": mask_command(command), "cwd": cwd},  # on every checkpoint too
     )
     meter.start()
-    try:
-        proc = launch(command)
-    except OSError as exc:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", BertwattWarning)
-            meter.stop()
-        err(f"cannot run {quote(command[0], 200)}: {exc.strerror or exc}")
-        return 127 if isinstance(exc, FileNotFoundError) else 126
     received: list[int] = []
+    child: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
+        for proc in child:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
 
+    # handlers go in before the command starts: a signal in between is delivered right after
     previous: dict[int, Any] = {}
     for name in FORWARDED:
         sig = getattr(signal, name, None)
         if sig is not None:
             previous[sig] = signal.signal(sig, forward)
     try:
+        try:
+            proc = launch(command)
+        except OSError as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", BertwattWarning)
+                meter.stop()
+            err(f"cannot run {quote(command[0], 200)}: {exc.strerror or exc}")
+            return 127 if isinstance(exc, FileNotFoundError) else 126
+        child.append(proc)
+        for signum in received:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
         returncode = _wait(proc)
     finally:
         for sig, handler in previous.items():
