@@ -24,7 +24,9 @@ no thread is started: reads run inline as the clock advances, deterministically.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 
 from bertwatt.backends._guard import BadReading, check_reading, release
@@ -41,6 +43,17 @@ _MAX_BACKOFF_NS = 5_000_000_000
 #: missed an edge is read at edges again.
 _PROMPT_READS_TO_RESTORE = 10
 _MAX_NOTES = 20
+
+_running: weakref.WeakSet[Sampler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sampler in list(_running):
+        sampler.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: Default for ``edge_timeout_s``: how long a window edge waits for a non-blocking backend's read.
 EDGE_TIMEOUT_S = 0.25
@@ -281,6 +294,7 @@ class Sampler:
             if attach is not None:
                 attach(self)
             return
+        _running.add(self)
         for g in self.groups:
             g.next_due_ns = now
             g.thread = threading.Thread(
@@ -322,6 +336,7 @@ class Sampler:
                     g.finished = True
                 g.close_if_last()
             return []
+        _running.discard(self)
         for g in self.groups:
             g.wake.set()
         for g in self.groups:
@@ -337,6 +352,23 @@ class Sampler:
             if g.thread is not None and g.thread.is_alive():
                 hung.append(g)
         return hung
+
+    def after_fork_in_child(self) -> None:
+        """In a ``fork()`` child: no sampler thread exists there; stop sampling without waiting.
+
+        Fresh locks replace any a vanished thread held; later edges and ``stop()`` return at once
+        (the child's report holds what was measured up to the fork).
+        """
+        self._cv = threading.Condition()
+        self._waiting = 0
+        self._stop.set()
+        self._stopped = True
+        for g in self.groups:
+            g.lock = threading.Lock()
+            g.wake = threading.Event()
+            g.thread = None
+            g.at_edges = False
+            g.finished = True
 
     def edge_read(self) -> None:
         """Read every non-blocking group now, for a window edge; returns within the edge timeout.

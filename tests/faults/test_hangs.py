@@ -418,3 +418,32 @@ def test_overlapping_meters_on_threads_share_a_backend() -> None:
     assert gpu.closed == 1
     assert rep.energy_j == pytest.approx(100.0 * rep.duration_s, rel=0.05)
     assert outer_first.energy_j == pytest.approx(100.0 * outer_first.duration_s, rel=0.05)
+
+
+# --- fork() inside a metered block: the child's copy stops at once -----------------------------
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_fork_child_stops_its_copy_of_the_sampler_at_once() -> None:
+    import os
+
+    good = healthy()
+    meter = EnergyMeter(backends=[good], interval_s=0.02, slow_read_timeout_s=2.0)
+    meter.start()
+    time.sleep(0.1)
+    pid = os.fork()
+    if pid == 0:  # the child: no sampler thread exists here; edges and stop() must not wait
+        code = 1
+        try:
+            t0 = time.monotonic()
+            meter.mark()
+            meter.stop(warn=False)
+            code = 0 if time.monotonic() - t0 < 0.2 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    time.sleep(0.1)
+    rep = meter.stop()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert good.closed == 1  # closed once, by the parent
+    assert rep.channel("good").energy_j == pytest.approx(100.0 * rep.duration_s, rel=0.05)
