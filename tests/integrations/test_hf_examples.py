@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,6 +25,7 @@ def run(args: list[str], timeout: float = 240) -> str:
     return out.stdout
 
 
+@pytest.mark.slow
 def test_finetune_bert_quick(tmp_path):
     out = run(["examples/finetune_bert.py", "--quick", "--output-dir", str(tmp_path)])
     assert "fine-tuning figures are" in out
@@ -35,6 +38,7 @@ def test_finetune_bert_quick(tmp_path):
     assert report["steps"] > 0 and report["tokens_padded"] > report["tokens_nonpadding"] > 0
 
 
+@pytest.mark.slow
 def test_padding_comparison_quick():
     out = run(["examples/padding_comparison.py", "--quick"])
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
@@ -42,6 +46,7 @@ def test_padding_comparison_quick():
     assert "max_length processed" in out
 
 
+@pytest.mark.slow
 def test_plain_pytorch_quick():
     out = run(["examples/plain_pytorch.py", "--quick"])
     assert "phases:" in out and "per example" in out
