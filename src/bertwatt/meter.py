@@ -204,33 +204,39 @@ class EnergyMeter:
             )
             timelines = tuple(tl for g in groups for tl in g.timelines)
             sampler = Sampler(groups, self.clock, edge_timeout_s=cfg.edge_timeout_s)
-            window = Window(
-                config=cfg,
-                clock=self.clock,
-                groups=tuple(groups),
-                timelines=timelines,
-                unavailable=unavailable,
-                sampler=sampler,
-                start_wall_ns=self.clock.time_ns(),
-                run_id=uuid.uuid4().hex,
-                node_id=node_identity(),
-            )
-            self._window = window
-            _running.add(self)
-            self._prefetch_carbon()
-            self._sync_cuda()
-            sampler.start(first_read_timeout_s=deadline - time.monotonic())
-            if cfg.baseline_s > 0:
-                b0 = self._mark_locked(window, read=False)
-                self.clock.wait(threading.Event(), cfg.baseline_s)
-                b1 = self._mark_locked(window)
-                window.baseline_marks = (b0, b1)
-                window.start_mark = b1
-                window.start_wall_ns = self.clock.time_ns()
-            else:
-                window.start_mark = self._mark_locked(window, read=False)
-            if cfg.output is not None:
-                self._start_checkpointer()
+            try:
+                window = Window(
+                    config=cfg,
+                    clock=self.clock,
+                    groups=tuple(groups),
+                    timelines=timelines,
+                    unavailable=unavailable,
+                    sampler=sampler,
+                    start_wall_ns=self.clock.time_ns(),
+                    run_id=uuid.uuid4().hex,
+                    node_id=node_identity(),
+                )
+                self._window = window
+                _running.add(self)
+                self._prefetch_carbon()
+                self._sync_cuda()
+                sampler.start(first_read_timeout_s=deadline - time.monotonic())
+                if cfg.baseline_s > 0:
+                    b0 = self._mark_locked(window, read=False)
+                    self.clock.wait(threading.Event(), cfg.baseline_s)
+                    b1 = self._mark_locked(window)
+                    window.baseline_marks = (b0, b1)
+                    window.start_mark = b1
+                    window.start_wall_ns = self.clock.time_ns()
+                else:
+                    window.start_mark = self._mark_locked(window, read=False)
+                if cfg.output is not None:
+                    self._start_checkpointer()
+            except BaseException:  # e.g. Ctrl-C during the baseline: stop threads, release backends
+                sampler.stop(time.monotonic(), 0.0)
+                _running.discard(self)
+                self._window = None
+                raise
             return self
 
     def stop(self, *, warn: bool = True) -> EnergyReport:
@@ -253,15 +259,19 @@ class EnergyMeter:
             w.sampler.edge_deadline_ns = self.clock.monotonic_ns() + int(
                 w.config.slow_read_timeout_s * 1e9
             )
-            self._sync_cuda()
-            for name, ph in w.phases.items():
-                if ph.open_mark is not None:
-                    end = self._mark_locked(w, read=False)
-                    w.close_interval(ph, ph.open_mark, end)
-                    ph.open_mark = None
-                    ph.owners.clear()
-                    w.warnings.append(f"phase {name!r} was still open at stop(); closed there")
-            self._stop_sampler(w, deadline)
+            try:
+                self._sync_cuda()
+                for name, ph in w.phases.items():
+                    if ph.open_mark is not None:
+                        end = self._mark_locked(w, read=False)
+                        w.close_interval(ph, ph.open_mark, end)
+                        ph.open_mark = None
+                        ph.owners.clear()
+                        w.warnings.append(f"phase {name!r} was still open at stop(); closed there")
+                self._stop_sampler(w, deadline)
+            except BaseException:  # never leave sampler threads running behind an error
+                w.sampler.stop(deadline, _CLOSE_GRACE_S)
+                raise
             w.fold()
             w.stopped = True
             _running.discard(self)

@@ -325,6 +325,8 @@ class Sampler:
         """
         import time
 
+        if self._stopped:  # already stopped (or a fork() child's copy): nothing to release
+            return []
         self._stop.set()
         self._stopped = True
         if self.clock.manual:
@@ -339,6 +341,10 @@ class Sampler:
         _running.discard(self)
         for g in self.groups:
             g.wake.set()
+            if g.thread is None:  # never started (start() failed first): release it here
+                threading.Thread(
+                    target=g.close_if_last, name=f"bertwatt-close-{g.name}", daemon=True
+                ).start()
         for g in self.groups:
             if g.thread is not None:
                 g.thread.join(timeout=max(0.0, deadline_s - time.monotonic()))

@@ -447,3 +447,28 @@ def test_a_fork_child_stops_its_copy_of_the_sampler_at_once() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert good.closed == 1  # closed once, by the parent
     assert rep.channel("good").energy_j == pytest.approx(100.0 * rep.duration_s, rel=0.05)
+
+
+# --- an interrupted start() leaves nothing running and nothing held ------------------------------
+
+
+class InterruptingClock(SystemClock):
+    """A real clock whose wait() is interrupted (Ctrl-C during the idle baseline)."""
+
+    def wait(self, event: threading.Event, timeout_s: float) -> bool:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_start_stops_the_threads_and_releases_the_backend() -> None:
+    gpu = FakeBackend(name="gpu", channels=[FakeChannel("g", 100.0, kind="counter")])
+    meter = EnergyMeter(backends=[gpu], baseline_s=1.0, clock=InterruptingClock())
+    with pytest.raises(KeyboardInterrupt):
+        meter.start()
+    assert not meter.running
+    deadline = time.monotonic() + 5.0
+    while (bertwatt_threads() or not gpu.closed) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert bertwatt_threads() == [] and gpu.closed == 1
+    with EnergyMeter(backends=[gpu], interval_s=0.02):  # not held as "in use" by the failed start
+        time.sleep(0.05)
+    assert (gpu.probes, gpu.closed) == (2, 2)
