@@ -153,6 +153,10 @@ class EnergyMeter:
                         f"{b!r} is not a backend: it needs name, blocking, probe(), read() and "
                         "close() (see bertwatt.backends.Backend)"
                     )
+                if not isinstance(b.name, str) or not b.name.strip():
+                    raise ConfigError(
+                        f"a backend's name must be a non-empty string, got {b.name!r}"
+                    )
             names = [b.name for b in backends]
             if len(set(map(id, backends))) != len(backends):
                 raise ConfigError(f"the same backend object is listed twice in {names}")

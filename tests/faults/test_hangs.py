@@ -472,3 +472,26 @@ def test_ctrl_c_during_start_stops_the_threads_and_releases_the_backend() -> Non
     with EnergyMeter(backends=[gpu], interval_s=0.02):  # not held as "in use" by the failed start
         time.sleep(0.05)
     assert (gpu.probes, gpu.closed) == (2, 2)
+
+
+@pytest.mark.parametrize("name", [None, "", "  ", 3])
+def test_a_backend_without_a_usable_name_is_refused_at_construction(name: object) -> None:
+    from bertwatt.errors import ConfigError
+
+    backend = FakeBackend()
+    backend.name = name  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match="name must be a non-empty string"):
+        EnergyMeter(backends=[backend])
+
+
+def test_a_probe_returning_garbage_is_unavailable_with_the_reason(hangs: Hangs) -> None:
+    class Garbage(Scripted):
+        def probe(self) -> Any:
+            return {"channels": ["gpu:0"]}
+
+    clock = FakeClock()
+    with EnergyMeter(backends=[Garbage(hangs, "junk"), healthy(clock)], clock=clock) as meter:
+        clock.advance(1.0)
+    (entry,) = [u for u in meter.report.unavailable if u.what == "junk"]
+    assert "probe() returned {'channels': ['gpu:0']}, not an Availability" in entry.reason
+    assert meter.report.channel("good").energy_j == pytest.approx(100.0)
