@@ -202,7 +202,7 @@ def _status(session: FinetuneSession, base: EnergyReport) -> str:
     return str(base.status)
 
 
-def _run_info(session: FinetuneSession, train: WorkCounts, tokens_padded: int) -> dict[str, Any]:
+def _run_info(session: FinetuneSession, tokens_padded: int) -> dict[str, Any]:
     """``report.run``: observed facts, then the model's and the Trainer's, then stated ones."""
     from bertwatt.integrations.runinfo import flops_fields, observed_batching
 
@@ -212,7 +212,7 @@ def _run_info(session: FinetuneSession, train: WorkCounts, tokens_padded: int) -
     if prev is not None:
         run.update({k: v for k, v in prev.run.items() if not k.startswith("flops_")})
     if not session.auto_eval:  # a plain loop: batching as observed in the forward calls
-        run.update(observed_batching(lengths.batch_examples, train.batches, session.steps_done))
+        run.update(observed_batching(lengths.batch_examples))
     run.update(session.run_facts)
     longest = max(lengths.padded_lengths, default=None)
     if longest is not None:
@@ -354,7 +354,7 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
         step_energy=step_energy,
         padding=padding,
         prediction=_prediction(session, base),
-        run=_run_info(session, total, total.tokens_padded),
+        run=_run_info(session, total.tokens_padded),
         segments=[*earlier, _segment(session, base, len(earlier))],
         **resumed,
     )

@@ -18,8 +18,8 @@ field                           source
                                 else the dtype of the weights (``fp32``, ``bf16``, ...)
 ``batch_size``                  examples per device per forward call: ``per_device_train_batch_
                                 size`` (Trainer), the most frequent training batch (plain loop)
-``gradient_accumulation_steps`` ``TrainingArguments``; plain loop: training forward calls per
-                                optimizer step when that is constant
+``gradient_accumulation_steps`` ``TrainingArguments``; plain loop: only when stated (forward
+                                calls per step are not always micro-batches)
 ``world_size``                  ``TrainingArguments.world_size``; plain loop: torch.distributed
 ``dataset_sizes``               ``len()`` of the training / evaluation data sets
 ``flops_estimate``              6 x ``parameters_total`` x training tokens processed (padding
@@ -154,20 +154,16 @@ def dataset_size(dataset: Any) -> int | None:
     return n if isinstance(n, int) and n >= 0 else None
 
 
-def observed_batching(
-    batch_examples: Mapping[int, int], train_batches: int, steps: int
-) -> dict[str, Any]:
-    """Batch size and gradient accumulation of a plain loop, from the forward calls counted.
+def observed_batching(batch_examples: Mapping[int, int]) -> dict[str, Any]:
+    """Batch size and world size of a plain loop, from the forward calls counted.
 
     ``batch_size`` is the most frequent number of examples per training forward call (the last
-    batch of an epoch is often smaller); ``gradient_accumulation_steps`` is training forward
-    calls per optimizer step when every step had the same number (it is left unset otherwise).
+    batch of an epoch is often smaller); ``world_size`` is torch.distributed's when a process
+    group is initialised, else 1.
     """
     out: dict[str, Any] = {}
     if batch_examples:
         out["batch_size"] = max(batch_examples, key=lambda k: (batch_examples[k], k))
-    if steps > 0 and train_batches > 0 and train_batches % steps == 0:
-        out["gradient_accumulation_steps"] = train_batches // steps
     torch: Any = sys.modules.get("torch")
     dist = getattr(torch, "distributed", None)
     try:

@@ -1,0 +1,262 @@
+"""A Trainer run stopped after a checkpoint and resumed from it continues its report.
+
+Each run is a real Trainer on a tiny BERT with a fake counter on a fake clock that moves only in
+forward calls (see hf_helpers), so every energy is known exactly: a training step is TRAIN_J.
+The interrupted run is stopped by a callback raising after step 5 (or, in a subprocess, by
+SIGKILL); checkpoints are every 3 steps; the resumed run is compared with an uninterrupted run of
+the same steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hf_helpers import TRAIN_J, fake_sensor
+
+import bertwatt
+from bertwatt.integrations.report import FinetuneReport
+from bertwatt.integrations.resume import STATE_KEY
+from bertwatt.integrations.transformers import EnergyCallback
+from bertwatt.testing import FakeClock
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+SAVE = {"save_strategy": "steps", "save_steps": 3}
+
+
+class StopAfter:
+    """A TrainerCallback that raises after optimizer step ``step`` (a crash after a checkpoint)."""
+
+    def __new__(cls, step: int) -> Any:
+        from transformers import TrainerCallback
+
+        class _Stop(TrainerCallback):
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                if state.global_step == step:
+                    raise RuntimeError(f"stopped after step {step}")
+
+        return _Stop()
+
+
+def measured(clock: FakeClock) -> EnergyCallback:
+    return EnergyCallback(backends=[fake_sensor(clock)], clock=clock)
+
+
+def interrupted(make_trainer: Any, stop: int, resume: str | None = None, **options: Any) -> Any:
+    """Run (or resume) in ``run/`` until a crash after step ``stop``; return the callback."""
+    clock = FakeClock()
+    cb = measured(clock)
+    trainer = make_trainer(
+        callbacks=[cb, StopAfter(stop)], clock=clock, subdir="run", **SAVE, **options
+    )
+    with pytest.raises(RuntimeError, match="stopped after step"):
+        trainer.train(resume_from_checkpoint=resume)
+    cb.meter.stop(warn=False)  # the process "died": nothing more is measured or written
+    return cb
+
+
+def finished(make_trainer: Any, subdir: str, resume: str | None = None, **options: Any) -> Any:
+    clock = FakeClock()
+    cb = measured(clock)
+    trainer = make_trainer(callbacks=[cb], clock=clock, subdir=subdir, **SAVE, **options)
+    trainer.train(resume_from_checkpoint=resume)
+    return cb, trainer
+
+
+def test_checkpoint_carries_the_figures_at_its_step(make_trainer, tmp_path):
+    interrupted(make_trainer, stop=5)
+    state = json.loads((tmp_path / "run" / "checkpoint-3" / "trainer_state.json").read_text())
+    figures = state["stateful_callbacks"][STATE_KEY]["ranks"]["0"]
+    assert figures["step"] == 3 and figures["steps"] == 3 and figures["examples"] == 24
+    assert figures["energy_j"] == pytest.approx(3 * TRAIN_J)
+    assert figures["segments"][0]["ended_by"] == "running"
+
+
+def test_resumed_run_equals_an_uninterrupted_one(make_trainer, tmp_path):
+    first = interrupted(make_trainer, stop=5)
+    cb, trainer = finished(make_trainer, "run", resume=str(tmp_path / "run" / "checkpoint-3"))
+    full, full_trainer = finished(make_trainer, "full")
+    r, u = cb.report, full.report
+    assert (r.steps, r.examples, r.tokens_padded, r.tokens_nonpadding) == (
+        u.steps,
+        u.examples,
+        u.tokens_padded,
+        u.tokens_nonpadding,
+    )
+    assert r.steps == 6
+    assert r.energy_j == pytest.approx(u.energy_j) == pytest.approx(6 * TRAIN_J)
+    # this session's own window measured only the 3 steps it ran
+    assert r.channel("cpu:0").energy_j == pytest.approx(3 * TRAIN_J)
+    assert r.phase_metrics["train"].energy_j == pytest.approx(u.phase_metrics["train"].energy_j)
+    assert r.phase_metrics["train"].j_per_token_padded == pytest.approx(
+        u.phase_metrics["train"].j_per_token_padded
+    )
+    assert r.phase_metrics["run"].examples == u.phase_metrics["run"].examples
+
+    assert [s.ended_by for s in r.segments] == ["interrupted", "completed"]
+    assert [s.index for s in r.segments] == [0, 1]
+    assert [s.steps for s in r.segments] == [3, 3]
+    assert sum(s.energy_j for s in r.segments) == pytest.approx(r.energy_j)
+    assert r.segments[0].run_id != r.segments[1].run_id == r.run_id
+    assert r.status == "complete"
+
+    resume = r.resume
+    assert resume is not None and resume.from_step == 3
+    assert resume.previous_energy_j == pytest.approx(3 * TRAIN_J)
+    # the interrupted run logged step 4 (logging_steps=2) then died after step 5: the last known
+    # activity is step 4's log, one training step after the checkpoint
+    assert resume.lost_energy_upper_j == pytest.approx(TRAIN_J)
+    assert "upper bound" in resume.basis and "step 4" in resume.basis
+    assert "resumed at step 3" in r.summary()
+
+    # the logged cumulative energy continues where the interrupted run's checkpoint left it
+    def logged(t: Any) -> dict[int, float]:
+        return {h["step"]: h["energy/kwh"] for h in t.state.log_history if "energy/kwh" in h}
+
+    resumed_logs, full_logs = logged(trainer), logged(full_trainer)
+    assert set(resumed_logs) == set(full_logs) == {2, 4, 6}  # step 2: history from the checkpoint
+    for step in (2, 4, 6):
+        assert resumed_logs[step] == pytest.approx(full_logs[step])
+
+    # the file continues the interrupted run's report; that one's last version is kept aside
+    path = tmp_path / "run" / "bertwatt" / "report.json"
+    loaded = bertwatt.load_report(path)
+    assert isinstance(loaded, FinetuneReport) and loaded.kind == "finetune"
+    assert len(loaded.segments) == 2 and loaded.energy_j == pytest.approx(6 * TRAIN_J)
+    kept = list((path.parent / "segments").glob("*.json"))
+    assert [p.name for p in kept] == [f"0-{first.session.run_id}.json"]
+    old = bertwatt.load_report(kept[0])
+    assert old.run_id == r.segments[0].run_id and old.status == "running"
+
+
+def test_resumed_twice_lists_three_segments(make_trainer, tmp_path):
+    ck = tmp_path / "run"
+    interrupted(make_trainer, stop=5, num_train_epochs=2)
+    interrupted(make_trainer, stop=8, resume=str(ck / "checkpoint-3"), num_train_epochs=2)
+    cb, _ = finished(make_trainer, "run", resume=str(ck / "checkpoint-6"), num_train_epochs=2)
+    full, _ = finished(make_trainer, "full", num_train_epochs=2)
+    r, u = cb.report, full.report
+    assert (r.steps, r.examples, r.tokens_padded) == (u.steps, u.examples, u.tokens_padded)
+    assert r.energy_j == pytest.approx(u.energy_j) == pytest.approx(12 * TRAIN_J)
+    assert [s.steps for s in r.segments] == [3, 3, 6]
+    assert [s.ended_by for s in r.segments] == ["interrupted", "interrupted", "completed"]
+    assert len({s.run_id for s in r.segments}) == 3
+    assert r.resume.from_step == 6
+    assert r.resume.previous_energy_j == pytest.approx(6 * TRAIN_J)
+    assert r.phase_metrics["epoch-1"].steps == 6 and r.phase_metrics["epoch-2"].steps == 6
+    assert r.run.flops_estimate == pytest.approx(6 * r.run.parameters_total * u.tokens_padded)
+
+
+def test_resume_after_sigkill(make_trainer, tmp_path):
+    """The interrupted run is a real process killed with SIGKILL after step 5."""
+    script = tmp_path / "killed.py"
+    script.write_text(
+        f"""
+import os, signal, sys
+sys.path.insert(0, {str(HERE)!r})
+import torch
+torch.set_num_threads(1)
+from transformers import TrainerCallback
+from hf_helpers import TINY, ClockedForward, fake_sensor
+from bertwatt.integrations.demo import build_trainer
+from bertwatt.integrations.transformers import EnergyCallback
+from bertwatt.testing import FakeClock
+
+class Kill(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+clock = FakeClock()
+trainer = build_trainer(
+    {str(tmp_path / "run")!r}, train_examples=48, eval_examples=16, model_options=TINY,
+    callbacks=[EnergyCallback(backends=[fake_sensor(clock)], clock=clock), Kill()],
+    per_device_train_batch_size=8, per_device_eval_batch_size=8,
+    train_sampling_strategy="sequential", logging_steps=2, save_strategy="steps", save_steps=3,
+)
+trainer.model.register_forward_pre_hook(ClockedForward(clock), with_kwargs=True)
+trainer.train()
+"""
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (tmp_path / "run" / "checkpoint-3").is_dir()
+    assert not (tmp_path / "run" / "checkpoint-6").exists()
+    cb, _ = finished(make_trainer, "run", resume=str(tmp_path / "run" / "checkpoint-3"))
+    full, _ = finished(make_trainer, "full")
+    r, u = cb.report, full.report
+    assert (r.steps, r.examples, r.tokens_padded) == (u.steps, u.examples, u.tokens_padded)
+    assert r.energy_j == pytest.approx(u.energy_j)
+    assert [s.ended_by for s in r.segments] == ["interrupted", "completed"]
+    assert r.resume.lost_energy_upper_j == pytest.approx(TRAIN_J)
+
+
+def test_resume_from_the_last_checkpoint_with_true(make_trainer, tmp_path):
+    interrupted(make_trainer, stop=5)
+    cb, _ = finished(make_trainer, "run", resume=True)
+    assert cb.report.resume.from_step == 3 and cb.report.steps == 6
+
+
+def test_restoring_callback_states_keeps_the_callback(make_trainer, tmp_path):
+    interrupted(make_trainer, stop=5)
+    cb, trainer = finished(
+        make_trainer,
+        "run",
+        resume=str(tmp_path / "run" / "checkpoint-3"),
+        restore_callback_states_from_checkpoint=True,
+    )
+    assert any(c is cb for c in trainer.callback_handler.callbacks)
+    assert cb.report.steps == 6 and cb.report.resume is not None
+
+
+def test_checkpoint_without_bertwatt_figures_says_so(make_trainer, tmp_path):
+    finished_plain = make_trainer(subdir="run", **SAVE)
+    finished_plain.train()
+    cb, _ = finished(make_trainer, "run", resume=str(tmp_path / "run" / "checkpoint-3"))
+    r = cb.report
+    assert r.resume is None and r.steps == 3 and len(r.segments) == 1
+    assert any("carries no bertwatt figures" in w for w in r.warnings)
+
+
+def test_figures_for_another_step_are_not_used(make_trainer, tmp_path):
+    interrupted(make_trainer, stop=5)
+    path = tmp_path / "run" / "checkpoint-3" / "trainer_state.json"
+    state = json.loads(path.read_text())
+    state["stateful_callbacks"][STATE_KEY]["ranks"]["0"]["step"] = 2
+    path.write_text(json.dumps(state))
+    cb, _ = finished(make_trainer, "run", resume=str(path.parent))
+    r = cb.report
+    assert r.resume is None and r.steps == 3
+    assert any("are for step 2, not for step 3" in w for w in r.warnings)
+
+
+def test_unknown_lost_energy_without_the_interrupted_report(make_trainer, tmp_path):
+    interrupted(make_trainer, stop=5)
+    (tmp_path / "run" / "bertwatt" / "report.json").unlink()
+    cb, _ = finished(make_trainer, "run", resume=str(tmp_path / "run" / "checkpoint-3"))
+    r = cb.report
+    assert r.resume.previous_energy_j == pytest.approx(3 * TRAIN_J)
+    assert r.resume.lost_energy_upper_j is None
+    assert "unknown: no report of the interrupted session" in r.resume.basis
+    assert r.energy_j == pytest.approx(6 * TRAIN_J)
+
+
+def test_running_report_and_checkpoints_while_training(make_trainer, tmp_path):
+    """The report written at a checkpoint is 'running' with a running segment; the final is not."""
+    interrupted(make_trainer, stop=5)
+    report = bertwatt.load_report(tmp_path / "run" / "bertwatt" / "report.json")
+    assert report.status == "running"
+    assert [s.ended_by for s in report.segments] == ["running"]
+    progress = json.loads((tmp_path / "run" / "bertwatt" / "report.progress").read_text())
+    assert progress["step"] == 4 and progress["run_id"] == report.run_id
