@@ -35,7 +35,7 @@ def test_curve_is_monotone_and_bounded_by_the_total():
 
 def test_curve_points_between():
     c = Curve(10.0, 4.0, 4.0, [(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)])
-    assert c.points_between(11.0, 13.5) == [(12.0, 2.0), (13.0, 3.0)]
+    assert c.points_between(11.0, 13.5) == ([12.0, 13.0], [2.0, 3.0])
 
 
 def test_merge_intervals():

@@ -64,6 +64,7 @@ class Part:
     index: int
     start: float = 0.0
     end: float = 0.0
+    curves: dict[str, Curve] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.start = _posix(self.report.started_at)
@@ -236,39 +237,54 @@ def channel_groups(parts: Sequence[Part]) -> dict[tuple[str, str], list[tuple[Pa
     return groups
 
 
+def channel_curve(part: Part, ch: ChannelReport) -> Curve:
+    """The channel's cumulative energy on the UTC clock (one per channel, reused by phases)."""
+    cached = part.curves.get(ch.name)
+    if cached is None:
+        energy = float(ch.energy_j or 0.0)
+        cached = Curve(part.start, float(part.report.duration_s), energy, ch.timeline)
+        part.curves[ch.name] = cached
+    return cached
+
+
 def channel_piece(part: Part, ch: ChannelReport) -> Piece | None:
     """A channel over its report's window (None when it measured nothing)."""
     if ch.energy_j is None:
         return None
-    curve = Curve(part.start, float(part.report.duration_s), float(ch.energy_j), ch.timeline)
+    curve = channel_curve(part, ch)
     return Piece(part.index, [(part.start, part.end)], float(ch.energy_j), ch.coverage, curve)
-
-
-def _thin(points: list[tuple[float, float, float | None]], n: int) -> list[Any]:
-    if len(points) <= n:
-        return points
-    step = (len(points) - 1) / (n - 1)
-    return [points[round(k * step)] for k in range(n)]
 
 
 def union_timeline(
     u: Union, curves: dict[int, Curve], origin: float
 ) -> list[tuple[float, float, float | None]]:
     """(offset from ``origin``, cumulative J, None) along the slices a union chose."""
-    out: list[tuple[float, float, float | None]] = []
+    times: list[float] = []
+    values: list[float] = []
     total = 0.0
     for a, b, key in u.slices:
         c = curves[key]
         base = c.at(a)
-        out.append((a - origin, total, None))
-        for t, y in c.points_between(a, b):
-            out.append((t - origin, total + y - base, None))
+        xs, ys = c.points_between(a, b)
+        times.append(a)
+        values.append(total)
+        times += xs
+        shift = total - base
+        values += [y + shift for y in ys]
         total += c.at(b) - base
-        out.append((b - origin, total, None))
-    if out:
-        scale = u.energy_j / total if total > 0 else 1.0
-        out = [(t, e * scale, p) for t, e, p in out]
-    return _thin(out, CHANNEL_POINTS)
+        times.append(b)
+        values.append(total)
+    if not times:
+        return []
+    scale = u.energy_j / total if total > 0 else 1.0
+    n = len(times)
+    keep = range(n) if n <= CHANNEL_POINTS else _thin_index(n, CHANNEL_POINTS)
+    return [(times[i] - origin, values[i] * scale, None) for i in keep]
+
+
+def _thin_index(n: int, k: int) -> list[int]:
+    step = (n - 1) / (k - 1)
+    return [round(j * step) for j in range(k)]
 
 
 def merge_channel(
@@ -349,8 +365,7 @@ def phase_pieces(phase: str, members: list[tuple[Part, Any]], multi: bool) -> li
         if e is None:
             continue
         intervals = [(p.start + a, p.start + b) for a, b in ph.intervals]
-        curve = Curve(p.start, float(p.report.duration_s), float(ch.energy_j), ch.timeline)
-        out.append(Piece(p.index, intervals, float(e), ch.coverage, curve))
+        out.append(Piece(p.index, intervals, float(e), ch.coverage, channel_curve(p, ch)))
     return out
 
 
@@ -413,16 +428,9 @@ def total_timeline(
     sums = [0.0] * (n + 1)
     for ch in added:
         pts = ch.timeline or [(0.0, 0.0, None), (duration_s, ch.energy_j, None)]
-        j = 0
+        curve = Curve(0.0, duration_s, float(ch.energy_j), pts)
         for k, t in enumerate(times):
-            while j + 1 < len(pts) and pts[j + 1][0] <= t:
-                j += 1
-            x0, y0 = pts[j][0], pts[j][1]
-            if t <= x0 or j + 1 >= len(pts):
-                sums[k] += y0 if t >= x0 else 0.0
-                continue
-            x1, y1 = pts[j + 1][0], pts[j + 1][1]
-            sums[k] += y0 + (y1 - y0) * (t - x0) / (x1 - x0) if x1 > x0 else y0
+            sums[k] += curve.at(t)
     sums[-1] = energy
     return list(zip(times, sums, strict=True))
 
@@ -597,8 +605,7 @@ def _dir_files(d: Path) -> list[Path]:
     return [e for e in entries if e.suffix == ".json" and not e.name.startswith(".")]
 
 
-def _is_merge_output(data: dict[str, Any]) -> bool:
-    extra = data.get("extra")
+def _is_merge_output(extra: Any) -> bool:
     return isinstance(extra, dict) and ("merged_run_ids" in extra or "merged_from" in extra)
 
 
@@ -616,7 +623,7 @@ def merge_paths(
         ReportError: no report found, or any file that cannot be read or is invalid (naming
             it), or a merge error.
     """
-    from bertwatt.report.io import load_report, read_report_data
+    from bertwatt.report.io import load_report
 
     skip = {os.path.realpath(x) for x in exclude}
     result_files: list[Path] = []
@@ -628,18 +635,17 @@ def merge_paths(
         for f in _dir_files(given) if from_dir else [given]:
             if os.path.realpath(f) in skip:
                 continue
-            if from_dir:
-                try:
-                    data = read_report_data(f)
-                except ReportError as err:
-                    if "not a bertwatt report" in err.message:
-                        skipped.append((f, "not a bertwatt report"))
-                        continue
-                    raise
-                if _is_merge_output(data):
-                    skipped.append((f, "an earlier merge output"))
+            try:
+                report = load_report(f)
+            except ReportError as err:
+                if from_dir and err.message.startswith("not a bertwatt report"):
+                    skipped.append((f, "not a bertwatt report"))
                     continue
-            reports.append(load_report(f))
+                raise
+            if from_dir and _is_merge_output(report.extra):
+                skipped.append((f, "an earlier merge output"))
+                continue
+            reports.append(report)
             result_files.append(f)
     if not reports:
         where = ", ".join(str(p) for p in paths)[:200]

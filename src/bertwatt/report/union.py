@@ -15,9 +15,10 @@ Times are POSIX seconds (UTC wall clock). Pure functions: nothing here reads a s
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 __all__ = ["Curve", "Piece", "Union", "merge_intervals", "union_energy"]
 
@@ -39,18 +40,12 @@ class Curve:
     _ys: list[float] = field(default_factory=list, init=False, repr=False)
 
     def _build(self) -> None:
-        xs: list[float] = [0.0]
-        ys: list[float] = [0.0]
-        top = 0.0
-        for p in self.points:
-            x, y = float(p[0]), float(p[1])
-            if x <= xs[-1] or x >= self.duration_s:
-                continue
-            top = min(max(top, y), self.energy_j)
-            xs.append(x)
-            ys.append(top)
-        xs.append(max(self.duration_s, xs[-1]))
-        ys.append(self.energy_j)
+        end, total = self.duration_s, self.energy_j
+        inside = [p for p in self.points if 0.0 < p[0] < end]
+        xs = [0.0, *(float(p[0]) for p in inside), max(end, 0.0)]
+        ys = [0.0, *accumulate((float(p[1]) for p in inside), max), total]
+        if len(ys) > 2 and ys[-2] > total:
+            ys = [min(y, total) for y in ys]
         self._xs, self._ys = xs, ys
 
     def at(self, t: float) -> float:
@@ -67,17 +62,13 @@ class Curve:
         x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
         return y0 if x1 <= x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
-    def points_between(self, a: float, b: float) -> list[tuple[float, float]]:
-        """Stored (absolute time, cumulative J) points strictly inside ``(a, b)``."""
+    def points_between(self, a: float, b: float) -> tuple[list[float], list[float]]:
+        """Stored points strictly inside ``(a, b)``: (absolute times, cumulative J)."""
         if not self._xs:
             self._build()
-        lo, hi = a - self.start, b - self.start
-        i = bisect_right(self._xs, lo)
-        out = []
-        while i < len(self._xs) and self._xs[i] < hi:
-            out.append((self._xs[i] + self.start, self._ys[i]))
-            i += 1
-        return out
+        lo = bisect_right(self._xs, a - self.start)
+        hi = bisect_left(self._xs, b - self.start, lo)
+        return [x + self.start for x in self._xs[lo:hi]], self._ys[lo:hi]
 
 
 @dataclass
