@@ -485,3 +485,24 @@ def test_merge_paths_of_v1_fixtures_of_every_kind():
     assert len(res.files) == 3
     total = sum(load_report(f).energy_j for f in res.files)
     assert res.report.energy_j == pytest.approx(total)
+
+
+def test_newest_copies_prefers_the_latest_end_then_complete():
+    from bertwatt.report.merge import newest_copies
+
+    clock = FakeClock()
+    r = measure(clock)
+    running = r.model_copy(update={"status": "running"})
+    kept, notes = newest_copies(make_parts([running, r], names=["ckpt", "final"]))
+    assert [p.name for p in kept] == ["final"]
+    assert notes == ["ckpt is an older copy of the same run as final: counted once"]
+
+
+def test_drop_included_drops_runs_listed_by_another_report():
+    from bertwatt.report.merge import drop_included
+
+    clock = FakeClock()
+    a, b = measure(clock), measure(clock)
+    outer = b.model_copy(update={"extra": {"merged_run_ids": [a.run_id, b.run_id]}})
+    kept, notes = drop_included(make_parts([a, outer], names=["a", "m"]))
+    assert [p.name for p in kept] == ["m"] and notes == ["a is included in m: counted once"]

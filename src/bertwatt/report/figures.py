@@ -43,21 +43,7 @@ def _walk(obj: Any, where: str, out: list[str], limit: int) -> None:
     if len(out) >= limit:
         return
     if isinstance(obj, BaseModel):
-        for name in type(obj).model_fields:
-            if name in _SKIP:
-                continue
-            value = getattr(obj, name)
-            path = f"{where}.{name}" if where else name
-            if _is_figure_name(name):
-                _check_value(value, path, out)
-            elif name in _FIGURE_MAPS and isinstance(value, dict):
-                for key, v in value.items():
-                    if isinstance(v, int | float):
-                        _check_value(v, f"{path}[{key!r}]", out)
-                    else:
-                        _walk(v, f"{path}[{key!r}]", out, limit)
-            else:
-                _walk(value, path, out, limit)
+        _walk_model(obj, where, out, limit)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             if isinstance(v, BaseModel):
@@ -66,6 +52,28 @@ def _walk(obj: Any, where: str, out: list[str], limit: int) -> None:
         for k, v in obj.items():
             if isinstance(v, BaseModel):
                 _walk(v, f"{where}[{k!r}]", out, limit)
+
+
+def _walk_model(obj: BaseModel, where: str, out: list[str], limit: int) -> None:
+    for name in type(obj).model_fields:
+        if name in _SKIP:
+            continue
+        value = getattr(obj, name)
+        path = f"{where}.{name}" if where else name
+        if _is_figure_name(name):
+            _check_value(value, path, out)
+        elif name in _FIGURE_MAPS and isinstance(value, dict):
+            _walk_figure_map(value, path, out, limit)
+        else:
+            _walk(value, path, out, limit)
+
+
+def _walk_figure_map(value: dict[Any, Any], path: str, out: list[str], limit: int) -> None:
+    for key, v in value.items():
+        if isinstance(v, int | float):
+            _check_value(v, f"{path}[{key!r}]", out)
+        else:
+            _walk(v, f"{path}[{key!r}]", out, limit)
 
 
 def _check_value(value: Any, path: str, out: list[str]) -> None:

@@ -168,8 +168,8 @@ def check_copy_clocks(copies: Sequence[Part]) -> None:
             )
 
 
-def drop_copies(parts: Sequence[Part]) -> tuple[list[Part], list[str]]:
-    """Keep one report per run (the newest copy); drop runs that another report includes."""
+def newest_copies(parts: Sequence[Part]) -> tuple[list[Part], list[str]]:
+    """One report per ``run_id``: the newest copy; notes name the copies left out."""
     notes: list[str] = []
     by_run: dict[str, list[Part]] = {}
     for p in parts:
@@ -180,21 +180,32 @@ def drop_copies(parts: Sequence[Part]) -> tuple[list[Part], list[str]]:
         best = _newest(copies)
         kept.append(best)
         for c in copies:
-            if c is best:
-                continue
-            how = "a duplicate of" if _same(c, best) else "an older copy of the same run as"
-            notes.append(f"{c.name} is {how} {best.name}: counted once")
+            if c is not best:
+                how = "a duplicate of" if _same(c, best) else "an older copy of the same run as"
+                notes.append(f"{c.name} is {how} {best.name}: counted once")
+    return sorted(kept, key=lambda q: q.index), notes
+
+
+def drop_included(parts: Sequence[Part]) -> tuple[list[Part], list[str]]:
+    """Drop runs that another report includes (resumed sessions, merged parts)."""
     included: dict[str, str] = {}
-    for p in kept:
+    for p in parts:
         for run in _contained_runs(p.report):
             included.setdefault(run, p.name)
-    out = []
-    for p in sorted(kept, key=lambda q: q.index):
-        if p.report.run_id in included:
-            notes.append(f"{p.name} is included in {included[p.report.run_id]}: counted once")
-        else:
-            out.append(p)
-    return out, notes
+    kept = [p for p in parts if p.report.run_id not in included]
+    notes = [
+        f"{p.name} is included in {included[p.report.run_id]}: counted once"
+        for p in parts
+        if p.report.run_id in included
+    ]
+    return kept, notes
+
+
+def drop_copies(parts: Sequence[Part]) -> tuple[list[Part], list[str]]:
+    """Keep one report per run (the newest copy); drop runs that another report includes."""
+    kept, notes = newest_copies(parts)
+    kept, more = drop_included(kept)
+    return kept, notes + more
 
 
 def clock_notes(parts: Sequence[Part]) -> list[str]:
