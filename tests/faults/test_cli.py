@@ -308,8 +308,6 @@ def test_hostile_report_files_are_one_line_and_exit_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, command: list[str]
 ) -> None:
     path = _hostile(tmp_path, kind)
-    if command == ["merge"] and kind == "directory":
-        pytest.skip("merge reads a directory's reports (tested in test_cli.py)")
     started = time.monotonic()
     code = main([*command, str(path)])
     captured = capsys.readouterr()
@@ -460,3 +458,32 @@ def test_energy_callback_without_the_hf_extra_names_the_extra() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ModuleNotFoundError")
     assert "pip install 'bertwatt[hf]'" in out.stdout
+
+
+def test_a_fifo_inside_a_merged_directory_does_not_hang(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "runs"
+    d.mkdir()
+    (d / "a.json").write_text((FIXTURES / "energy.json").read_text())
+    os.mkfifo(d / "b.json")
+    assert main(["merge", str(d)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "b.json" in line
+
+
+def test_csv_to_an_unwritable_path_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "t.csv"
+    assert main(["show", str(FIXTURES / "energy.json"), "--csv", str(target)]) == 1
+    assert "t.csv" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "nan", "inf"])
+def test_checkpoint_interval_must_be_a_positive_number(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--checkpoint-interval", value, "--", "true"]) == 2
+    assert "checkpoint-interval" in one_error_line(capsys.readouterr().err)
