@@ -110,7 +110,17 @@ def test_run_keeps_a_failing_commands_exit_code_when_the_report_is_lost(tmp_path
     assert "the report was NOT written" in out.stderr
 
 
-@pytest.mark.parametrize("argv", [["run", "-o", "", "--", "true"], ["show", ""], ["merge", ""]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "-o", "", "--", "true"],
+        ["run", "-o", "a\0b.json", "--", "true"],
+        ["show", ""],
+        ["show", "r\0.json"],
+        ["merge", ""],
+        ["merge", "-o", "", "a.json"],
+    ],
+)
 def test_empty_paths_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     one_error_line(capsys.readouterr().err)
