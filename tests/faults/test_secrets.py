@@ -285,3 +285,52 @@ def test_redaction_happens_before_truncation() -> None:
     # an echo cut short by the server itself is still redacted
     assert redact("said " + TOKEN[:9], [TOKEN]) == "said ***"
     assert redact("said " + TOKEN[:9] + "... more", [TOKEN]) == "said ***... more"
+
+
+def test_a_login_token_with_control_characters_is_refused_without_echo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad_jwt = JWT + "\r\nX-Injected: 1"
+
+    class Login(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"token": bad_jwt}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Login)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        provider = WattTime(
+            region="CAISO_NORTH",
+            username=USER,
+            password=PASSWORD,
+            base_url=f"http://127.0.0.1:{httpd.server_address[1]}",
+            retries=0,
+            cache_dir=tmp_path,
+        )
+        with pytest.raises(CarbonDataError, match="control characters") as info:
+            provider.fetch()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    for text in exception_texts(info.value):
+        assert not leaks(text) and "X-Injected" not in text
+
+
+def test_secrets_do_not_pickle_and_print_masked() -> None:
+    import pickle
+
+    from bertwatt.carbon.providers import Secret
+
+    s = Secret(TOKEN + "\n")
+    assert s.reveal() == TOKEN and str(s) == repr(s) == "'***'"
+    with pytest.raises(TypeError):
+        pickle.dumps(s)
+    assert TOKEN not in repr(ElectricityMaps(zone="DE", token=s))
