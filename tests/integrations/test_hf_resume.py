@@ -260,3 +260,43 @@ def test_running_report_and_checkpoints_while_training(make_trainer, tmp_path):
     assert [s.ended_by for s in report.segments] == ["running"]
     progress = json.loads((tmp_path / "run" / "bertwatt" / "report.progress").read_text())
     assert progress["step"] == 4 and progress["run_id"] == report.run_id
+
+
+def test_progress_at_step_ends_bounds_the_lost_energy_without_logs(make_trainer, tmp_path):
+    """With no log after the checkpoint, the progress recorded at step ends (at most one per
+    second of the meter's clock: steps 2 and 4 here) is the last known activity."""
+    interrupted(make_trainer, stop=5, logging_steps=100)
+    progress = json.loads((tmp_path / "run" / "bertwatt" / "report.progress").read_text())
+    assert progress["step"] == 4
+    cb, _ = finished(make_trainer, "run", resume=str(tmp_path / "run" / "checkpoint-3"))
+    assert cb.report.resume.lost_energy_upper_j == pytest.approx(TRAIN_J)
+
+
+def test_emissions_continue(make_trainer, tmp_path):
+    intensity = pytest.importorskip("bertwatt.carbon.intensity")
+    carbon = intensity.CarbonIntensity.constant(250.0, source="test utility", year=2024)
+
+    def cb_with_carbon(clock: FakeClock) -> EnergyCallback:
+        return EnergyCallback(backends=[fake_sensor(clock)], clock=clock, carbon=carbon, pue=1.2)
+
+    clock = FakeClock()
+    cb = cb_with_carbon(clock)
+    trainer = make_trainer(
+        callbacks=[cb, StopAfter(5)], clock=clock, subdir="run", logging_steps=3, **SAVE
+    )
+    with pytest.raises(RuntimeError):
+        trainer.train()
+    cb.meter.stop(warn=False)
+    clock = FakeClock()
+    cb = cb_with_carbon(clock)
+    trainer = make_trainer(callbacks=[cb], clock=clock, subdir="run", logging_steps=3, **SAVE)
+    trainer.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-3"))
+    r = cb.report
+    grams = 6 * TRAIN_J / 3.6e6 * 250.0 * 1.2
+    assert r.emissions_g == pytest.approx(grams)
+    assert r.phase_metrics["run"].emissions_g == pytest.approx(grams)
+    assert "gCO2e" in r.resume.basis
+    logged = {
+        h["step"]: h["energy/gco2e"] for h in trainer.state.log_history if "energy/gco2e" in h
+    }
+    assert logged[6] == pytest.approx(grams)

@@ -202,12 +202,13 @@ def _status(session: FinetuneSession, base: EnergyReport) -> str:
     return str(base.status)
 
 
-def _run_info(session: FinetuneSession, tokens_padded: int) -> dict[str, Any]:
-    """``report.run``: observed facts, then the model's and the Trainer's, then stated ones."""
+def _run_info(session: FinetuneSession, base: EnergyReport, tokens_padded: int) -> dict[str, Any]:
+    """``report.run``: the meter's (``EnergyMeter(run=...)``), the earlier segments', observed
+    facts, the model's and the Trainer's, then the ones stated with ``describe``."""
     from bertwatt.integrations.runinfo import flops_fields, observed_batching
 
     lengths = session.train_tokens.lengths
-    run: dict[str, Any] = {}
+    run: dict[str, Any] = base.run.model_dump(exclude_none=True) if base.run else {}
     prev = session.previous
     if prev is not None:
         run.update({k: v for k, v in prev.run.items() if not k.startswith("flops_")})
@@ -354,7 +355,7 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
         step_energy=step_energy,
         padding=padding,
         prediction=_prediction(session, base),
-        run=_run_info(session, total.tokens_padded),
+        run=_run_info(session, base, total.tokens_padded),
         segments=[*earlier, _segment(session, base, len(earlier))],
         **resumed,
     )

@@ -109,11 +109,17 @@ class Previous:
         n = len(self.segments)
         which = "segment 0" if n == 1 else f"segments 0-{n - 1}"
         energy = "unknown" if self.energy_j is None else f"{self.energy_j:,.3f} J"
+        emissions = ""
+        if self.emissions_g is not None:
+            emissions = (
+                f"; their emissions, {self.emissions_g:.6g} gCO2e, are their energy x the carbon "
+                "intensity (x PUE) at each of their checkpoints"
+            )
         return (
             f"previous_energy_j: {energy} of {which} up to the checkpoint at step "
             f"{self.from_step} ({_iso(self.saved_at)}), read from the checkpoint's "
-            f"trainer_state.json (stateful_callbacks[{STATE_KEY!r}]) and included in the totals; "
-            f"lost_energy_upper_j: {self.lost_basis}"
+            f"trainer_state.json (stateful_callbacks[{STATE_KEY!r}]) and included in the "
+            f"totals{emissions}; lost_energy_upper_j: {self.lost_basis}"
         )
 
 

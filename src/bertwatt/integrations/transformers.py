@@ -82,6 +82,10 @@ logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: At most one progress record (last known activity) per this many ns of the meter's clock at
+#: step ends (a few µs each), and one at every log.
+_PROGRESS_PERIOD_NS = 1_000_000_000
+
 
 def _guarded(fn: F) -> F:
     """Run a callback event; log and record any exception instead of raising into training."""
@@ -94,6 +98,19 @@ def _guarded(fn: F) -> F:
             self._problem(fn.__name__, err)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _emissions_so_far(s: FinetuneSession, report: FinetuneReport) -> float | None:
+    """Emissions up to now: the earlier segments' plus this session's energy x the carbon
+    intensity (x PUE) now, as in the ``energy/gco2e`` log key; None without an intensity."""
+    factor = s.intensity_now()
+    energy = report.segments[-1].energy_j if report.segments else None
+    if factor is None or energy is None:
+        return None
+    grams = energy / 3.6e6 * factor
+    if s.previous is None:
+        return grams
+    return None if s.previous.emissions_g is None else s.previous.emissions_g + grams
 
 
 def _value(x: Any) -> str:
@@ -215,6 +232,7 @@ class EnergyCallback(TrainerCallback):
         self._last_write = 0.0
         self._problems: set[str] = set()
         self._state_step: int | None = None
+        self._last_progress_ns = 0
 
     # ------------------------------------------------------------------ public
     @property
@@ -331,12 +349,16 @@ class EnergyCallback(TrainerCallback):
         data = checkpoint_state(
             report, step=int(state.global_step or 0), step_records=s.step_record_totals()
         )
+        if data["emissions_g"] is None:  # a report built while running has no carbon applied
+            data["emissions_g"] = _emissions_so_far(s, report)
+            data["phases"].get("run", {})["emissions_g"] = data["emissions_g"]
         store_state(state, int(getattr(args, "process_index", 0) or 0), data)
         self._state_step = int(state.global_step or 0)
 
     def _progress(self, s: FinetuneSession, state: Any) -> None:
         """Record the last known activity next to the report (for a resumed run's lost energy)."""
-        if self._report_path is None or s.run_id is None:
+        self._last_progress_ns = self.meter.clock.monotonic_ns()
+        if self._report_path is None or s.run_id is None or not s.running:
             return
         energy = self.meter.snapshot().energy_j
         if s.previous is not None and energy is not None:
@@ -394,6 +416,7 @@ class EnergyCallback(TrainerCallback):
         if not self.meter.running:
             self.meter.start()
             self._owns_meter = self._external is None
+        self._last_progress_ns = self.meter.clock.monotonic_ns()
         max_steps = int(getattr(state, "max_steps", 0) or 0)
         start_step = int(state.global_step or 0)
         # a resumed run starts at global_step: predict the steps this call will run
@@ -438,9 +461,12 @@ class EnergyCallback(TrainerCallback):
     @_guarded
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Close the optimizer step; pause training if an evaluation or save follows."""
-        if self.session is not None:
-            self.session.step_end(state.global_step)
+        s = self.session
+        if s is not None:
+            s.step_end(state.global_step)
             self._after_flow(args, state, control)
+            if self.meter.clock.monotonic_ns() - self._last_progress_ns >= _PROGRESS_PERIOD_NS:
+                self._progress(s, state)
 
     @_guarded
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
