@@ -92,7 +92,7 @@ class MeterConfig:
             then gives idle power and energy above idle.
         sync_cuda: synchronise CUDA at window edges. ``None`` (default): only when torch is
             already imported and CUDA is initialised.
-        edge_reads: read fast counter backends exactly at every window edge (default True).
+        edge_reads: read non-blocking backends exactly at every window edge (default True).
         slow_read_timeout_s: how long ``stop()`` waits for blocking (network) backends to deliver
             a sample taken after the window closed; ``stop()`` returns within this plus one
             second whatever the backends do (a hung read or close is left on a daemon thread).

@@ -8,7 +8,7 @@
     print(meter.report.summary())
 
 A meter owns one :class:`~bertwatt.sampler.Sampler`. Window edges (start, stop, phase begin/end,
-anonymous marks) optionally synchronise CUDA, then read every fast counter backend exactly at the
+anonymous marks) optionally synchronise CUDA, then read every non-blocking backend exactly at the
 edge; power channels and blocking backends are resolved from their timelines. The meter is safe to
 use from several threads, can be started again after it stopped, and produces its report even when
 the measured block raises.
@@ -86,7 +86,7 @@ class EnergyMeter:
             ``FIRST_CHECKPOINT_S`` = 2 s after start, or sooner if the period is shorter).
         baseline_s: idle seconds measured before the window, for energy above idle.
         sync_cuda: synchronise CUDA at edges (None: when torch is imported and CUDA initialised).
-        edge_reads: read fast counter backends exactly at each window edge.
+        edge_reads: read non-blocking backends exactly at each window edge.
         slow_read_timeout_s: how long stop() waits for blocking backends' last sample;
             stop() returns within this plus one second whatever the backends do.
         probe_timeout_s: how long start() waits for every backend's probe() and first read()
