@@ -215,3 +215,15 @@ def test_every_written_kind_loads_and_shows(make_trainer, tmp_path, capsys):
         assert cli_main(["show", str(path)]) == 0
     out = capsys.readouterr().out
     assert "fine-tuning figures" in out and "per query" in out
+
+
+def test_the_guide_documents_every_fine_tuning_run_field():
+    from pathlib import Path
+
+    from bertwatt.report.models import RunInfo
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "huggingface.md").read_text()
+    section = guide.split("## What was run: `report.run`", 1)[1].split("\n## ", 1)[0]
+    cli_only = {"command", "cwd", "exit_code", "signal"}
+    for name in set(RunInfo.model_fields) - cli_only:
+        assert f"`{name}`" in section, name
