@@ -60,7 +60,7 @@ _CADENCE_N = 8
 #: A flat counter is suspect after this many sensor update periods, and never before 2 s.
 _STUCK_PERIODS = 10
 _STUCK_MIN_NS = 2_000_000_000
-_STUCK_UNKNOWN_PERIOD_S = 1.0
+_STUCK_UNKNOWN_PERIOD_S = 0.5
 
 
 def timeline_for(channel: Channel, cfg: MeterConfig) -> ChannelTimeline:

@@ -127,7 +127,7 @@ def counter_channel(update_period_s: float | None) -> Channel:
 
 
 def test_stuck_threshold_follows_the_update_period():
-    assert ChannelTimeline(counter_channel(None)).stuck_after_s == pytest.approx(10.0)
+    assert ChannelTimeline(counter_channel(None)).stuck_after_s == pytest.approx(5.0)
     assert ChannelTimeline(counter_channel(0.05)).stuck_after_s == pytest.approx(2.0)  # >= 2 s
     assert ChannelTimeline(counter_channel(0.5)).stuck_after_s == pytest.approx(5.0)
     assert ChannelTimeline(counter_channel(2.0)).stuck_after_s == pytest.approx(20.0)
