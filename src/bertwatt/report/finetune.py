@@ -169,7 +169,7 @@ class FinetuneReport(EnergyReport):
     ``eval``, ``checkpoint``, ``predict``) and for the whole ``run``.
     """
 
-    kind: Literal["finetune"] = "finetune"  # type: ignore[assignment]
+    kind: Literal["finetune"] = "finetune"
     examples: int = 0
     steps: int = 0
     tokens_padded: int = 0
@@ -239,7 +239,7 @@ class InferenceReport(EnergyReport):
     ``warmup`` phase and left out of the per-query figures, which use the ``inference`` phase.
     """
 
-    kind: Literal["inference"] = "inference"  # type: ignore[assignment]
+    kind: Literal["inference"] = "inference"
     queries: int = 0
     batches: int = 0
     batch_size: int | None = None

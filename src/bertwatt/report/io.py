@@ -259,7 +259,7 @@ def load_report(
     fast = _load_fast(p, cls, max_bytes)
     if fast is not None:
         check_figures(fast, where=str(p))
-        return fast  # type: ignore[return-value]
+        return fast
     data = read_report_data(p, max_bytes=max_bytes)
     try:
         model = report_class(data.get("kind", "energy"))

@@ -647,7 +647,7 @@ def merge_paths(
             if os.path.realpath(f) in skip:
                 continue
             try:
-                report = load_report(f)
+                report: EnergyReport = load_report(f)
             except ReportError as err:
                 if from_dir and err.message.startswith("not a bertwatt report"):
                     skipped.append((f, "not a bertwatt report"))

@@ -58,8 +58,8 @@ def merge_carbon(
     """``emissions_g``, ``carbon`` and ``carbon_note`` of the merged report."""
     with_c = [p for p in parts if p.report.carbon is not None and p.report.emissions_g is not None]
     if not with_c:
-        notes = {p.report.carbon_note for p in parts if p.report.carbon_note}
-        note = "emissions not computed for any part" + (f" ({sorted(notes)[0]})" if notes else "")
+        why = sorted({p.report.carbon_note for p in parts if p.report.carbon_note})
+        note = "emissions not computed for any part" + (f" ({why[0]})" if why else "")
         return {"emissions_g": None, "carbon": None, "carbon_note": note}
     rows = [carbon_part(p, used.get(p.index, 0.0)) for p in with_c]
     emissions = sum(r["emissions_g"] for r in rows)
@@ -192,7 +192,7 @@ def merge_phase_metrics(parts: Sequence[Part], fields: dict[str, Any]) -> dict[s
 
 def merge_padding(parts: Sequence[Part], fields: dict[str, Any], tp: int, tn: int) -> Any:
     """A padding summary recomputed from the merged tokens and the train phase's J per token."""
-    pads = [p.report.padding for p in parts if getattr(p.report, "padding", None) is not None]
+    pads = [pad for p in parts if (pad := getattr(p.report, "padding", None)) is not None]
     if not pads or tp <= 0:
         return None
     train = fields["phase_metrics"].get("train")

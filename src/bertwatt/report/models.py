@@ -366,7 +366,7 @@ class EnergyReport(_Model):
                 fix="pass bertwatt.carbon.CarbonIntensity.zone('DE'), or call "
                 "bertwatt.carbon.apply_carbon(report, 'DE') for a zone name",
             )
-        return apply(self, pue=pue)  # type: ignore[no-any-return]
+        return apply(self, pue=pue)
 
     def with_emissions(
         self,

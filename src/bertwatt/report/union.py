@@ -19,6 +19,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Any
 
 __all__ = ["Curve", "Piece", "Union", "merge_intervals", "union_energy"]
 
@@ -35,7 +36,7 @@ class Curve:
     start: float
     duration_s: float
     energy_j: float
-    points: Sequence[tuple[float, ...]] = ()
+    points: Sequence[tuple[Any, ...]] = ()
     _xs: list[float] = field(default_factory=list, init=False, repr=False)
     _ys: list[float] = field(default_factory=list, init=False, repr=False)
 

@@ -29,7 +29,8 @@ def guess_kind(data: dict[str, Any]) -> str:
 
 def v1_run_id(data: dict[str, Any]) -> str:
     """A 32-hex-digit run identity derived from the window start, hostname and pid."""
-    host = data.get("host") if isinstance(data.get("host"), dict) else {}
+    raw_host = data.get("host")
+    host: dict[str, Any] = raw_host if isinstance(raw_host, dict) else {}
     key = "|".join(
         str(x) for x in (data.get("started_at"), host.get("hostname"), host.get("pid"), "v1")
     )
