@@ -506,3 +506,21 @@ def test_drop_included_drops_runs_listed_by_another_report():
     outer = b.model_copy(update={"extra": {"merged_run_ids": [a.run_id, b.run_id]}})
     kept, notes = drop_included(make_parts([a, outer], names=["a", "m"]))
     assert [p.name for p in kept] == ["m"] and notes == ["a is included in m: counted once"]
+
+
+def test_a_real_checkpoint_and_the_final_report_of_one_window_count_once(tmp_path):
+    clock = FakeClock()
+    backend = FakeBackend(channels=[FakeChannel("gpu:0", 100.0, kind="counter")], clock=clock)
+    out = tmp_path / "run.json"
+    with EnergyMeter(backends=[backend], clock=clock, output=out) as meter:
+        clock.advance(4.0)
+        meter.checkpoint()
+        (tmp_path / "ckpt.json").write_bytes(out.read_bytes())
+        clock.advance(6.0)
+    ckpt, final = load_report(tmp_path / "ckpt.json"), load_report(out)
+    assert ckpt.run_id == final.run_id and ckpt.status == "running"
+    assert ckpt.energy_j == pytest.approx(400.0) and final.energy_j == pytest.approx(1000.0)
+    res = merge_paths([tmp_path])
+    assert res.report.energy_j == pytest.approx(1000.0)
+    assert res.report.status == "complete"
+    assert any("older copy of the same run" in w for w in res.report.warnings)
