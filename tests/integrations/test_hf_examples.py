@@ -36,6 +36,14 @@ def test_finetune_bert_quick(tmp_path):
     assert "emissions:" in out
     report = json.loads((tmp_path / "bertwatt" / "report.json").read_text())
     assert report["steps"] > 0 and report["tokens_padded"] > report["tokens_nonpadding"] > 0
+    import bertwatt
+    from bertwatt.report.finetune import FinetuneReport
+
+    loaded = bertwatt.load_report(tmp_path / "bertwatt" / "report.json")
+    assert type(loaded) is FinetuneReport and loaded.kind == "finetune"
+    assert loaded.status == "complete" and [s.ended_by for s in loaded.segments] == ["completed"]
+    assert loaded.run.model_class == "BertForSequenceClassification"
+    assert loaded.run.dataset_sizes == {"train": 240, "eval": 80}
 
 
 @pytest.mark.slow
@@ -62,3 +70,18 @@ def test_import_of_the_integrations_package_loads_no_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+def test_a_missing_framework_names_the_extra_to_install():
+    code = (
+        "import sys\n"
+        "sys.modules['transformers'] = None\n"
+        "import bertwatt.integrations as i\n"
+        "try:\n"
+        "    i.EnergyCallback\n"
+        "except ImportError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'bertwatt[hf]'" in out.stdout
