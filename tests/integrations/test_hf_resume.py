@@ -21,6 +21,7 @@ import pytest
 from hf_helpers import TRAIN_J, fake_sensor
 
 import bertwatt
+from bertwatt.integrations.finetune import measure_finetune
 from bertwatt.integrations.report import FinetuneReport
 from bertwatt.integrations.resume import STATE_KEY
 from bertwatt.integrations.transformers import EnergyCallback
@@ -300,3 +301,87 @@ def test_emissions_continue(make_trainer, tmp_path):
         h["step"]: h["energy/gco2e"] for h in trainer.state.log_history if "energy/gco2e" in h
     }
     assert logged[6] == pytest.approx(grams)
+
+
+def test_evaluations_before_a_save_are_counted_once(make_trainer, tmp_path):
+    """Epoch saves after epoch evaluations: the figures stored with a checkpoint include the
+    evaluation that preceded it, so the resumed run neither loses nor repeats it."""
+    options = {"num_train_epochs": 2, "eval_strategy": "epoch", "save_strategy": "epoch"}
+    clock = FakeClock()
+    cb = measured(clock)
+    trainer = make_trainer(callbacks=[cb, StopAfter(8)], clock=clock, subdir="run", **options)
+    with pytest.raises(RuntimeError):
+        trainer.train()
+    cb.meter.stop(warn=False)
+    clock = FakeClock()
+    cb = measured(clock)
+    trainer = make_trainer(callbacks=[cb], clock=clock, subdir="run", **options)
+    trainer.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-6"))
+    clock = FakeClock()
+    full = measured(clock)
+    make_trainer(callbacks=[full], clock=clock, subdir="full", **options).train()
+    r, u = cb.report, full.report
+    assert r.energy_j == pytest.approx(u.energy_j)
+    for name in ("train", "eval", "epoch-1", "epoch-2", "run"):
+        a, b = r.phase_metrics[name], u.phase_metrics[name]
+        assert (a.examples, a.steps, a.tokens_padded) == (b.examples, b.steps, b.tokens_padded)
+        assert a.energy_j == pytest.approx(b.energy_j), name
+    assert r.phase_metrics["eval"].examples == 2 * 16
+    assert [s.steps for s in r.segments] == [6, 6]
+
+
+def test_best_model_saves_store_the_figures(make_trainer, tmp_path):
+    options = {
+        "eval_strategy": "steps",
+        "eval_steps": 3,
+        "save_strategy": "best",
+        "metric_for_best_model": "eval_loss",
+    }
+    clock = FakeClock()
+    cb = measured(clock)
+    trainer = make_trainer(callbacks=[cb, StopAfter(5)], clock=clock, subdir="best", **options)
+    with pytest.raises(RuntimeError):
+        trainer.train()
+    cb.meter.stop(warn=False)
+    state = json.loads((tmp_path / "best" / "checkpoint-3" / "trainer_state.json").read_text())
+    figures = state["stateful_callbacks"][STATE_KEY]["ranks"]["0"]
+    assert figures["step"] == 3 and figures["phases"]["eval"]["examples"] == 16
+    clock = FakeClock()
+    cb = measured(clock)
+    resumed = make_trainer(callbacks=[cb], clock=clock, subdir="best", **options)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "best" / "checkpoint-3"))
+    assert cb.report.steps == 6 and cb.report.resume.from_step == 3
+    assert not any("saved without bertwatt" in w for w in cb.report.warnings)
+
+
+def test_measure_finetune_resumes_through_train_kwargs(make_trainer, tmp_path):
+    interrupted(make_trainer, stop=5)
+    clock = FakeClock()
+    trainer = make_trainer(clock=clock, subdir="run", **SAVE)
+    report = measure_finetune(
+        trainer,
+        backends=[fake_sensor(clock)],
+        clock=clock,
+        train_kwargs={"resume_from_checkpoint": str(tmp_path / "run" / "checkpoint-3")},
+    )
+    assert report.steps == 6 and report.resume.from_step == 3
+    assert report.energy_j == pytest.approx(6 * TRAIN_J + report.phases["eval"].energy_j)
+    assert [s.ended_by for s in report.segments] == ["interrupted", "completed"]
+
+
+def test_a_resume_that_died_before_its_first_checkpoint(make_trainer, tmp_path):
+    """Resumed from step 3, died at step 5 before saving again; resumed from step 3 once more:
+    the dead session's report is kept as abandoned and its lost energy is stated unknown."""
+    interrupted(make_trainer, stop=5)
+    second = interrupted(make_trainer, stop=5, resume=str(tmp_path / "run" / "checkpoint-3"))
+    # it wrote nothing after resuming (no checkpoint, no 60 s interval): write what it had
+    second.session.build_report(second.meter.report).to_json(
+        tmp_path / "run" / "bertwatt" / "report.json"
+    )
+    cb, _ = finished(make_trainer, "run", resume=str(tmp_path / "run" / "checkpoint-3"))
+    r = cb.report
+    assert r.steps == 6 and r.energy_j == pytest.approx(6 * TRAIN_J)
+    assert r.resume.lost_energy_upper_j is None
+    assert "not by the session that saved the checkpoint" in r.resume.basis
+    names = sorted(p.name for p in (tmp_path / "run" / "bertwatt" / "segments").iterdir())
+    assert f"abandoned-{second.session.run_id}.json" in names

@@ -366,8 +366,13 @@ def previous_from_state(
         segments[-1]["ended_by"] = ended_by
         segments[-1]["ended_at"] = saved_at.isoformat()
     if found is not None and report_path is not None:
+        run_id = str(found.get("run_id", "unknown"))
+        # the session that saved the checkpoint is the last earlier segment; a report of
+        # another session (e.g. an earlier resume that died before its first checkpoint) is kept
+        # as abandoned: its work is not in the totals
         index = len(segments) - 1 if segments else 0
-        copy = report_path.parent / "segments" / f"{index}-{found.get('run_id', 'unknown')}.json"
+        name = f"{index}-{run_id}" if run_id == state.get("run_id") else f"abandoned-{run_id}"
+        copy = report_path.parent / "segments" / f"{name}.json"
         try:
             from bertwatt.report.io import write_text_atomic
 
