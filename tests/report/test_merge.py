@@ -524,3 +524,81 @@ def test_a_real_checkpoint_and_the_final_report_of_one_window_count_once(tmp_pat
     assert res.report.energy_j == pytest.approx(1000.0)
     assert res.report.status == "complete"
     assert any("older copy of the same run" in w for w in res.report.warnings)
+
+
+def test_merge_channel_alone_recomputes_coverage_and_sums_counters():
+    from bertwatt.report.merge import merge_channel
+
+    clock = FakeClock()
+    a = measure(clock, 100.0)
+    clock.advance(10)
+    b = measure(clock, 100.0)
+    parts = make_parts([a, b])
+    members = [(p, p.report.channels[0]) for p in parts]
+    ch, u = merge_channel("vm", members, parts[0].start, 30.0)
+    assert ch.energy_j == pytest.approx(2000.0) and u.covered_s == pytest.approx(20.0)
+    assert ch.coverage == pytest.approx(20.0 / 30.0)
+    assert ch.samples == a.channels[0].samples + b.channels[0].samples
+    assert ch.node_id == "vm" and ch.mean_power_w == pytest.approx(100.0)
+    offsets = [t for t, _, _ in ch.timeline]
+    assert offsets == sorted(offsets) and offsets[-1] == pytest.approx(30.0)
+    assert ch.timeline[-1][1] == pytest.approx(2000.0)
+    assert len(ch.timeline) <= 500
+
+
+def test_merge_phase_alone_unions_intervals_and_adds_nodes():
+    from bertwatt.report.merge import merge_phase
+
+    clock = FakeClock()
+    a = on_node(measure(clock, 100.0, phase="eval"), "x")
+    b = on_node(measure(clock, 50.0, phase="eval"), "y")
+    parts = make_parts([a, b])
+    groups = channel_groups(parts)
+    merged = {k: m[0][1].model_copy(update={"node_id": k[0]}) for k, m in groups.items()}
+    ph = merge_phase("eval", parts, groups, merged, parts[0].start)
+    assert ph.energy_j == pytest.approx(1500.0)
+    assert ph.channels == {"x/gpu:0": pytest.approx(1000.0), "y/gpu:0": pytest.approx(500.0)}
+    assert ph.count == 2 and ph.duration_s == pytest.approx(20.0)
+
+
+def test_segments_of_parts_are_ordered_and_reindexed():
+    from bertwatt.report.merge import _segments
+
+    clock = FakeClock()
+    a, b = measure(clock), measure(clock)
+
+    def seg(r: EnergyReport, index: int) -> Segment:
+        return Segment(
+            index=index,
+            run_id=r.run_id,
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            steps=1,
+            energy_j=1.0,
+            ended_by="completed",
+        )
+
+    parts = make_parts(
+        [
+            b.model_copy(update={"segments": [seg(b, 0)]}),
+            a.model_copy(update={"segments": [seg(a, 0)]}),
+        ]
+    )
+    segs = _segments(parts)
+    assert [s.index for s in segs] == [0, 1] and segs[0].run_id == a.run_id
+
+
+def test_different_sampling_intervals_are_warned_about():
+    clock = FakeClock()
+    a = measure(clock)
+    b = a.model_copy(
+        update={
+            "run_id": "9" * 32,
+            "interval_s": 0.5,
+            "started_at": a.started_at + timedelta(seconds=10),
+            "ended_at": a.ended_at + timedelta(seconds=10),
+        }
+    )
+    merged = merge_reports([a, b])
+    assert "merged reports used different sampling intervals [0.1, 0.5] s" in merged.warnings
+    assert merged.interval_s == 0.5
