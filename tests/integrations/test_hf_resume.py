@@ -385,3 +385,23 @@ def test_a_resume_that_died_before_its_first_checkpoint(make_trainer, tmp_path):
     assert "not by the session that saved the checkpoint" in r.resume.basis
     names = sorted(p.name for p in (tmp_path / "run" / "bertwatt" / "segments").iterdir())
     assert f"abandoned-{second.session.run_id}.json" in names
+
+
+def test_a_torn_progress_file_is_ignored(make_trainer, tmp_path):
+    interrupted(make_trainer, stop=5)
+    (tmp_path / "run" / "bertwatt" / "report.progress").write_text('{"run_id": "ab')
+    cb, _ = finished(make_trainer, "run", resume=str(tmp_path / "run" / "checkpoint-3"))
+    r = cb.report
+    # the last known activity falls back to the report written at the checkpoint (on_save)
+    assert r.resume.lost_energy_upper_j == pytest.approx(0.0, abs=1e-9)
+    assert "its report written at" in r.resume.basis and "not known" in r.resume.basis
+    assert r.energy_j == pytest.approx(6 * TRAIN_J)
+
+
+def test_a_corrupt_interrupted_report_is_named_and_the_run_still_continues(make_trainer, tmp_path):
+    interrupted(make_trainer, stop=5)
+    (tmp_path / "run" / "bertwatt" / "report.json").write_text("{not json")
+    cb, _ = finished(make_trainer, "run", resume=str(tmp_path / "run" / "checkpoint-3"))
+    r = cb.report
+    assert r.energy_j == pytest.approx(6 * TRAIN_J) and r.resume.lost_energy_upper_j is None
+    assert any("report.json is not JSON" in w for w in r.warnings)
