@@ -16,18 +16,20 @@ from bertwatt.errors import ReportError
 from bertwatt.meter import EnergyMeter
 from bertwatt.report import EnergyReport, FinetuneReport, Segment, load_report, merge_reports
 from bertwatt.report.merge import (
-    Part,
     channel_groups,
-    check_copy_clocks,
-    check_parts,
-    clock_notes,
-    drop_copies,
-    make_parts,
     merge_paths,
     merged_run_id,
     merged_status,
     node_total,
     total_timeline,
+)
+from bertwatt.report.merge_parts import (
+    Part,
+    check_copy_clocks,
+    check_parts,
+    clock_notes,
+    drop_copies,
+    make_parts,
 )
 from bertwatt.report.merge_work import carbon_part, merge_carbon, result_class
 from bertwatt.testing import FakeBackend, FakeChannel, FakeClock
@@ -488,7 +490,7 @@ def test_merge_paths_of_v1_fixtures_of_every_kind():
 
 
 def test_newest_copies_prefers_the_latest_end_then_complete():
-    from bertwatt.report.merge import newest_copies
+    from bertwatt.report.merge_parts import newest_copies
 
     clock = FakeClock()
     r = measure(clock)
@@ -499,7 +501,7 @@ def test_newest_copies_prefers_the_latest_end_then_complete():
 
 
 def test_drop_included_drops_runs_listed_by_another_report():
-    from bertwatt.report.merge import drop_included
+    from bertwatt.report.merge_parts import drop_included
 
     clock = FakeClock()
     a, b = measure(clock), measure(clock)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bertwatt.report.merge import Part
+    from bertwatt.report.merge_parts import Part
 
 __all__ = ["merge_carbon", "merge_phase_metrics", "merge_work", "result_class"]
 
