@@ -156,6 +156,7 @@ def test_resumed_twice_lists_three_segments(make_trainer, tmp_path):
     assert r.run.flops_estimate == pytest.approx(6 * r.run.parameters_total * u.tokens_padded)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(make_trainer, tmp_path):
     """The interrupted run is a real process killed with SIGKILL after step 5."""
     script = tmp_path / "killed.py"
