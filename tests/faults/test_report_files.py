@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bertwatt.errors import ReportError
 from bertwatt.report import EnergyReport, load_report, merge_reports
@@ -276,3 +278,61 @@ def test_energy_report_load_accepts_str_paths(tmp_path):
     p = tmp_path / "r.json"
     load_report(V1 / "energy.json").to_json(p)
     assert EnergyReport.load(str(p)).energy_j == pytest.approx(2150.0)
+
+
+# ------------------------------------------------------------------ fuzzing
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+@FUZZ
+@given(data=st.binary(max_size=2048))
+def test_random_bytes_give_a_report_error_or_a_report(tmp_path, data):
+    p = tmp_path / "fuzz.json"
+    p.write_bytes(data)
+    try:
+        load_report(p)
+    except ReportError as err:
+        assert "\n" not in str(err) and str(p) in str(err)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@FUZZ
+@given(key_path=st.lists(st.integers(0, 50), min_size=1, max_size=4), value=json_values)
+def test_a_report_with_any_field_replaced_gives_a_report_error_or_a_sound_report(
+    tmp_path, key_path, value
+):
+    from bertwatt.report.figures import figure_problems
+
+    data = _energy_data()
+    node = data
+    for step in key_path[:-1]:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:
+            break
+        nxt = node[keys[step % len(keys)]]
+        if not isinstance(nxt, dict | list) or not nxt:
+            break
+        node = nxt
+    keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+    node[keys[key_path[-1] % len(keys)]] = value
+    p = tmp_path / "fuzz.json"
+    p.write_text(json.dumps(data, allow_nan=True), encoding="utf-8")
+    try:
+        report = load_report(p)
+    except ReportError as err:
+        assert "\n" not in str(err) and str(p) in str(err)
+    else:
+        assert figure_problems(report) == []
+        assert "\x1b" not in report.summary()
