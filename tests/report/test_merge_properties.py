@@ -3,7 +3,8 @@
 - order independence: any order of the same reports merges to the same figures;
 - idempotence on duplicates: adding copies of reports changes nothing;
 - union: meters on one node whose windows overlap (or not) merge to the energy of the combined
-  trace over the union of their windows, computed exactly from the trace.
+  trace over the union of their windows, computed exactly from the trace (and so does a phase
+  open over each whole window).
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def run_windows(
             now = tick
         if kind:
             meters[i].__enter__()
+            meters[i].begin("work")
         else:
+            meters[i].end("work")
             meters[i].__exit__(None, None, None)
     return [m.report for m in meters]
 
@@ -98,6 +101,10 @@ def test_union_of_windows_equals_the_energy_of_the_combined_trace(trace, spans):
     assert merged.channel("gpu:0").coverage == pytest.approx(
         sum(b - a for a, b in covered) / (last - first)
     )
+    # the phase open over each whole window merges by the same rule
+    work = merged.phases["work"]
+    assert work.energy_j == pytest.approx(expected, rel=1e-9, abs=1e-6)
+    assert work.duration_s == pytest.approx(sum(b - a for a, b in covered))
 
 
 @SETTINGS
