@@ -76,58 +76,74 @@ def _check_availability(name: str, av: object) -> Availability | str:
     return av
 
 
-def _probe_all(
-    backends: Sequence[Backend], timeout_s: float, *, inline: bool, unavailable: list[Unavailable]
-) -> list[tuple[Backend, Availability]]:
-    """Probe every backend (in parallel unless ``inline``); return those that answered well.
+class _Probe:
+    """One backend's probe in flight: joined (shared), answered inline, or on a daemon thread."""
 
-    Each returned backend counts this meter as one of its users (release it when done).
-    """
-    deadline = time.monotonic() + timeout_s
-    calls: list[tuple[Backend, object]] = []
-    out: list[tuple[Backend, Availability]] = []
-    for b in backends:
-        shared = acquire(b)
-        if shared is not None:
-            out.append((b, shared))  # a running meter uses it: join, do not probe it again
-        elif inline:
+    def __init__(self, backend: Backend, *, inline: bool) -> None:
+        self.backend = backend
+        self.name = backend_name(backend)
+        self.shared = acquire(backend)  # a running meter uses it: join, do not probe it again
+        self.result: object = None
+        self.call: BoundedCall[Availability] | None = None
+        if self.shared is not None:
+            return
+        if inline:
             try:
-                calls.append((b, b.probe()))
+                self.result = backend.probe()
             except Exception as err:
-                calls.append((b, err))
+                self.result = err
         else:
-            calls.append((b, BoundedCall(b.probe, name=f"bertwatt-probe-{backend_name(b)}")))
-    for b, call in calls:
-        name = backend_name(b)
-        result = call
-        if isinstance(call, BoundedCall):
-            if not call.wait(deadline - time.monotonic()) and call.abandon(_late_probe(b)):
+            self.call = BoundedCall(backend.probe, name=f"bertwatt-probe-{self.name}")
+
+    def collect(
+        self, deadline: float, timeout_s: float, unavailable: list[Unavailable]
+    ) -> Availability | None:
+        """The probe's result by ``deadline`` (``time.monotonic()``), counted as one use of the
+        backend; or None, with the reason added to ``unavailable``."""
+        if self.shared is not None:
+            return self.shared
+        result = self.result
+        call = self.call
+        if call is not None:
+            if not call.wait(deadline - time.monotonic()) and call.abandon(
+                _late_probe(self.backend)
+            ):
                 unavailable.append(
                     Unavailable(
-                        what=name,
+                        what=self.name,
                         reason=f"probe() did not return within {timeout_s:g} s "
                         "(probe_timeout_s); left running on a daemon thread",
                         fix=_FIX_HUNG,
                     )
                 )
-                continue
+                return None
             result = call.error if call.error is not None else call.result
         if isinstance(result, BaseException):
             unavailable.append(
                 Unavailable(
-                    what=name,
+                    what=self.name,
                     reason=f"probe() raised {type(result).__name__}: {str(result)[:200]}",
                 )
             )
-            continue
-        checked = _check_availability(name, result)
+            return None
+        checked = _check_availability(self.name, result)
         if isinstance(checked, str):
-            unavailable.append(Unavailable(what=name, reason=checked))
-            continue
-        out.append((b, register(b, checked)))
-    order = {id(b): i for i, b in enumerate(backends)}
-    out.sort(key=lambda pair: order[id(pair[0])])
-    return out
+            unavailable.append(Unavailable(what=self.name, reason=checked))
+            return None
+        return register(self.backend, checked)
+
+    def drop(self) -> None:
+        """Not needed after all: release a joined backend, close a probed one nobody uses."""
+        if self.shared is not None:
+            if release(self.backend):
+                _close_in_background(self.backend)
+        elif self.call is not None:
+            if self.call.abandon(_late_probe(self.backend)):
+                return  # closed when (if) its probe returns
+            if isinstance(self.call.result, Availability) and not users(self.backend):
+                _close_in_background(self.backend)
+        elif isinstance(self.result, Availability) and not users(self.backend):
+            _close_in_background(self.backend)
 
 
 def _late_probe(backend: Backend) -> Callable[[object, BaseException | None], None]:
@@ -185,35 +201,44 @@ def probe_backends(
         backends: the backends to probe.
         cfg: the meter's configuration (``probe_timeout_s``, interval, timeline size).
         estimate_uncovered_cpu: with auto-detection, add the labelled CPU estimate when no counted
-            channel measures the CPU (probed within the same time limit).
+            channel measures the CPU. It is probed alongside the others (a hung sensor cannot use
+            up its time) and dropped, unwaited for, when a sensor measures the CPU.
         inline: probe in the caller's thread, unbounded (manual clocks: deterministic tests).
         timeout_s: the time limit (default ``cfg.probe_timeout_s``).
     """
     limit = cfg.probe_timeout_s if timeout_s is None else timeout_s
-    started = time.monotonic()
+    deadline = time.monotonic() + limit
+    probes = [_Probe(b, inline=inline) for b in backends]
+    estimate: _Probe | None = None
+    estimate_error = ""
+    if estimate_uncovered_cpu:
+        from bertwatt.backends import create
+
+        try:
+            estimate = _Probe(create("estimate"), inline=inline)
+        except Exception as err:
+            estimate_error = f"{type(err).__name__}: {str(err)[:200]}"
     groups: list[BackendGroup] = []
     unavailable: list[Unavailable] = []
     seen: set[str] = set()
-    for backend, av in _probe_all(backends, limit, inline=inline, unavailable=unavailable):
-        group = _group_for(backend, av, cfg, seen, unavailable)
+    for probe in probes:
+        av = probe.collect(deadline, limit, unavailable)
+        group = _group_for(probe.backend, av, cfg, seen, unavailable) if av is not None else None
         if group is not None:
             groups.append(group)
+    if not estimate_uncovered_cpu:
+        return groups, unavailable
     cpu_measured = any(
         tl.channel.domain == "cpu" and tl.channel.counted for g in groups for tl in g.timelines
     )
-    if estimate_uncovered_cpu and not cpu_measured:
-        from bertwatt.backends import create
-
-        left = max(0.0, limit - (time.monotonic() - started))
-        try:
-            estimate = [create("estimate")]
-        except Exception as err:
-            unavailable.append(
-                Unavailable(what="estimate", reason=f"{type(err).__name__}: {str(err)[:200]}")
-            )
-            estimate = []
-        for backend, av in _probe_all(estimate, left, inline=inline, unavailable=unavailable):
-            group = _group_for(backend, av, cfg, seen, unavailable)
-            if group is not None:
-                groups.append(group)
+    if estimate is None:
+        if not cpu_measured:
+            unavailable.append(Unavailable(what="estimate", reason=estimate_error))
+    elif cpu_measured:
+        estimate.drop()
+    else:
+        av = estimate.collect(deadline, limit, unavailable)
+        group = _group_for(estimate.backend, av, cfg, seen, unavailable) if av is not None else None
+        if group is not None:
+            groups.append(group)
     return groups, unavailable

@@ -495,3 +495,44 @@ def test_a_probe_returning_garbage_is_unavailable_with_the_reason(hangs: Hangs) 
     (entry,) = [u for u in meter.report.unavailable if u.what == "junk"]
     assert "probe() returned {'channels': ['gpu:0']}, not an Availability" in entry.reason
     assert meter.report.channel("good").energy_j == pytest.approx(100.0)
+
+
+# --- auto-detection: a hung sensor does not cost the CPU estimate its probe time -----------------
+
+
+def test_a_hung_sensor_in_auto_detection_keeps_the_cpu_estimate(
+    monkeypatch: pytest.MonkeyPatch, hangs: Hangs
+) -> None:
+    import bertwatt.backends
+
+    stuck = Scripted(hangs, "nvml", probe_hangs=True)
+    monkeypatch.setattr(bertwatt.backends, "default_backends", lambda: [stuck])
+    meter = EnergyMeter(probe_timeout_s=0.5, interval_s=0.05)
+    _, start_s = timed(meter.start)
+    time.sleep(0.2)
+    rep = meter.stop()
+    assert start_s < 0.5 + 1.0
+    assert [u.what for u in rep.unavailable] == ["nvml"]
+    assert rep.channel("cpu:estimate").samples > 0
+
+
+def test_the_estimate_probed_alongside_is_closed_when_a_sensor_measures_the_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bertwatt.backends
+    from bertwatt.backends.estimate import EstimateBackend
+
+    closed: list[int] = []
+    monkeypatch.setattr(EstimateBackend, "close", lambda self: closed.append(1))
+    cpu = FakeBackend(
+        name="rapl",
+        channels=[FakeChannel("cpu:package-0", 30.0, kind="counter", scope="cpu-package")],
+    )
+    monkeypatch.setattr(bertwatt.backends, "default_backends", lambda: [cpu])
+    with EnergyMeter(interval_s=0.05) as meter:
+        time.sleep(0.1)
+    assert [c.name for c in meter.report.channels] == ["cpu:package-0"]
+    deadline = time.monotonic() + 5.0
+    while not closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert closed == [1]
