@@ -604,3 +604,38 @@ def test_different_sampling_intervals_are_warned_about():
     merged = merge_reports([a, b])
     assert "merged reports used different sampling intervals [0.1, 0.5] s" in merged.warnings
     assert merged.interval_s == 0.5
+
+
+def _truncated(r: EnergyReport, phase: str, count: int, duration_s: float) -> EnergyReport:
+    ph = r.phases[phase].model_copy(update={"count": count, "duration_s": duration_s})
+    return r.model_copy(update={"phases": {**r.phases, phase: ph}})
+
+
+def test_phase_extent_adds_counts_of_truncated_phases_of_disjoint_parts():
+    from bertwatt.report.merge import phase_extent
+
+    clock = FakeClock()
+    a = _truncated(measure(clock, phase="step"), "step", 20_000, 9.5)
+    clock.advance(100)
+    b = _truncated(measure(clock, phase="step"), "step", 30_000, 9.0)
+    parts = make_parts([a, b])
+    intervals, count, duration = phase_extent("step", parts, parts[0].start)
+    assert (count, duration) == (50_000, 18.5)
+    assert intervals == [pytest.approx((0.0, 10.0)), pytest.approx((110.0, 120.0))]
+    merged = merge_reports([a, b])
+    assert merged.phases["step"].count == 50_000
+    assert merged.phases["step"].duration_s == pytest.approx(18.5)
+
+
+def test_phase_extent_of_overlapping_truncated_parts_says_so():
+    from bertwatt.report.merge import phase_extent
+
+    clock = FakeClock()
+    a = _truncated(measure(clock, phase="step"), "step", 3, 12.0)  # 2 s beyond its listed 10
+    b = on_node(a, "other").model_copy(update={"run_id": "7" * 32})
+    parts = make_parts([a, b])
+    notes: list[str] = []
+    intervals, count, duration = phase_extent("step", parts, parts[0].start, notes)
+    assert intervals == [pytest.approx((0.0, 10.0))]
+    assert count == 1 + 2 + 2 and duration == pytest.approx(10.0 + 2.0 + 2.0)
+    assert "listed only their first intervals" in notes[0]

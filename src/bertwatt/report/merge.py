@@ -57,6 +57,8 @@ __all__ = [
 #: Stored points per merged channel timeline, and in the merged total timeline.
 CHANNEL_POINTS = 500
 TOTAL_POINTS = 1000
+#: Phase intervals listed in a merged report (count and duration always cover all of them).
+PHASE_INTERVALS = 10_000
 
 
 # ------------------------------------------------------------------------------- channels
@@ -212,6 +214,7 @@ def merge_phase(
     groups: dict[tuple[str, str], list[tuple[Part, Any]]],
     merged_channels: dict[tuple[str, str], Any],
     origin: float,
+    notes: list[str] | None = None,
 ) -> Any:
     """One merged phase: per channel the union rule, per node the total rule, nodes added."""
     from bertwatt.report.models import PhaseReport
@@ -231,19 +234,11 @@ def merge_phase(
     known = [t for t in totals if t is not None]
     energy = sum(known) if known else None
     reps = [p.report.phases[phase] for p in parts if phase in p.report.phases]
-    intervals = merge_intervals(
-        [
-            (p.start + a - origin, p.start + b - origin)
-            for p in parts
-            if phase in p.report.phases
-            for a, b in p.report.phases[phase].intervals
-        ]
-    )
-    duration = sum(b - a for a, b in intervals)
+    intervals, count, duration = phase_extent(phase, parts, origin, notes)
     return PhaseReport(
         name=phase,
         intervals=intervals,
-        count=len(intervals),
+        count=count,
         duration_s=duration,
         energy_j=energy,
         energy_kwh=None if energy is None else energy / 3.6e6,
@@ -251,6 +246,42 @@ def merge_phase(
         coverage=min(ph.coverage for ph in reps),
         channels=channels,
     )
+
+
+def phase_extent(
+    phase: str, parts: Sequence[Part], origin: float, notes: list[str] | None = None
+) -> tuple[list[tuple[float, float]], int, float]:
+    """(intervals from ``origin``, count, duration) of a phase over every part.
+
+    Parts whose windows never overlap add their counts and durations (a report lists at most
+    its first intervals of a frequent phase, and its count and duration cover all of them).
+    Where windows overlap, the listed intervals are united, plus what the parts did not list.
+    """
+    having = [p for p in parts if phase in p.report.phases]
+    spans = [(p.start, p.end) for p in having]
+    disjoint = sum(b - a for a, b in merge_intervals(spans)) >= sum(b - a for a, b in spans) - 1e-9
+    listed = [
+        (p.start + a - origin, p.start + b - origin)
+        for p in having
+        for a, b in p.report.phases[phase].intervals
+    ]
+    phs = [p.report.phases[phase] for p in having]
+    truncated = [ph for ph in phs if ph.count > len(ph.intervals)]
+    if disjoint:
+        intervals = sorted(listed)
+        count, duration = sum(ph.count for ph in phs), sum(ph.duration_s for ph in phs)
+    else:
+        intervals = merge_intervals(listed)
+        count = len(intervals) + sum(ph.count - len(ph.intervals) for ph in truncated)
+        duration = sum(b - a for a, b in intervals) + sum(
+            max(0.0, ph.duration_s - sum(b - a for a, b in ph.intervals)) for ph in truncated
+        )
+        if truncated and notes is not None:
+            notes.append(
+                f"phase {phase!r}: parts that overlap in time listed only their first intervals; "
+                "its merged energy and duration use the listed ones where they overlap"
+            )
+    return intervals[:PHASE_INTERVALS], count, duration
 
 
 # ---------------------------------------------------------------------------- the whole job
@@ -349,7 +380,7 @@ def merge_energy(
     known = [t for t in totals if t is not None]
     energy = sum(known) if known else None
     names = sorted({n for p in parts for n in p.report.phases})
-    phases = {n: merge_phase(n, parts, groups, merged, start) for n in names}
+    phases = {n: merge_phase(n, parts, groups, merged, start, notes) for n in names}
     intervals = {p.report.interval_s for p in parts}
     if len(intervals) > 1:
         notes.append(f"merged reports used different sampling intervals {sorted(intervals)} s")
