@@ -410,7 +410,7 @@ class Sampler:
         if pending and not self._wait(lambda: all(g.done_ns >= t for g in pending), wait_s):
             for g in pending:
                 if g.done_ns < t:
-                    self._demote(g, t, g.read_started_ns)
+                    self._demote(g, t, 0)
 
     def _demote(self, g: BackendGroup, t_ns: int, started_ns: int) -> None:
         if not g.at_edges:
