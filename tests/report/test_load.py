@@ -184,3 +184,9 @@ def test_energy_dict_validated_as_finetune_takes_the_finetune_kind():
     assert ft.kind == "finetune" and ft.examples == 3
     with pytest.raises(ValueError, match="kind"):
         FinetuneReport.model_validate({**data, "kind": "inference"})
+
+
+def test_a_v1_merge_output_is_not_taken_for_its_first_part():
+    raw = json.loads((V1 / "energy.json").read_text(encoding="utf-8"))
+    merged_v1 = {**raw, "extra": {"merged_from": 2}}
+    assert v1_run_id(merged_v1) != v1_run_id(raw)

@@ -5,8 +5,9 @@ fills them from what the file holds:
 
 - ``kind`` from the fields only a fine-tuning (``phase_metrics``, ``examples``) or inference
   (``queries``) report has;
-- ``run_id`` as a stable digest of the window's start, host and process id, so a checkpoint and
-  the final report of one version 1 window are recognised as copies of one run when merged;
+- ``run_id`` as a stable digest of the window's start, host and process id (and, for a version 1
+  merge output, how many reports it merged), so a checkpoint and the final report of one
+  version 1 window are recognised as copies of one run when merged;
 - ``node_id`` as the hostname (the node identity of version 1 files).
 """
 
@@ -31,8 +32,11 @@ def v1_run_id(data: dict[str, Any]) -> str:
     """A 32-hex-digit run identity derived from the window start, hostname and pid."""
     raw_host = data.get("host")
     host: dict[str, Any] = raw_host if isinstance(raw_host, dict) else {}
+    extra = data.get("extra")
+    merged = extra.get("merged_from") if isinstance(extra, dict) else None
     key = "|".join(
-        str(x) for x in (data.get("started_at"), host.get("hostname"), host.get("pid"), "v1")
+        str(x)
+        for x in (data.get("started_at"), host.get("hostname"), host.get("pid"), merged, "v1")
     )
     return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:32]
 
