@@ -336,3 +336,12 @@ def test_a_report_with_any_field_replaced_gives_a_report_error_or_a_sound_report
     else:
         assert figure_problems(report) == []
         assert "\x1b" not in report.summary()
+
+
+def test_csv_export_refuses_a_fifo_instead_of_blocking(tmp_path):
+    fifo = tmp_path / "t.csv"
+    os.mkfifo(fifo)
+    report = load_report(V1 / "energy.json")
+    box = _in_thread(lambda: report.to_csv(fifo))
+    assert isinstance(box.get("error"), ReportError)
+    assert "refusing to write the timeline CSV over a FIFO" in str(box["error"])

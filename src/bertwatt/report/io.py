@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import re
@@ -315,21 +316,23 @@ def merge_reports(*args: Any, **kwargs: Any) -> Any:
 
 
 def write_timeline_csv(report: EnergyReport, path: Path) -> None:
-    """Write every channel's stored timeline as long-format CSV."""
+    """Write every channel's stored timeline as long-format CSV (atomically, like reports:
+    only regular files; a FIFO or device is refused)."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["host", "channel", "offset_s", "energy_j", "power_w"])
+    for ch in report.channels:
+        for off, e, p in ch.timeline:
+            w.writerow(
+                [ch.host, ch.name, f"{off:.6f}", f"{e:.6f}", "" if p is None else f"{p:.4f}"]
+            )
     try:
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["host", "channel", "offset_s", "energy_j", "power_w"])
-            for ch in report.channels:
-                for off, e, p in ch.timeline:
-                    w.writerow(
-                        [
-                            ch.host,
-                            ch.name,
-                            f"{off:.6f}",
-                            f"{e:.6f}",
-                            "" if p is None else f"{p:.4f}",
-                        ]
-                    )
-    except OSError as err:
-        raise ReportError(f"cannot write timeline CSV: {err.strerror}", where=str(path)) from err
+        write_text_atomic(Path(path), buf.getvalue())
+    except ReportError as err:
+        raise ReportError(
+            err.message.replace("a report", "the timeline CSV").replace(
+                "the report", "the timeline CSV"
+            ),
+            where=err.where,
+            fix=err.fix,
+        ) from err.__cause__
