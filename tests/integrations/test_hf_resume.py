@@ -297,6 +297,9 @@ def test_emissions_continue(make_trainer, tmp_path):
     grams = 6 * TRAIN_J / 3.6e6 * 250.0 * 1.2
     assert r.emissions_g == pytest.approx(grams)
     assert r.phase_metrics["run"].emissions_g == pytest.approx(grams)
+    for name in ("train", "epoch-1", "checkpoint"):
+        m = r.phase_metrics[name]
+        assert m.emissions_g == pytest.approx(m.energy_j / 3.6e6 * 250.0 * 1.2, abs=1e-12), name
     assert "gCO2e" in r.resume.basis
     logged = {
         h["step"]: h["energy/gco2e"] for h in trainer.state.log_history if "energy/gco2e" in h

@@ -113,7 +113,7 @@ class Previous:
         if self.emissions_g is not None:
             emissions = (
                 f"; their emissions, {self.emissions_g:.6g} gCO2e, are their energy x the carbon "
-                "intensity (x PUE) at each of their checkpoints"
+                "intensity (x PUE) at the last checkpoint of each"
             )
         return (
             f"previous_energy_j: {energy} of {which} up to the checkpoint at step "

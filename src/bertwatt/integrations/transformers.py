@@ -100,17 +100,22 @@ def _guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _emissions_so_far(s: FinetuneSession, report: FinetuneReport) -> float | None:
-    """Emissions up to now: the earlier segments' plus this session's energy x the carbon
-    intensity (x PUE) now, as in the ``energy/gco2e`` log key; None without an intensity."""
+def _add_emissions_so_far(s: FinetuneSession, data: dict[str, Any]) -> None:
+    """Fill the emissions of checkpoint figures (a report built while running has none): the
+    earlier segments' emissions plus this session's energy x the carbon intensity (x PUE) now,
+    as in the ``energy/gco2e`` log key; left None without an intensity."""
     factor = s.intensity_now()
-    energy = report.segments[-1].energy_j if report.segments else None
-    if factor is None or energy is None:
-        return None
-    grams = energy / 3.6e6 * factor
-    if s.previous is None:
-        return grams
-    return None if s.previous.emissions_g is None else s.previous.emissions_g + grams
+    if factor is None:
+        return
+    earlier = s.previous.phases if s.previous is not None else {}
+    for name, figures in data["phases"].items():
+        before = earlier.get(name, {})
+        energy, energy_before = figures.get("energy_j"), before.get("energy_j") or 0.0
+        grams_before = before.get("emissions_g") if before else 0.0
+        if energy is None or grams_before is None:
+            continue
+        figures["emissions_g"] = grams_before + (energy - energy_before) / 3.6e6 * factor
+    data["emissions_g"] = data["phases"].get("run", {}).get("emissions_g")
 
 
 def _value(x: Any) -> str:
@@ -350,8 +355,7 @@ class EnergyCallback(TrainerCallback):
             report, step=int(state.global_step or 0), step_records=s.step_record_totals()
         )
         if data["emissions_g"] is None:  # a report built while running has no carbon applied
-            data["emissions_g"] = _emissions_so_far(s, report)
-            data["phases"].get("run", {})["emissions_g"] = data["emissions_g"]
+            _add_emissions_so_far(s, data)
         store_state(state, int(getattr(args, "process_index", 0) or 0), data)
         self._state_step = int(state.global_step or 0)
 
