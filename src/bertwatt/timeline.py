@@ -53,6 +53,9 @@ _MAX_EVENTS = 20
 _REJECTS_BEFORE_REBASE = 3
 #: Gaps kept for coverage queries; older ones are folded into one total.
 _MAX_GAPS = 4096
+#: Edges waiting for a later sample; past this, the oldest half is resolved at the last sample (a
+#: channel that stopped delivering must not hold every later edge in memory).
+_MAX_PENDING = 4096
 #: Suspected stuck spans kept (more are counted).
 _MAX_STUCK = 100
 #: Recent read intervals from which a power channel's cadence is taken (a power of two).
@@ -561,9 +564,25 @@ class ChannelTimeline:
         last = self._prev_t
         if last is None or t_ns > last:
             self._pending.append((mark_id, t_ns))
+            if len(self._pending) > _MAX_PENDING:
+                self._resolve_stale(_MAX_PENDING // 2)
         else:
             self.marks[mark_id] = self.energy_at(t_ns)
             self.mark_cov[mark_id] = self.covered_to(t_ns)
+
+    def _resolve_stale(self, n: int) -> None:
+        """Resolve the ``n`` oldest pending edges at the latest sample (the channel is silent)."""
+        cov = self.covered_to(self._prev_t) if self._prev_t is not None else 0
+        value = self._cum if self._prev_t is not None else 0.0
+        for _ in range(min(n, len(self._pending))):
+            mark_id, _t = self._pending.popleft()
+            self.marks[mark_id] = value
+            self.mark_cov[mark_id] = cov
+        self._event(
+            "stale-edges",
+            f"{_MAX_PENDING} window edges waited for a sample after the last one "
+            f"(+{self._offset_s(self._prev_t or 0):.3f} s): the oldest were resolved at it",
+        )
 
     def finish(self) -> None:
         """Resolve edges no sample came after (the channel stopped delivering) at the last value."""

@@ -311,6 +311,36 @@ def test_phase_on_a_blocking_backend_is_folded_once_its_edges_resolve(clock):
     assert meter.report.phases["p"].energy_j == pytest.approx(70.0, rel=1e-9)
 
 
+def test_a_channel_that_stops_delivering_does_not_hold_every_later_edge(clock):
+    from bertwatt.timeline import _MAX_PENDING
+
+    dead = FakeBackend(name="dead", channels=[FakeChannel("d", 50.0)], clock=clock)
+    dead.fail(at_s=1.05, until_s=None)  # answers nothing after 1 s, for the rest of the run
+    live = FakeBackend(name="live", channels=[FakeChannel("c", 100.0, kind="counter")], clock=clock)
+    meter = EnergyMeter(backends=[dead, live], clock=clock, interval_s=0.5)
+    steps = 3 * _MAX_PENDING
+    with meter:
+        for _ in range(steps):
+            with meter.phase("step"):
+                clock.advance(0.01)
+        w = meter._window
+        assert w is not None
+        pending = max(len(tl._pending) for tl in w.timelines)
+        unfolded = len(w.phases["step"].unfolded)
+        kept = len(w.mark_t)
+    assert pending <= _MAX_PENDING + 1
+    assert unfolded <= _MAX_PENDING + 1
+    assert kept <= KEEP_FIRST + KEEP_RECENT + 4096 + 8
+    r = meter.report
+    ph = r.phases["step"]
+    assert ph.count == steps
+    assert ph.channels["c"] == pytest.approx(100.0 * 0.01 * steps, rel=1e-9)
+    # only its first second (edges read it every 0.01 s until it died at 1.05 s)
+    assert 50.0 <= ph.channels["d"] <= 50.0 * 1.05 + 1e-9
+    assert r.channel("d").energy_j == pytest.approx(ph.channels["d"], rel=1e-9)
+    assert any("resolved at it" in e for e in r.channel("d").events)
+
+
 def test_flapping_sensor_coverage_is_the_same_for_window_and_phases(clock):
     # 1.5 s of failures every 3 s: dozens of gaps, phase edges inside and outside them.
     backend = FakeBackend(channels=[FakeChannel("p", 100.0)], clock=clock)
