@@ -269,7 +269,7 @@ class EnergyMeter:
                     if ph.open_mark is not None:
                         end = self._mark_locked(w, read=False)
                         w.close_interval(ph, ph.open_mark, end)
-                        ph.open_mark = None
+                        ph.open_mark = ph.last_end = None
                         ph.owners.clear()
                         w.warnings.append(f"phase {name!r} was still open at stop(); closed there")
                 self._stop_sampler(w, deadline)
@@ -460,7 +460,7 @@ class EnergyMeter:
             if ph is None:
                 ph = w.phases[name] = Phase()
             ph.owners[tid] = [mark]
-            if ph.open_mark is None:
+            if ph.open_mark is None or mark < ph.open_mark:  # at= may name an earlier edge
                 ph.open_mark = mark
 
     def end(self, name: str, *, at: int | None = None) -> WindowEnergy:
@@ -487,9 +487,11 @@ class EnergyMeter:
                 self._sync_cuda()
                 end = self._mark_locked(w)
             del ph.owners[owner]
+            if ph.last_end is None or end > ph.last_end:
+                ph.last_end = end
             if not ph.owners:
-                w.close_interval(ph, ph.open_mark, end)
-                ph.open_mark = None
+                w.close_interval(ph, ph.open_mark, ph.last_end)
+                ph.open_mark = ph.last_end = None
         return self.energy_between(start, end)
 
     @contextlib.contextmanager

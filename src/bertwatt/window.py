@@ -72,6 +72,7 @@ class Phase:
     """
 
     open_mark: int | None = None
+    last_end: int | None = None
     owners: dict[int, list[int]] = field(default_factory=dict)
     count: int = 0
     duration_ns: int = 0

@@ -87,6 +87,29 @@ def test_same_phase_from_two_threads_is_shared_and_counted_once(clock):
     assert eb.energy_j == pytest.approx(200.0, rel=1e-12)
 
 
+def test_shared_phase_spans_the_earliest_begin_and_the_latest_end_given_with_at(clock):
+    meter = fake_meter(clock)
+    w = Worker()
+    try:
+        with meter:
+            clock.advance(1.0)
+            early = meter.mark()  # 1 s
+            clock.advance(1.0)
+            w(lambda: meter.begin("x"))  # 2 s
+            meter.begin("x", at=early)  # joins, from an earlier edge
+            clock.advance(1.0)
+            late = meter.mark()  # 3 s
+            clock.advance(1.0)
+            w(lambda: meter.end("x", at=late))  # at 4 s, ending at the 3 s edge
+            meter.end("x", at=late)
+            clock.advance(1.0)
+    finally:
+        w.close()
+    ph = meter.report.phases["x"]
+    assert ph.intervals == [(pytest.approx(1.0), pytest.approx(3.0))]
+    assert ph.energy_j == pytest.approx(200.0, rel=1e-12)
+
+
 def test_reopening_a_phase_in_the_same_thread_is_still_an_error(clock):
     meter = fake_meter(clock)
     w = Worker()
