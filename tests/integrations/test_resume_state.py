@@ -136,3 +136,27 @@ def test_no_energy_measured_leaves_the_bound_unknown(tmp_path):
     prev, _ = previous_from_state(state(session_energy_j=None, energy_j=None), path)
     assert prev.lost_energy_upper_j is None and "measured no energy" in prev.lost_basis
     assert prev.energy_j is None and "previous_energy_j: unknown" in prev.basis
+
+
+def test_trainer_facts_from_arguments_and_state():
+    from bertwatt.integrations.runinfo import trainer_facts
+
+    args = SimpleNamespace(
+        bf16=True,
+        per_device_train_batch_size=64,
+        gradient_accumulation_steps=4,
+        world_size=8,
+        auto_find_batch_size=True,
+        n_gpu=1,
+    )
+    loader = SimpleNamespace(dataset=list(range(1000)))
+    facts = trainer_facts(args, None, loader, SimpleNamespace(train_batch_size=16))
+    assert facts == {
+        "precision": "bf16-mixed",
+        "batch_size": 16,  # what auto_find_batch_size settled on, not the 64 asked for
+        "gradient_accumulation_steps": 4,
+        "world_size": 8,
+        "dataset_sizes": {"train": 1000},
+    }
+    streamed = SimpleNamespace(dataset=iter(()))  # an iterable data set has no length
+    assert "dataset_sizes" not in trainer_facts(args, None, streamed)

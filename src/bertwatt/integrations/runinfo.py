@@ -121,9 +121,12 @@ def model_facts(model: Any) -> dict[str, Any]:
     return out
 
 
-def trainer_facts(args: Any, model: Any, train_dataloader: Any = None) -> dict[str, Any]:
+def trainer_facts(
+    args: Any, model: Any, train_dataloader: Any = None, state: Any = None
+) -> dict[str, Any]:
     """Run facts of a ``Trainer`` run: the model's, then the ``TrainingArguments``' and the
-    training data set's size."""
+    training data set's size. With ``auto_find_batch_size``, the batch size the Trainer settled
+    on (``TrainerState.train_batch_size`` per device)."""
     out = model_facts(model) if model is not None else {}
     if getattr(args, "bf16", False):
         out["precision"] = "bf16-mixed"
@@ -137,6 +140,9 @@ def trainer_facts(args: Any, model: Any, train_dataloader: Any = None) -> dict[s
         value = getattr(args, attr, None)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             out[field] = value
+    found = getattr(state, "train_batch_size", None)
+    if getattr(args, "auto_find_batch_size", False) and isinstance(found, int) and found >= 1:
+        out["batch_size"] = max(1, found // max(1, int(getattr(args, "n_gpu", 1) or 1)))
     size = dataset_size(getattr(train_dataloader, "dataset", None))
     if size is not None:
         out["dataset_sizes"] = {"train": size}

@@ -434,7 +434,7 @@ class EnergyCallback(TrainerCallback):
         if model is not None and not s._hooks:
             s.watch(model)
         try:
-            s.run_facts.update(trainer_facts(args, model, kwargs.get("train_dataloader")))
+            s.run_facts.update(trainer_facts(args, model, kwargs.get("train_dataloader"), state))
         except Exception as err:  # facts are a courtesy; measuring goes on
             s.warn(f"reading the run's set-up failed: {type(err).__name__}: {err}")
         s.previous = None
