@@ -240,7 +240,7 @@ def test_output_path_with_a_nul_byte_fails_at_construction(path: object):
 
 
 # ------------------------------------------------------------------ checkpoints and identity
-def test_first_checkpoint_is_written_within_seconds_then_at_the_interval(tmp_path: Path):
+def test_first_checkpoint_is_written_within_seconds_not_after_the_interval(tmp_path: Path):
     out = tmp_path / "r.json"
     backend = FakeBackend(channels=[FakeChannel("c", 100.0, kind="counter")], clock=SystemClock())
     meter = EnergyMeter(backends=[backend], output=out, checkpoint_interval_s=600.0)
