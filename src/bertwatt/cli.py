@@ -179,6 +179,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         report.to_csv(args.csv)
     if args.json:
         print(report.model_dump_json(indent=2))
+    elif sys.stdout.isatty():  # a readable table on a terminal, the plain summary otherwise
+        from bertwatt.viz.table import print_report
+
+        print_report(report)
     else:
         print(report.summary())
     return 0
@@ -274,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="merge reports of several processes or nodes")
     m.add_argument("reports", nargs="+", type=Path)
     m.add_argument("--output", "-o", type=Path, help="write the merged report here")
+
+    from bertwatt.cli_study import add_study_commands  # plot, report, compare, statement, fit
+
+    COMMANDS.update(add_study_commands(sub))
     return p
 
 

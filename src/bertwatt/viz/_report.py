@@ -81,8 +81,12 @@ def load_any(path: str | Path) -> Any:
         raise ReportError(f"cannot read report: {err.strerror}", where=str(p)) from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ReportError(f"not a JSON report ({err})", where=str(p)) from err
-    if isinstance(data, dict) and "kind" in data:
-        return load_report(p)  # schema 2: the loader picks the class from ``kind``
+    if isinstance(data, dict) and "kind" in data:  # schema 2: the loader picks the class
+        try:
+            from bertwatt.report import load_report as load_kind  # type: ignore[attr-defined]
+        except ImportError:
+            load_kind = load_report
+        return load_kind(p)
     cls = None
     if isinstance(data, dict):
         finetune, inference = _finetune_classes()
@@ -241,7 +245,8 @@ def _flops(report: Any) -> float | None:
 
 
 def fmt_num(value: float | None, digits: int = 4) -> str:
-    """``value`` to ``digits`` significant figures with thousands separators; '-' for None."""
+    """``value`` rounded to ``digits`` significant figures (trailing zeros dropped), with
+    thousands separators; '-' for None."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if value == 0:
@@ -250,8 +255,11 @@ def fmt_num(value: float | None, digits: int = 4) -> str:
     if 1e-3 <= a < 1e6:
         decimals = max(0, digits - 1 - math.floor(math.log10(a)))
         text = f"{value:,.{decimals}f}"
-        return text
-    return f"{value:.{digits - 1}e}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    mantissa, exp = f"{value:.{digits - 1}e}".split("e")
+    if "." in mantissa:
+        mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{exp}"
 
 
 def fmt_j(value: float | None) -> str:

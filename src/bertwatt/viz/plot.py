@@ -102,6 +102,7 @@ def plot_report(
     The bars show each phase's energy, and its emissions when the report has carbon figures.
     Raises ReportError when the report holds no timeline and no phase to draw.
     """
+    _format(path, fmt)
     chans = series(report)
     phases = {
         name: ph for name, ph in (getattr(report, "phases", None) or {}).items()
@@ -114,15 +115,20 @@ def plot_report(
         )
     fig, (ax_p, ax_e, ax_b) = _figure(width_px, height_px, dpi, 3)
     colours = {n: _PHASE_COLOURS[i % len(_PHASE_COLOURS)] for i, n in enumerate(phases)}
+    rows = {n: i for i, n in enumerate(dict.fromkeys(n for n, _, _ in phase_spans(report)))}
+    strip = min(0.06, 0.3 / max(1, len(rows)))
     for ax in (ax_p, ax_e):
         labelled: set[str] = set()
         for name, start, end in phase_spans(report):
             colour = colours.get(name, "#bbbbbb")
+            ax.axvspan(start, end, color=colour, alpha=0.07, linewidth=0)
+            top = 1.0 - rows[name] * strip
             ax.axvspan(
-                start, end, color=colour, alpha=0.15,
+                start, end, ymin=top - strip, ymax=top, color=colour, alpha=0.7, linewidth=0,
                 label=None if name in labelled else f"phase {name}",
             )
             labelled.add(name)
+    ax_e.sharex(ax_p)
     for ch in chans:
         pts = [(t, p) for t, p in zip(ch.offsets_s, ch.power_w, strict=True) if p is not None]
         tag = "" if ch.measured else " (ESTIMATED)"
@@ -143,7 +149,7 @@ def plot_report(
     ax_e.set_xlabel("time since start (s)")
     for ax in (ax_p, ax_e):
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", fontsize="small")
+            ax.legend(loc="best", fontsize="small", framealpha=0.8)
     _phase_bars(ax_b, phases, phase_emissions(report), colours)
     return _save(fig, path, fmt, dpi)
 
@@ -189,6 +195,7 @@ def plot_compare(
     """One bar panel per quantity of a :class:`~bertwatt.viz.compare.Comparison` that any run
     has (energy, time, J/token padded and non-padding, emissions), labelled with the ratio to
     the first run."""
+    _format(path, fmt)
     quantities = [q for q in comparison.quantities if comparison.has(q)]
     if not quantities:
         raise ReportError("nothing to compare: no run has energy, time or emissions")
@@ -234,6 +241,7 @@ def plot_fit(
 ) -> bytes:
     """Energy against each predictor (one panel each, per group), with the fitted line, R² and
     the residuals below."""
+    _format(path, fmt)
     panels = [(g, f) for g, res in analysis.groups.items() for f in res.fits.values()]
     if not panels:
         raise ReportError("nothing to plot: no predictor could be fitted (see the reasons)")
