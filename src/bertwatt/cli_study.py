@@ -41,8 +41,7 @@ def _predictors(text: str) -> list[str]:
     bad = [n for n in names if n not in PREDICTORS]
     if bad or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown predictor(s) {', '.join(bad) or '(none)'}; choose from "
-            f"{','.join(PREDICTORS)}"
+            f"unknown predictor(s) {', '.join(bad) or '(none)'}; choose from {','.join(PREDICTORS)}"
         )
     return names
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bertwatt.clock import SystemClock
 from bertwatt.analysis import fit_line, fit_runs, render_fit, run_points
+from bertwatt.clock import SystemClock
 from bertwatt.errors import ConfigError, ReportError
 from bertwatt.integrations.finetune import measure_finetune
 from bertwatt.integrations.report import FinetuneReport
@@ -152,9 +152,7 @@ def test_bad_input(runs):
         fit_runs(runs[:1])
     with pytest.raises(ConfigError, match="group_by"):
         fit_runs(runs, group_by="colour")  # type: ignore[arg-type]
-    nothing = runs[0].model_copy(
-        update={"energy_j": None, "phase_metrics": {}, "phases": {}}
-    )
+    nothing = runs[0].model_copy(update={"energy_j": None, "phase_metrics": {}, "phases": {}})
     with pytest.raises(ReportError, match="has no energy figure"):
         run_points([nothing, runs[1]], ["x", "y"])
     nan = runs[0].model_copy(update={"phase_metrics": {}, "energy_j": math.nan})

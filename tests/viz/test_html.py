@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imaging import png_size, pixel_stats
+from imaging import pixel_stats, png_size
 
 from bertwatt.report.models import EnergyReport
 from bertwatt.viz._report import fmt_g, fmt_j, fmt_num
@@ -147,7 +147,30 @@ def test_software_vs_wall_when_present(energy_report):
     assert "Software sensors vs wall meter" in text
     assert "run.wall_j 1,234.6" not in text  # 4 significant figures
     assert "run.wall_j 1,235" in text and "run.ratio 1.4" in text
-    assert "Software sensors vs wall" not in visible(parse(render_html(energy_report, figures=False)))
+    assert "Software sensors vs wall" not in visible(
+        parse(render_html(energy_report, figures=False))
+    )
+
+
+class RunReport(EnergyReport):
+    """A report with schema 2's ``run`` and ``segments``."""
+
+    run: dict[str, Any] | None = None
+    segments: list[dict[str, Any]] = []
+
+
+def test_what_was_run(energy_report):
+    r = RunReport.model_validate(
+        {
+            **energy_report.model_dump(),
+            "run": {"model_name": "bert-tiny", "flops_estimate": 2.5e12},
+            "segments": [{"index": 0}, {"index": 1}],
+        }
+    )
+    text = visible(parse(render_html(r, figures=False)))
+    assert "What was run value model_name bert-tiny flops_estimate 2.5e+12" in text
+    assert "Resumed run: 2 segments." in text
+    assert "What was run" not in visible(parse(render_html(energy_report, figures=False)))
 
 
 def test_repr_html_is_the_html_report(energy_report):
@@ -201,7 +224,6 @@ def test_renders_in_headless_chromium(finetune_report, tmp_path):
 def _band(data: bytes, y0: int, y1: int) -> float:
     import io
 
-    import numpy as np
     from matplotlib import image
 
     img = image.imread(io.BytesIO(data), format="png")[y0:y1, :, :3]

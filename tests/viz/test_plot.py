@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
 
 import matplotlib
-from imaging import png_size, pixel_stats
+from imaging import pixel_stats, png_size
 
 from bertwatt.errors import ConfigError, ReportError
 from bertwatt.viz._report import fmt_g, fmt_j

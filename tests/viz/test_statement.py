@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bertwatt.errors import ConfigError
+from bertwatt.report.models import EnergyReport
 from bertwatt.viz._report import fmt_num
 from bertwatt.viz.statement import energy_statement
 
@@ -133,8 +134,45 @@ def test_latex_is_escaped_and_balanced(finetune_report):
 
 def test_inference_statement(inference_report):
     text = energy_statement(inference_report)
-    assert f"Inference: 100 queries in 10 batches of 10, {fmt_num(inference_report.j_per_query)}" in text
+    assert (
+        f"Inference: 100 queries in 10 batches of 10, {fmt_num(inference_report.j_per_query)}"
+        in text
+    )
     assert unexplained_numbers(text, inference_report) == []
+
+
+class RunReport(EnergyReport):
+    """A report with schema 2's ``run`` and ``segments`` (read through their attributes)."""
+
+    run: dict[str, Any] | None = None
+    segments: list[dict[str, Any]] = []
+
+
+def test_what_was_run(carbon_report):
+    r = RunReport.model_validate(
+        {
+            **carbon_report.model_dump(),
+            "run": {
+                "model_name": "prajjwal1/bert-tiny",
+                "parameters_total": 4385920,
+                "batch_size": 16,
+                "flops_estimate": 1.2345678e15,
+                "flops_basis": "6 x parameters x tokens processed",
+                "dataset_sizes": {"train": 2000},
+            },
+            "segments": [{"index": 0}, {"index": 1}],
+        }
+    )
+    for fmt in ("md", "latex"):
+        text = energy_statement(r, fmt)
+        assert unexplained_numbers(text, r) == []
+    text = energy_statement(r)
+    assert "**What was run.**" in text
+    assert "- model: prajjwal1/bert-tiny" in text and "- parameters: 4,385,920" in text
+    assert "training FLOPs: 1.235e+15 (an ESTIMATE: 6 x parameters x tokens processed)" in text
+    assert "data set sizes: train 2,000" in text
+    assert "interrupted and resumed: 2 segments" in text
+    assert "What was run" not in energy_statement(carbon_report)
 
 
 def test_bad_format():

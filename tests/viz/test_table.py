@@ -19,7 +19,9 @@ def no_control_characters(text: str) -> bool:
 
 
 def test_plain_table_aligns_and_cleans():
-    out = plain_table(["run", "energy", "note"], [["a", "1.5 J", "ok"], ["bb\x1b[31m", "12 J", "x"]])
+    out = plain_table(
+        ["run", "energy", "note"], [["a", "1.5 J", "ok"], ["bb\x1b[31m", "12 J", "x"]]
+    )
     assert no_control_characters(out)
     lines = out.splitlines()
     assert lines[0].startswith("run") and set(lines[1]) <= {"-", " "}

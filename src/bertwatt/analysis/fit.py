@@ -187,8 +187,10 @@ def run_points(
         for p, key in _KEY.items():
             v = w.get(key)
             # a count of 0 means the report did not count that work (e.g. a plain EnergyReport)
-            ok = isinstance(v, (int, float)) and math.isfinite(v) and (p == "time" or v > 0)
-            values[p] = float(v) if ok else None
+            if isinstance(v, (int, float)) and math.isfinite(v) and (p == "time" or v > 0):
+                values[p] = float(v)
+            else:
+                values[p] = None
         points.append(RunPoint(label, float(energy), values, _hardware(r), _model(r), w["basis"]))
     return points
 
@@ -205,7 +207,7 @@ def _fit_group(points: list[RunPoint], by: Sequence[str]) -> FitResult:
                 + "; at least 2 are needed"
             )
             continue
-        x = [float(pt.values[p]) for pt in have]  # type: ignore[arg-type]
+        x = [v for pt in have if (v := pt.values[p]) is not None]
         y = [pt.energy_j for pt in have]
         try:
             slope, intercept, r2 = fit_line(x, y)
@@ -314,8 +316,9 @@ def render_fit(analysis: FitAnalysis) -> str:
         lines.append(f"runs grouped by {' and '.join(analysis.grouped_by)} (they differ)")
     for name, res in analysis.groups.items():
         lines.append("")
-        lines.append(f"group {name}: {len(res.runs)} runs" if name != "all" else
-                     f"{len(res.runs)} runs")
+        lines.append(
+            f"group {name}: {len(res.runs)} runs" if name != "all" else f"{len(res.runs)} runs"
+        )
         if res.fits:
             lines.append(
                 f"  {'predictor':<18} {'n':>3} {'slope':>14} {'unit':<14} {'intercept J':>13} "
@@ -330,7 +333,9 @@ def render_fit(analysis: FitAnalysis) -> str:
                 )
             lines.append("  residuals (J, measured - fitted):")
             fitted = res.ranking()
-            lines.append(f"    {'run':<20} {'energy J':>12} " + " ".join(f"{p:>17}" for p in fitted))
+            lines.append(
+                f"    {'run':<20} {'energy J':>12} " + " ".join(f"{p:>17}" for p in fitted)
+            )
             for pt in res.runs:
                 cells = []
                 for p in fitted:

@@ -60,12 +60,14 @@ def kind_of(report: Any) -> str:
     return "energy"
 
 
-def _finetune_classes() -> tuple[type, type]:
+def _finetune_classes() -> tuple[Any, Any]:
+    import importlib
+
     try:  # schema 2 moves them here
-        from bertwatt.report.finetune import FinetuneReport, InferenceReport  # type: ignore
+        module = importlib.import_module("bertwatt.report.finetune")
     except ImportError:
-        from bertwatt.integrations.report import FinetuneReport, InferenceReport
-    return FinetuneReport, InferenceReport
+        module = importlib.import_module("bertwatt.integrations.report")
+    return module.FinetuneReport, module.InferenceReport
 
 
 def load_any(path: str | Path) -> Any:
@@ -146,7 +148,8 @@ def series(report: Any) -> list[ChannelSeries]:
         energy = [float(p[1]) for p in points]
         power: list[float | None] = [None if p[2] is None else float(p[2]) for p in points]
         if all(v is None for v in power):
-            power = [None] + [
+            power = [None]
+            power += [
                 (energy[i] - energy[i - 1]) / (offs[i] - offs[i - 1])
                 if offs[i] > offs[i - 1]
                 else None
@@ -155,9 +158,7 @@ def series(report: Any) -> list[ChannelSeries]:
         prov = field(ch, "provenance")
         host = field(ch, "host")
         name = str(ch.name) if not host else f"{host}/{ch.name}"
-        out.append(
-            ChannelSeries(name, field(prov, "kind") == "measured", offs, power, energy)
-        )
+        out.append(ChannelSeries(name, field(prov, "kind") == "measured", offs, power, energy))
     return out
 
 

@@ -42,8 +42,7 @@ def _td(value: str, numeric: bool = False) -> str:
 def _table(cols: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in cols)
     body = "".join(
-        "<tr>" + "".join(_td(c, i >= numeric_from) for i, c in enumerate(r)) + "</tr>"
-        for r in rows
+        "<tr>" + "".join(_td(c, i >= numeric_from) for i, c in enumerate(r)) + "</tr>" for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -152,16 +151,29 @@ def _work(report: Any) -> str:
             "token processed, padding included; J/real token only non-padding tokens.</p>"
         )
         table = _table(
-            ["phase", "energy", "examples", "steps", "tokens", "real tokens", "padding",
-             "J/example", "J/step", "J/token", "J/real token"],
+            [
+                "phase",
+                "energy",
+                "examples",
+                "steps",
+                "tokens",
+                "real tokens",
+                "padding",
+                "J/example",
+                "J/step",
+                "J/token",
+                "J/real token",
+            ],
             rows,
         )
         pad = field(report, "padding")
         extra = ""
         if pad is not None and pad.remedies:
-            extra = "<h3>Padding</h3><ul>" + "".join(
-                f"<li>{escape(r)}</li>" for r in pad.remedies
-            ) + "</ul>"
+            extra = (
+                "<h3>Padding</h3><ul>"
+                + "".join(f"<li>{escape(r)}</li>" for r in pad.remedies)
+                + "</ul>"
+            )
         return head + table + extra
     if kind == "inference":
         rows = [
@@ -204,6 +216,18 @@ def _wall(report: Any) -> str:
     if not rows:
         return ""
     return "<h2>Software sensors vs wall meter</h2>" + _table(["figure", "value"], rows)
+
+
+def _run(report: Any) -> str:
+    run = field(report, "run")
+    segments = field(report, "segments") or []
+    rows: list[list[str]] = []
+    if run is not None:
+        _flatten("", run, rows)
+    out = _table(["", "value"], rows) if rows else ""
+    if len(segments) > 1:
+        out += f"<p>Resumed run: {len(segments)} segments.</p>"
+    return "<h2>What was run</h2>" + out if out else ""
 
 
 def _carbon(report: Any) -> str:
@@ -281,6 +305,7 @@ def render_html(report: Any, *, title: str | None = None, figures: bool = True) 
         f"bertwatt {escape(host.bertwatt_version)}, Python {escape(host.python)}</p>",
         f'<div class="totals">{cards}</div>',
         fig_html,
+        _run(report),
         "<h2>Sensors and provenance</h2>",
         _sensors(report),
         "<h2>Energy and emissions per phase</h2>",

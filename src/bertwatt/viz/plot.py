@@ -50,7 +50,9 @@ def _pyplot() -> Any:
 def _format(path: str | Path | None, fmt: str | None) -> str:
     if fmt is not None:
         if fmt not in _FORMATS.values():
-            raise ConfigError(f"image format must be one of {sorted(_FORMATS.values())}, not {fmt!r}")
+            raise ConfigError(
+                f"image format must be one of {sorted(_FORMATS.values())}, not {fmt!r}"
+            )
         return fmt
     if path is None:
         return "png"
@@ -105,7 +107,8 @@ def plot_report(
     _format(path, fmt)
     chans = series(report)
     phases = {
-        name: ph for name, ph in (getattr(report, "phases", None) or {}).items()
+        name: ph
+        for name, ph in (getattr(report, "phases", None) or {}).items()
         if getattr(ph, "energy_j", None) is not None
     }
     if not chans and not phases:
@@ -124,7 +127,13 @@ def plot_report(
             ax.axvspan(start, end, color=colour, alpha=0.07, linewidth=0)
             top = 1.0 - rows[name] * strip
             ax.axvspan(
-                start, end, ymin=top - strip, ymax=top, color=colour, alpha=0.7, linewidth=0,
+                start,
+                end,
+                ymin=top - strip,
+                ymax=top,
+                color=colour,
+                alpha=0.7,
+                linewidth=0,
                 label=None if name in labelled else f"phase {name}",
             )
             labelled.add(name)
@@ -138,7 +147,10 @@ def plot_report(
     total = list(getattr(report, "timeline", None) or [])
     if total:
         ax_e.plot(
-            [t for t, _ in total], [e for _, e in total], color="black", linewidth=2,
+            [t for t, _ in total],
+            [e for _, e in total],
+            color="black",
+            linewidth=2,
             label="total counted",
         )
     ax_p.set_title("Power per channel")
@@ -165,8 +177,11 @@ def _phase_bars(ax: Any, phases: dict[str, Any], emissions: dict[str, float], co
     width = 0.4 if with_em else 0.7
     xs = list(range(len(names)))
     bars = ax.bar(
-        [x - (width / 2 if with_em else 0) for x in xs], energy, width,
-        color=[colours[n] for n in names], label="energy (J)",
+        [x - (width / 2 if with_em else 0) for x in xs],
+        energy,
+        width,
+        color=[colours[n] for n in names],
+        label="energy (J)",
     )
     ax.bar_label(bars, labels=[fmt_j(e) for e in energy], fontsize="small")
     ax.set_ylabel("energy (J)")
@@ -177,7 +192,8 @@ def _phase_bars(ax: Any, phases: dict[str, Any], emissions: dict[str, float], co
         ems = [emissions.get(n, 0.0) if n in emissions else float("nan") for n in names]
         b2 = ax2.bar([x + width / 2 for x in xs], ems, width, color="#888888", label="gCO2e")
         ax2.bar_label(
-            b2, labels=[fmt_g(emissions[n]) if n in emissions else "" for n in names],
+            b2,
+            labels=[fmt_g(emissions[n]) if n in emissions else "" for n in names],
             fontsize="small",
         )
         ax2.set_ylabel("emissions (gCO2e)")
@@ -225,7 +241,7 @@ def plot_compare(
         )
         ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 3 else 0)
         ax.set_title(comparison.titles[q])
-    for ax in flat[len(quantities):]:
+    for ax in flat[len(quantities) :]:
         ax.set_axis_off()
     return _save(fig, path, fmt, dpi)
 
@@ -250,7 +266,11 @@ def plot_fit(
     rows = (len(panels) + cols - 1) // cols
     height = height_px or 380 * rows * 2
     fig, axes = plt.subplots(
-        rows * 2, cols, figsize=(width_px / dpi, height / dpi), dpi=dpi, squeeze=False,
+        rows * 2,
+        cols,
+        figsize=(width_px / dpi, height / dpi),
+        dpi=dpi,
+        squeeze=False,
         height_ratios=[3, 1] * rows,
     )
     fig.set_layout_engine("constrained")

@@ -145,6 +145,12 @@ def _carbon(report: Any) -> _Section:
         f"({c.kind}; zone {c.zone or 'not stated'}; source: {c.source}; "
         f"year {c.year if c.year is not None else 'not stated'})."
     )
+    for part in get(c, "parts") or []:
+        sec.bullets.append(
+            f"{get(part, 'name') or 'part'}: {_n(get(part, 'emissions_g'))} gCO2e at "
+            f"{_n(get(part, 'intensity_g_per_kwh'))} gCO2e/kWh, zone "
+            f"{get(part, 'zone') or 'not stated'}, PUE {_n(get(part, 'pue'))}"
+        )
     for note in c.notes:
         sec.bullets.append(note)
     return sec
@@ -163,9 +169,57 @@ def _software(report: Any) -> _Section:
     return sec
 
 
+_RUN_FIELDS = (
+    ("model_name", "model"),
+    ("model_class", "model class"),
+    ("parameters_total", "parameters"),
+    ("parameters_trainable", "trainable parameters"),
+    ("precision", "precision"),
+    ("max_seq_length", "maximum sequence length"),
+    ("batch_size", "batch size"),
+    ("gradient_accumulation_steps", "gradient accumulation steps"),
+    ("world_size", "processes"),
+)
+
+
+def _run(report: Any) -> _Section | None:
+    """What was run (schema 2's ``run``), and the segments of a resumed run."""
+    run = get(report, "run")
+    segments = get(report, "segments") or []
+    if run is None and len(segments) < 2:
+        return None
+    sec = _Section("What was run")
+    for key, label in _RUN_FIELDS:
+        value = get(run, key)
+        if value is None:
+            continue
+        text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
+        sec.bullets.append(f"{label}: {text}")
+    sizes = get(run, "dataset_sizes") or {}
+    if sizes:
+        sec.bullets.append("data set sizes: " + ", ".join(f"{k} {v:,}" for k, v in sizes.items()))
+    flops = get(run, "flops_estimate")
+    if flops is not None:
+        basis = get(run, "flops_basis") or "basis not stated"
+        sec.bullets.append(f"training FLOPs: {_n(flops)} (an ESTIMATE: {basis})")
+    command = get(run, "command")
+    if command:
+        sec.bullets.append("command: " + " ".join(str(c) for c in command))
+    if len(segments) > 1:
+        sec.paragraphs.append(
+            f"The run was interrupted and resumed: {len(segments)} segments, whose energies add "
+            "up to the totals below."
+        )
+    return sec if sec.bullets or sec.paragraphs else None
+
+
 def _sections(report: Any) -> list[_Section]:
     measured, estimates = _measured(report)
-    out = [_hardware(report), measured]
+    out = [_hardware(report)]
+    run = _run(report)
+    if run is not None:
+        out.append(run)
+    out.append(measured)
     if estimates is not None:
         out.append(estimates)
     out += [_phases(report), _carbon(report), _software(report)]
@@ -188,7 +242,9 @@ def _markdown(sections: list[_Section], title: str) -> str:
         if s.table is not None:
             cols, rows = s.table
             lines.append("| " + " | ".join(cols) + " |")
-            lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|")
+            lines.append(
+                "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"
+            )
             lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"

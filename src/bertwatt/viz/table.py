@@ -174,8 +174,16 @@ def report_tables(report: Any) -> list[tuple[str, list[str], list[list[str]]]]:
         tables.append(
             (
                 "work (J/token: per token processed, padding included)",
-                ["phase", "energy", "examples", "tokens", "real tokens", "J/example", "J/token",
-                 "J/real token"],
+                [
+                    "phase",
+                    "energy",
+                    "examples",
+                    "tokens",
+                    "real tokens",
+                    "J/example",
+                    "J/token",
+                    "J/real token",
+                ],
                 rows,
             )
         )
@@ -188,8 +196,10 @@ def report_tables(report: Any) -> list[tuple[str, list[str], list[list[str]]]]:
             ["J/real token", fmt_j(field(report, "j_per_token_nonpadding"))],
         ]
         tables.append(("inference", ["", "value"], rows))
-    problems = [[u.what, u.reason + (f" Fix: {u.fix}" if u.fix else "")]
-                for u in field(report, "unavailable") or []]
+    problems = [
+        [u.what, u.reason + (f" Fix: {u.fix}" if u.fix else "")]
+        for u in field(report, "unavailable") or []
+    ]
     problems += [["warning", w] for w in field(report, "warnings") or []]
     if problems:
         tables.append(("not measured and warnings", ["what", "detail"], problems))
