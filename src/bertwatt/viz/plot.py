@@ -153,6 +153,11 @@ def plot_report(
             linewidth=2,
             label="total counted",
         )
+    # power from 0 (an honest scale), with room above the data for the phase strips
+    for ax in (ax_p, ax_e):
+        top = ax.get_ylim()[1]
+        if top > 0:
+            ax.set_ylim(0, top / max(0.5, 1.0 - len(rows) * strip - 0.02))
     ax_p.set_title("Power per channel")
     ax_p.set_ylabel("power (W)")
     ax_p.set_xlabel("time since start (s)")
@@ -183,19 +188,20 @@ def _phase_bars(ax: Any, phases: dict[str, Any], emissions: dict[str, float], co
         color=[colours[n] for n in names],
         label="energy (J)",
     )
-    ax.bar_label(bars, labels=[fmt_j(e) for e in energy], fontsize="small")
+    labels = [
+        fmt_j(e) + (f"\n{fmt_g(emissions[n])}" if n in emissions else "")
+        for n, e in zip(names, energy, strict=True)
+    ]
+    ax.bar_label(bars, labels=labels, fontsize="x-small", padding=2)
+    ax.margins(y=0.2)
     ax.set_ylabel("energy (J)")
     ax.set_xticks(xs, names)
     ax.set_title("Energy per phase" + (" and emissions" if with_em else ""))
     if with_em:
         ax2 = ax.twinx()
         ems = [emissions.get(n, 0.0) if n in emissions else float("nan") for n in names]
-        b2 = ax2.bar([x + width / 2 for x in xs], ems, width, color="#888888", label="gCO2e")
-        ax2.bar_label(
-            b2,
-            labels=[fmt_g(emissions[n]) if n in emissions else "" for n in names],
-            fontsize="small",
-        )
+        ax2.bar([x + width / 2 for x in xs], ems, width, color="#888888", label="gCO2e")
+        ax2.margins(y=0.2)
         ax2.set_ylabel("emissions (gCO2e)")
 
 

@@ -28,19 +28,26 @@ def _clean(cell: object) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
+def _numeric(cell: str) -> bool:
+    return cell == "-" or (
+        bool(cell) and (cell[0].isdigit() or (cell[0] in "+-x" and len(cell) > 1))
+    )
+
+
+def _numeric_columns(rows: Sequence[Sequence[str]], n: int) -> list[bool]:
+    """Right-align a column (not the first) when every cell in it is a number."""
+    return [
+        i > 0 and bool(rows) and all(_numeric(r[i]) for r in rows if i < len(r)) for i in range(n)
+    ]
+
+
 def plain_table(columns: Sequence[str], rows: Sequence[Sequence[object]], title: str = "") -> str:
     """Columns aligned with spaces; numbers (cells starting with a digit, sign, x or '-') right."""
     cols = [_clean(c) for c in columns]
     body = [[_clean(c) for c in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in body if i < len(r)]) for i, c in enumerate(cols)]
 
-    def numeric(s: str) -> bool:
-        return s == "-" or (bool(s) and (s[0].isdigit() or (s[0] in "+-x" and len(s) > 1)))
-
-    right = [
-        i > 0 and bool(body) and all(numeric(r[i]) for r in body if i < len(r))
-        for i in range(len(cols))
-    ]
+    right = _numeric_columns(body, len(cols))
 
     def line(cells: Sequence[str], header: bool = False) -> str:
         parts = []
@@ -87,8 +94,10 @@ def _rich_table(columns: Sequence[str], rows: Sequence[Sequence[object]], title:
     from rich.table import Table
 
     table = Table(title=title or None, title_justify="left", header_style="bold")
+    cells = [[str(c) for c in r] for r in rows]
+    right = _numeric_columns(cells, len(columns))
     for i, c in enumerate(columns):
-        table.add_column(str(c), justify="left" if i == 0 else "right", overflow="fold")
+        table.add_column(str(c), justify="right" if right[i] else "left", overflow="fold")
     for r in rows:
         table.add_row(*[str(c) for c in r])
     return table
