@@ -32,13 +32,23 @@ def backend(clock: FakeClock, *, estimated_cpu: bool = False) -> FakeBackend:
     )
 
 
-def make_finetune(*, carbon: Any = "FR", estimated_cpu: bool = True) -> FinetuneReport:
+def make_finetune(
+    *,
+    carbon: Any = "FR",
+    estimated_cpu: bool = True,
+    step_s: float = 0.5,
+    tokens_padded: int = 1024,
+    tokens_nonpadding: int = 500,
+) -> FinetuneReport:
+    """Five training steps of ``step_s`` each, then 0.4 s of evaluation."""
     clock = FakeClock()
 
     def fn(tracker: Any) -> None:
         for _ in range(5):
-            clock.advance(0.5)
-            tracker.step(examples=16, tokens_padded=1024, tokens_nonpadding=500)
+            clock.advance(step_s)
+            tracker.step(
+                examples=16, tokens_padded=tokens_padded, tokens_nonpadding=tokens_nonpadding
+            )
         with tracker.phase("eval"):
             clock.advance(0.4)
 
