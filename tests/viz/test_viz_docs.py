@@ -39,7 +39,7 @@ def test_study_states_the_tested_bound():
 
 
 def test_study_python_example_runs(tmp_path, monkeypatch, capsys):
-    from conftest import make_finetune
+    from viz_reports import make_finetune
 
     runs = tmp_path / "runs"
     for name, padded, real in (
