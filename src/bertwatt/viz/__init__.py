@@ -6,3 +6,5 @@ by :mod:`bertwatt.viz.plot`, with the Agg backend, when a figure is drawn; rich 
 :mod:`bertwatt.viz.table` when output goes to a terminal. Every number shown is read from a
 report (or computed from its numbers, and then said so); nothing is filled in.
 """
+
+__all__: list[str] = []  # public names live in plot, html, statement, compare, table
