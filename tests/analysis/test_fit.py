@@ -8,6 +8,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bertwatt.analysis import fit_line, fit_runs, render_fit, run_points
 from bertwatt.clock import SystemClock
@@ -222,3 +224,18 @@ def test_padding_sweep_energy_tracks_padded_tokens_not_real_ones(tmp_path):
     assert padded.r2 > SWEEP_R2_BOUND
     assert real.r2 < padded.r2
     assert res.best in ("time", "tokens_padded")
+
+
+@given(
+    slope=st.floats(-1e3, 1e3).filter(lambda v: abs(v) > 1e-3),
+    intercept=st.floats(-1e3, 1e3),
+    x=st.lists(st.integers(0, 10**6), min_size=2, max_size=30, unique=True),
+)
+@settings(max_examples=200, deadline=None)
+def test_fit_line_recovers_any_exact_line(slope, intercept, x):
+    xs = [float(v) for v in x]
+    got_slope, got_intercept, r2 = fit_line(xs, [intercept + slope * v for v in xs])
+    assert got_slope == pytest.approx(slope, rel=1e-9)
+    scale = max(1.0, abs(slope) * max(xs), abs(intercept))
+    assert got_intercept == pytest.approx(intercept, abs=1e-9 * scale)
+    assert r2 == pytest.approx(1.0, abs=1e-9)
