@@ -11,11 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bertwatt import FinetuneReport, measure_finetune
 from bertwatt.analysis import fit_line, fit_runs, render_fit, run_points
 from bertwatt.clock import SystemClock
 from bertwatt.errors import ConfigError, ReportError
-from bertwatt.integrations.finetune import measure_finetune
-from bertwatt.integrations.report import FinetuneReport
 from bertwatt.testing import FakeBackend, FakeChannel, FakeClock
 
 S_PER_TOKEN = 1e-4

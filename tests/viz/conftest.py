@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from viz_reports import make_energy, make_finetune
 
+from bertwatt import FinetuneReport
 from bertwatt.carbon import CarbonIntensity
-from bertwatt.integrations.report import FinetuneReport, InferenceReport
 from bertwatt.report.models import EnergyReport
+from bertwatt.viz._report import _finetune_classes
+
+InferenceReport = _finetune_classes()[1]  # bertwatt.report.finetune from report schema 2 on
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bertwatt import FinetuneReport, measure_finetune
 from bertwatt.backends.base import Unavailable
-from bertwatt.integrations.finetune import measure_finetune
-from bertwatt.integrations.report import FinetuneReport
 from bertwatt.meter import EnergyMeter
 from bertwatt.report.models import EnergyReport
 from bertwatt.testing import FakeBackend, FakeChannel, FakeClock
