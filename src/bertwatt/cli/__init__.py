@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="merge reports (files, or every report in a directory)")
     m.add_argument("reports", nargs="+", type=_path, metavar="REPORT_OR_DIR")
     m.add_argument("--output", "-o", type=_path, help="write the merged report here")
+
+    from bertwatt.cli.study import add_study_commands  # plot, report, compare, statement, fit
+
+    COMMANDS.update(add_study_commands(sub))
     return p
 
 

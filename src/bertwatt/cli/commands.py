@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         report.to_csv(args.csv)
     if args.json:
         out_json(report.model_dump_json(indent=2))
+    elif sys.stdout.isatty():  # a readable table on a terminal, the plain summary otherwise
+        from bertwatt.viz.table import print_report
+
+        print_report(report)
     else:
         out(report.summary())
     return 0

@@ -92,8 +92,9 @@ def _write_target(path: Path) -> Path:
     return real
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and rename (ReportError on failure).
+def write_text_atomic(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (str as UTF-8, or bytes) to ``path`` through a temp file and rename
+    (ReportError on failure).
 
     ``path`` may be a symlink: the file it points to is replaced and the link stays. A path that
     is (or points to) a FIFO, device, socket or directory is refused with a ReportError.
@@ -112,8 +113,8 @@ def write_text_atomic(path: Path, text: str) -> None:
         ) from err
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
             fh.flush()
             os.fsync(fh.fileno())
         _write_target(path)  # again, just before the rename: the target may have changed

@@ -305,6 +305,12 @@ class EnergyReport(_Model):
 
         return render_summary(self)
 
+    def _repr_html_(self) -> str:
+        """The report as self-contained HTML, for notebooks (:mod:`bertwatt.viz.html`)."""
+        from bertwatt.viz.html import render_html
+
+        return render_html(self)
+
     def to_json(self, path: str | Path | None = None) -> str:
         """The report as JSON; also written atomically to ``path`` when given."""
         text = self.model_dump_json(indent=2)
