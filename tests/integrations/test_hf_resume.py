@@ -206,8 +206,21 @@ trainer.train()
 
 def test_resume_from_the_last_checkpoint_with_true(make_trainer, tmp_path):
     interrupted(make_trainer, stop=5)
-    cb, _ = finished(make_trainer, "run", resume=True)
-    assert cb.report.resume.from_step == 3 and cb.report.steps == 6
+    clock = FakeClock()
+    cb = EnergyCallback(backends=[fake_sensor(clock)], clock=clock, predict_after_steps=1)
+    trainer = make_trainer(callbacks=[cb], clock=clock, subdir="run", **SAVE)
+    trainer.train(resume_from_checkpoint=True)
+    r = cb.report
+    assert r.resume.from_step == 3 and r.steps == 6
+    # the prediction covers this session; the logged prediction adds the earlier segment
+    assert r.prediction.predicted_energy_j == pytest.approx(3 * TRAIN_J)
+    assert any("resumed run: predicted and actual" in n for n in r.prediction.notes)
+    logged = [
+        h["energy/predicted_kwh"]
+        for h in trainer.state.log_history[-3:]
+        if "energy/predicted_kwh" in h
+    ]
+    assert logged and logged[-1] * 3.6e6 == pytest.approx(6 * TRAIN_J)
 
 
 def test_restoring_callback_states_keeps_the_callback(make_trainer, tmp_path):

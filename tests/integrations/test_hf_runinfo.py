@@ -213,6 +213,10 @@ def test_every_written_kind_loads_and_shows(make_trainer, tmp_path, capsys):
         loaded = bertwatt.load_report(path)
         assert type(loaded) is cls and loaded.kind == kind
         assert cli_main(["show", str(path)]) == 0
+        merged = tmp_path / f"merged-{kind}.json"
+        assert cli_main(["merge", str(path), "-o", str(merged)]) == 0
+        again = bertwatt.load_report(merged)
+        assert type(again) is cls and again.energy_j == pytest.approx(loaded.energy_j)
     out = capsys.readouterr().out
     assert "fine-tuning figures" in out and "per query" in out
 

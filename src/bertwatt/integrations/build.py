@@ -138,6 +138,14 @@ def _prediction(session: FinetuneSession, base: EnergyReport) -> PredictionRepor
         actual_g = actual * base.emissions_g / base.energy_j
     notes = list(p.notes)
     notes.append("actual: energy from train begin to train end, evaluations and checkpoints in it")
+    prev = session.previous
+    if prev is not None:
+        carried = "unknown" if prev.energy_j is None else f"{prev.energy_j:,.1f} J"
+        notes.append(
+            f"resumed run: predicted and actual cover this session (after step {prev.from_step}); "
+            f"the earlier segments' {carried} come on top (the energy/predicted_* log keys "
+            "include them)"
+        )
     return PredictionReport(
         at_step=p.at_step,
         total_steps=p.total_steps,
