@@ -46,6 +46,11 @@ __all__ = ["FinetuneSession"]
 logger = logging.getLogger(__name__)
 
 _J_PER_KWH = 3.6e6
+_EVAL_IN_TRAIN_FIX = (
+    "the watched model ran forward calls in eval mode (model.eval()) inside training, outside "
+    'tracker.phase("eval"): their examples and tokens are counted apart from training, but their '
+    'energy stays in the train phase. Fix: wrap the evaluation in `with tracker.phase("eval"):`'
+)
 #: Modes a non-training forward call may leave for an automatically opened ``eval``.
 _EVAL_FROM = (None, "train", "checkpoint")
 
@@ -91,6 +96,9 @@ class FinetuneSession:
         self.step_log = StepLog(max_step_records)
         self.train_tokens = TokenCounter(pad_token_id)
         self.other_tokens = TokenCounter(pad_token_id)
+        #: forward calls in eval mode (``model.eval()``) while training, outside any phase
+        self.eval_in_train_tokens = TokenCounter(pad_token_id)
+        self._eval_in_train = WorkCounts()
         self.auto_eval = auto_eval
         self.predict_after_steps = predict_after_steps
         self.total_steps = total_steps
@@ -278,6 +286,11 @@ class FinetuneSession:
             self.other_tokens.observe(args, kwargs)
             return
         if self.mode in (None, "train"):
+            if not training:  # evaluation inside the loop without tracker.phase("eval")
+                if not self.eval_in_train_tokens.pending and not self._eval_in_train.batches:
+                    logger.warning("bertwatt: %s", _EVAL_IN_TRAIN_FIX)
+                self.eval_in_train_tokens.observe(args, kwargs)
+                return
             self.train_tokens.observe(args, kwargs)
         else:
             self.other_tokens.observe(args, kwargs)
@@ -304,6 +317,7 @@ class FinetuneSession:
             if isinstance(pad, int):
                 self.train_tokens.pad_token_id = pad
                 self.other_tokens.pad_token_id = pad
+                self.eval_in_train_tokens.pad_token_id = pad
         self._hooks.append(model.register_forward_pre_hook(hook, with_kwargs=True))
 
     def unwatch(self) -> None:
@@ -363,6 +377,14 @@ class FinetuneSession:
             nonpad = int(tokens_nonpadding if tokens_nonpadding is not None else padded)
             self.train_tokens.add_counts(WorkCounts(int(examples or 0), 1, padded, nonpad), [])
         self.step_end()
+
+    def eval_in_train(self) -> WorkCounts:
+        """Work of forward calls made in eval mode during training outside any phase (a plain
+        loop evaluating without ``tracker.phase("eval")``): kept out of the training counts."""
+        self._eval_in_train.add(self.eval_in_train_tokens.take())
+        out = WorkCounts()
+        out.add(self._eval_in_train)
+        return out
 
     # ------------------------------------------------------------------ prediction and live figures
     def _maybe_predict(self) -> None:

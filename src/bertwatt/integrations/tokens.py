@@ -8,7 +8,9 @@ What is counted, for every forward call of the watched model:
   included: ``input_ids.numel()`` (``batch x sequence length``; ``batch x choices x length`` for
   multiple choice);
 - **non-padding tokens**: the positions ``attention_mask`` marks as real (non-zero). Without an
-  attention mask, ``input_ids != pad_token_id`` when the pad id is known, else every position.
+  attention mask, ``input_ids != pad_token_id`` when the pad id is known. With neither, padding
+  is unknown: the batch's positions count as non-padding (an upper bound) and as
+  ``tokens_unknown``, and the padding share is None (unknown), never 0 %.
 
 The counts come from the tensors the model actually receives, so they are right whatever the
 collator did (dynamic padding, padding to ``max_length``, packing) and whatever process built the
@@ -40,13 +42,17 @@ class WorkCounts:
         examples: examples (sequences) processed.
         batches: forward calls counted.
         tokens_padded: token positions processed, padding included.
-        tokens_nonpadding: token positions that were real text.
+        tokens_nonpadding: token positions that were real text (an upper bound when
+            ``tokens_unknown`` > 0).
+        tokens_unknown: token positions of batches with neither an attention mask nor a known
+            pad id: whether they were padding is unknown (they count as non-padding).
     """
 
     examples: int = 0
     batches: int = 0
     tokens_padded: int = 0
     tokens_nonpadding: int = 0
+    tokens_unknown: int = 0
 
     def add(self, other: WorkCounts) -> None:
         """Add ``other`` into this one."""
@@ -54,6 +60,7 @@ class WorkCounts:
         self.batches += other.batches
         self.tokens_padded += other.tokens_padded
         self.tokens_nonpadding += other.tokens_nonpadding
+        self.tokens_unknown += other.tokens_unknown
 
     @property
     def tokens_padding(self) -> int:
@@ -62,8 +69,9 @@ class WorkCounts:
 
     @property
     def padding_share(self) -> float | None:
-        """Padding positions / positions processed (None when nothing was processed)."""
-        if self.tokens_padded <= 0:
+        """Padding positions / positions processed (None when nothing was processed, or when
+        some positions' padding is unknown)."""
+        if self.tokens_padded <= 0 or self.tokens_unknown > 0:
             return None
         return self.tokens_padding / self.tokens_padded
 
@@ -144,6 +152,7 @@ class _Queued:
     nonpadding: Any  # int, or a 0-d tensor not yet read
     lengths: Any  # 1-d tensor of per-example lengths, or None
     padded_length: int | None
+    unknown: bool = False  # no attention mask and no pad id: padding unknown
 
 
 def batch_counts(
@@ -164,6 +173,7 @@ def batch_counts(
             batches=1,
             tokens_padded=q.tokens_padded,
             tokens_nonpadding=int(q.nonpadding),
+            tokens_unknown=q.tokens_padded if q.unknown else 0,
         ),
         lengths,
     )
@@ -179,7 +189,7 @@ def _queue_item(
             return None
         n = int(embeds.shape[0])
         tokens = n * int(embeds.shape[1])
-        return _Queued(n, tokens, tokens, None, int(embeds.shape[1]))
+        return _Queued(n, tokens, tokens, None, int(embeds.shape[1]), True)
     if shaped.ndim == 0:
         return None
     examples = int(shaped.shape[0])
@@ -191,7 +201,7 @@ def _queue_item(
     elif ids is not None and pad_token_id is not None:
         real = ids.ne(pad_token_id)
     if real is None:
-        return _Queued(examples, padded, padded, None, seq)
+        return _Queued(examples, padded, padded, None, seq, True)
     if real.ndim == 2:
         lengths = real.sum(-1)
         return _Queued(examples, padded, lengths.sum(), lengths, seq)
@@ -229,6 +239,8 @@ class TokenCounter:
             done.batches += 1
             done.tokens_padded += q.tokens_padded
             done.tokens_nonpadding += int(q.nonpadding)
+            if q.unknown:
+                done.tokens_unknown += q.tokens_padded
             sizes = self.lengths.batch_examples
             sizes[q.examples] = sizes.get(q.examples, 0) + 1
             if q.padded_length is not None:
