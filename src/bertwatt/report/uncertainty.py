@@ -16,7 +16,7 @@ RAPL); :func:`set_sensor_models` overrides the table for the process.
   ``dt``, so the error is bounded in probability by ``z x sd(P) x sqrt(T x dt)`` (stratified
   sampling; ``z = 3``), plus, for a part-time reading that sees a fraction ``f`` of each update
   period, the unseen share ``(1 - f)`` of each stratum; for an averaged reading,
-  ``averaging_window_s x P_ref`` for the smoothing and lag across the two edges;
+  ``averaging_window_s / 2 x P_ref`` for the smoothing and lag across the two edges;
 - the counter resolution at both edges;
 
 and an unmeasured share of the window (coverage below 1) raises ``high`` by the unmeasured time at
@@ -37,6 +37,7 @@ from pathlib import Path
 from bertwatt.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_ESTIMATE_ERROR",
     "DEFAULT_MODELS_PATH",
     "Interval",
     "SensorModel",
@@ -54,6 +55,8 @@ __all__ = [
 DEFAULT_MODELS_PATH = (
     Path(__file__).resolve().parent.parent / "backends" / "data" / ("sensor_models.csv")
 )
+#: Relative error assumed for an estimate without a sensor model of its own.
+DEFAULT_ESTIMATE_ERROR = 0.5
 #: Standard deviations the sampling error of a power signal is allowed.
 SAMPLING_Z = 3.0
 _COLUMNS = (
@@ -221,8 +224,8 @@ class Interval:
 
 def estimate_interval(energy_j: float, model: SensorModel | None) -> Interval:
     """The wide interval of an estimated figure: its model error."""
-    rel = model.gain_error_rel if model is not None else 0.5
-    src = f" ({model.id})" if model is not None else ""
+    rel = model.gain_error_rel if model is not None else DEFAULT_ESTIMATE_ERROR
+    src = f" (sensor model {model.id})" if model is not None else " (bertwatt's default)"
     return Interval(
         max(0.0, energy_j * (1 - rel)),
         energy_j * (1 + rel),
@@ -271,7 +274,8 @@ def energy_interval(
         edges: window edges the figure rests on (2 per occurrence of a phase).
     """
     if estimated:
-        return estimate_interval(energy_j, model)
+        # a measured sensor's model says nothing about an estimate's error
+        return estimate_interval(energy_j, model if model and not model.measured else None)
     parts: list[str] = []
     mean_w = energy_j / covered_s if covered_s > 0 else 0.0
     p_ref = max(peak_w or 0.0, mean_w, max(powers_w, default=0.0))
@@ -305,7 +309,8 @@ def energy_interval(
         )
         avg = averaging_window_s or (model.averaging_window_s if model is not None else None)
         if avg:
-            smooth = avg * p_ref * scale
+            # the average reaches back avg/2 on the mean before each edge
+            smooth = avg / 2 * p_ref * scale
             half += smooth
             parts.append(f"averaged reading ({avg:g} s) +/-{smooth:.3g} J at the edges")
     if resolution_j:
