@@ -519,3 +519,72 @@ if __name__ == "__main__":
     args = parser.parse_args()
     print(_table(run_cases(args.trials, args.seed)))
     sys.exit(0)
+
+
+# -- merge -----------------------------------------------------------------------------------
+
+
+def _strip_intervals(r: EnergyReport) -> EnergyReport:
+    data = r.model_dump(mode="json")
+    data["energy_interval_j"] = data["interval_basis"] = None
+    for c in data["channels"]:
+        c["energy_interval_j"] = c["interval_basis"] = None
+    for p in data["phases"].values():
+        p["energy_interval_j"] = p["interval_basis"] = None
+    return EnergyReport.model_validate(data)
+
+
+def _window(clock: FakeClock, seconds: float, watts: float) -> EnergyReport:
+    backend = FakeBackend(channels=[FakeChannel("gpu:0", watts, kind="counter")], clock=clock)
+    with EnergyMeter(backends=[backend], clock=clock) as m, m.phase("work"):
+        clock.advance(seconds)
+    clock.advance(1.0)
+    return m.report
+
+
+def test_merge_adds_the_widths_of_the_reports_it_uses() -> None:
+    clock = FakeClock()
+    a, b = _window(clock, 10.0, 100.0), _window(clock, 20.0, 300.0)
+    merged = EnergyReport.merge([a, b])
+    assert merged.energy_j == pytest.approx((a.energy_j or 0) + (b.energy_j or 0))
+    assert merged.energy_interval_j is not None and a.energy_interval_j and b.energy_interval_j
+    assert merged.energy_interval_j[0] == pytest.approx(
+        a.energy_interval_j[0] + b.energy_interval_j[0]
+    )
+    assert merged.energy_interval_j[1] == pytest.approx(
+        a.energy_interval_j[1] + b.energy_interval_j[1]
+    )
+    ch = merged.channel("gpu:0")
+    assert ch.energy_interval_j == pytest.approx(merged.energy_interval_j)
+    assert "merged from 2 report(s)" in (ch.interval_basis or "")
+    ph = merged.phases["work"]
+    assert ph.energy_interval_j is not None
+    assert ph.energy_interval_j[0] <= (ph.energy_j or 0) <= ph.energy_interval_j[1]
+    # a copy of the same run counts once, and so does its width
+    again = EnergyReport.merge([a, a])
+    assert again.energy_interval_j == pytest.approx(a.energy_interval_j)
+
+
+def test_merge_with_a_report_without_intervals_says_so() -> None:
+    clock = FakeClock()
+    a, b = _window(clock, 10.0, 100.0), _strip_intervals(_window(clock, 5.0, 200.0))
+    merged = EnergyReport.merge([a, b])
+    assert merged.energy_j is not None and merged.energy_interval_j is None
+    assert merged.interval_basis and "before intervals existed" in merged.interval_basis
+    assert merged.phases["work"].energy_interval_j is None
+
+
+def test_energy_added_after_the_channels_moves_the_interval() -> None:
+    from bertwatt.report.merge import carry_interval
+
+    fields: dict[str, object] = {
+        "energy_j": 150.0,
+        "energy_interval_j": (90.0, 110.0),
+        "interval_basis": "lows and highs",
+    }
+    carry_interval(fields, 100.0)
+    assert fields["energy_interval_j"] == (140.0, 160.0)
+    assert "earlier segments" in str(fields["interval_basis"])
+    fields = {"energy_j": None, "energy_interval_j": (90.0, 110.0)}
+    carry_interval(fields, 100.0)
+    assert fields["energy_interval_j"] is None
