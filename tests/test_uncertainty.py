@@ -588,3 +588,25 @@ def test_energy_added_after_the_channels_moves_the_interval() -> None:
     fields = {"energy_j": None, "energy_interval_j": (90.0, 110.0)}
     carry_interval(fields, 100.0)
     assert fields["energy_interval_j"] is None
+
+
+def test_a_resumed_report_moves_its_interval_with_the_earlier_segments() -> None:
+    from types import SimpleNamespace
+
+    from bertwatt.integrations.build import _resume_fields
+
+    base = _window(FakeClock(), 10.0, 100.0)
+    assert base.energy_j is not None and base.energy_interval_j is not None
+    prev = SimpleNamespace(
+        energy_j=500.0,
+        emissions_g=None,
+        segments=[object()],
+        from_step=40,
+        lost_energy_upper_j=None,
+        basis="checkpoint",
+    )
+    fields = _resume_fields(SimpleNamespace(previous=prev), base)  # type: ignore[arg-type]
+    low, high = fields["energy_interval_j"]
+    assert low <= fields["energy_j"] <= high
+    assert low == pytest.approx(base.energy_interval_j[0] + 500.0)
+    assert "earlier segments" in fields["interval_basis"]

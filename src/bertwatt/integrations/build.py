@@ -258,9 +258,18 @@ def _resume_fields(session: FinetuneSession, base: EnergyReport) -> dict[str, An
             f"resumed run: {which} had no carbon intensity, so the run's emissions are unknown"
         )
     carried = "not measured" if prev.energy_j is None else f"{prev.energy_j:,.3f} J"
+    iv = base.energy_interval_j
     return {
         "energy_j": energy,
         "energy_kwh": None if energy is None else energy / 3.6e6,
+        # the window's interval, moved by the earlier segments' energy (a point figure)
+        "energy_interval_j": (iv[0] + prev.energy_j, iv[1] + prev.energy_j)
+        if iv is not None and prev.energy_j is not None and energy is not None
+        else None,
+        "interval_basis": f"{base.interval_basis}; shifted by the earlier segments' energy, "
+        "carried as a point figure"
+        if iv is not None and prev.energy_j is not None and energy is not None
+        else base.interval_basis,
         "emissions_g": emissions,
         "total_basis": (
             f"{base.total_basis}; plus {carried} of {len(prev.segments)} earlier segment(s) up "
