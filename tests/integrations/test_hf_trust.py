@@ -178,3 +178,32 @@ def test_dynamic_padding_already_grouped_names_what_is_left() -> None:
     )  # fmt: skip
     assert pad is not None
     assert len(pad.remedies) == 1 and "within a batch" in pad.remedies[0]
+
+
+def test_step_records_adapt_to_what_a_mark_costs() -> None:
+    # real clock, every backend read sleeps 2 ms: a mark costs >= 2 ms, so a record covers up to
+    # 1 s of steps instead of one 5 ms step (marks stay a small share of training time)
+    import time
+
+    from bertwatt.integrations.session import FinetuneSession
+    from bertwatt.meter import EnergyMeter
+    from bertwatt.testing import FakeBackend, FakeChannel
+
+    backend = FakeBackend(
+        channels=[FakeChannel("cpu:0", POWER_W, kind="counter")], read_delay_s=0.002
+    )
+    meter = EnergyMeter(backends=[backend])
+    session = FinetuneSession(meter)
+    meter.start()
+    session.begin_train()
+    for _ in range(60):
+        time.sleep(0.005)
+        session.train_tokens.add_counts(WorkCounts(1, 1, 8, 6), [])
+        session.step_end()
+    session.end_train()
+    report = session.build_report(meter.stop(warn=False))
+    se = report.step_energy
+    assert se is not None and sum(se.steps) == 60 and report.steps == 60
+    assert se.records <= 10
+    assert se.total_energy_j == pytest.approx(report.phases["train"].energy_j, rel=1e-6)
+    assert sum(se.tokens_padded) == 60 * 8
