@@ -207,3 +207,67 @@ def test_step_records_adapt_to_what_a_mark_costs() -> None:
     assert se.records <= 10
     assert se.total_energy_j == pytest.approx(report.phases["train"].energy_j, rel=1e-6)
     assert sum(se.tokens_padded) == 60 * 8
+
+
+def test_measure_inference_states_batch_size_lengths_and_what_was_included() -> None:
+    torch = pytest.importorskip("torch")
+    from hf_helpers import TINY
+
+    from bertwatt.integrations.demo import sentences, tiny_bert, tokenizer
+    from bertwatt.integrations.inference import measure_inference
+
+    tok = tokenizer()
+    model = tiny_bert(len(tok), **TINY)
+    texts = [t for t, _ in sentences(12, seed=3)]
+    clock = FakeClock()
+    with_tok = measure_inference(
+        model, texts, tokenizer=tok, batch_size=4, backends=[fake_sensor(clock)], clock=clock
+    )
+    assert with_tok.tokenization_included is True
+    assert with_tok.sequence_length_mean == pytest.approx(with_tok.tokens_padded / 12)
+    assert with_tok.sequence_length_max is not None
+    assert "batch size 4" in with_tok.setting and "tokenisation and model forward" in (
+        with_tok.setting
+    )
+    batches = [
+        {
+            "input_ids": torch.ones(4, 6, dtype=torch.long),
+            "attention_mask": torch.ones(4, 6, dtype=torch.long),
+        }
+    ] * 2
+    pre = measure_inference(
+        model, batches, warmup_batches=0, backends=[fake_sensor(clock)], clock=clock
+    )
+    assert pre.tokenization_included is False
+    assert pre.sequence_length_mean == 6 and pre.sequence_length_max == 6
+    assert "tokenisation not included" in pre.setting
+    assert "setting:" in pre.summary()
+
+
+def test_the_queries_comparison_states_its_setting() -> None:
+    torch = pytest.importorskip("torch")
+    model = _tiny_bert()
+    clock = FakeClock()
+    ids = torch.tensor([[2, 3, 4, 0], [5, 6, 0, 0]])
+
+    def train(tracker: Any) -> None:
+        tracker.watch(model)
+        model(input_ids=ids, attention_mask=(ids != 0).long())
+        clock.advance(1.0)
+        tracker.step()
+        with tracker.phase("eval"):
+            model.eval()
+            model(input_ids=ids, attention_mask=(ids != 0).long())
+            clock.advance(0.5)
+
+    report = measure_finetune(train, backends=[fake_sensor(clock)], clock=clock)
+    pv = report.perspective
+    assert pv is not None and pv.inference_queries == pytest.approx(1.5 / (0.25))
+    assert pv.inference_setting is not None
+    assert "batch size 2" in pv.inference_setting and "4 tokens per query" in pv.inference_setting
+    assert "tokenisation not included" in pv.inference_setting
+    assert "at this setting only" in report.summary()
+    other = report.with_perspective(0.5)
+    assert other.perspective is not None and "stated by the user" in (
+        other.perspective.inference_setting or ""
+    )

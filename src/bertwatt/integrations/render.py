@@ -198,6 +198,8 @@ def render_finetune(report: FinetuneReport) -> str:
                 f"{pv.inference_queries:,.0f} inference queries at "
                 f"{format_small_j(pv.inference_j_per_query)} per query ({pv.inference_source})"
             )
+            if pv.inference_setting:
+                lines.append(f"    at this setting only: {pv.inference_setting}")
         if pv.pretraining_fraction is not None:
             lines.append(
                 f"  perspective: {pv.pretraining_fraction:.3g} of one pre-training run "
@@ -220,4 +222,6 @@ def render_inference(report: InferenceReport) -> str:
         f"{format_small_j(report.j_per_token_padded)}; per non-padding token: "
         f"{format_small_j(report.j_per_token_nonpadding)}"
     )
+    if report.setting:
+        lines.append(f"  setting: {report.setting}")
     return "\n".join(lines)

@@ -55,7 +55,6 @@ from transformers import TrainerCallback
 from bertwatt.errors import ConfigError
 from bertwatt.integrations.finetune import measure_finetune
 from bertwatt.integrations.inference import measure_inference
-from bertwatt.integrations.perspective import _positive
 from bertwatt.integrations.report import FinetuneReport, InferenceReport
 from bertwatt.integrations.resume import (
     checkpoint_state,
@@ -68,6 +67,7 @@ from bertwatt.integrations.runinfo import dataset_size, trainer_facts
 from bertwatt.integrations.session import FinetuneSession
 from bertwatt.meter import EnergyMeter
 from bertwatt.report.checks import emit_warnings
+from bertwatt.report.finetune import positive_number as _positive
 
 __all__ = [
     "EnergyCallback",
