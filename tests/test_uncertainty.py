@@ -658,3 +658,36 @@ def test_a_detected_averaged_reading_is_recorded_and_widens_the_interval() -> No
     assert "averaged reading" in (averaged.interval_basis or "")
     assert instant.provenance.characterised["detected_reading"].startswith("instant")
     assert "averaged reading" not in (instant.interval_basis or "")
+
+
+# -- the estimate, honest ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected", "whole_machine"),
+    [
+        ({"utilisation": "system"}, ["TDP 24 W", "FALLBACK", "whole machine"], True),
+        ({"utilisation": "process"}, ["TDP 24 W", "FALLBACK", "this process only"], False),
+        (
+            {"cpu_model": "Intel Xeon Gold 6248", "utilisation": "process"},
+            ["TDP 150 W per package", "table row", "this process only"],
+            False,
+        ),
+    ],
+)
+def test_every_summary_states_the_estimates_key_assumptions_in_one_line(
+    tmp_path: Path, kwargs: dict[str, object], expected: list[str], whole_machine: bool
+) -> None:
+    from bertwatt.backends.estimate import EstimateBackend
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Unknown CPU 9000\n", encoding="utf-8")
+    backend = EstimateBackend(cpu_count=2, cpuinfo_path=cpuinfo, **kwargs)  # type: ignore[arg-type]
+    with pytest.warns(Warning), EnergyMeter(backends=[backend]) as m:
+        pass
+    lines = [ln for ln in m.report.summary().splitlines() if "ESTIMATE assumptions:" in ln]
+    assert len(lines) == 1
+    for text in expected:
+        assert text in lines[0]
+    flagged = any("charges the whole machine's CPU load" in w for w in m.report.warnings)
+    assert flagged == whole_machine

@@ -330,6 +330,14 @@ def channel_warnings(c: ChannelSnapshot, snap: WindowSnapshot) -> list[str]:
         )
     if c.provenance.kind == "estimated" and c.counted:
         out.append(f"{c.name} is estimated ({c.provenance.source}), not measured")
+        util = c.provenance.assumptions.get("utilisation", "")
+        if util and "this process" not in util and c.domain == "cpu":
+            whose = util.split(",")[0]
+            out.append(
+                f"{c.name} charges the whole machine's CPU load to this window ({whose}): "
+                "on a shared machine other users' work is counted; "
+                "EstimateBackend(utilisation='process') counts this process only"
+            )
     return out
 
 

@@ -354,6 +354,8 @@ def format_interval(energy_j: float | None, interval: tuple[float, float] | None
     scale, unit = next(
         ((s, u) for s, u in _PREFIXES if abs(energy_j) >= s or s == 1e-3), (1.0, "J")
     )
+    if energy_j == 0:
+        scale, unit = 1.0, "J"
     up, down = (high - energy_j) / scale, (energy_j - low) / scale
     e = energy_j / scale
     digits = 0 if abs(e) >= 100 else (1 if abs(e) >= 10 else 2)
