@@ -105,7 +105,8 @@ class SensorModel:
             raise ConfigError(f"SensorModel phase_s must be a number, got {self.phase_s!r}")
         if not 0 <= self.phase_s < self.period_s:
             raise ConfigError(
-                f"SensorModel phase_s must be in [0, period_s={self.period_s}), got {self.phase_s!r}"
+                f"SensorModel phase_s must be in [0, period_s={self.period_s}), "
+                f"got {self.phase_s!r}"
             )
 
     @property
