@@ -174,16 +174,19 @@ def test_no_energy_is_an_error_not_a_zero():
     gpu = FakeGPU(power_w=100.0)
     fake = FakeNVML([gpu], clock=clock)
     gpu.fail("gpu_lost", at_s=0.5)
-    with fake.install(), pytest.raises(SensorReadError, match="no energy"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            measure_repeated(
-                lambda: clock.advance(0.01),
-                backends=[NVMLBackend()],
-                clock=clock,
-                trials=2,
-                min_duration_s=0.2,
-            )
+    with (
+        fake.install(),
+        pytest.raises(SensorReadError, match="no energy"),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        measure_repeated(
+            lambda: clock.advance(0.01),
+            backends=[NVMLBackend()],
+            clock=clock,
+            trials=2,
+            min_duration_s=0.2,
+        )
 
 
 @pytest.mark.parametrize(

@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     from bertwatt.integrations.inference import measure_inference
     from bertwatt.integrations.transformers import EnergyCallback
     from bertwatt.meter import EnergyMeter, WindowEnergy
+    from bertwatt.repeat import measure_repeated
     from bertwatt.report.finetune import FinetuneReport
     from bertwatt.report.io import load_report
-    from bertwatt.repeat import measure_repeated
     from bertwatt.report.models import EnergyReport
 
 __all__ = [
