@@ -213,3 +213,17 @@ def test_bad_sensor_models_are_refused(kwargs: dict[str, object], match: str):
 def test_unknown_preset_is_refused():
     with pytest.raises(ConfigError, match="sensor must be"):
         FakeGPU(sensor="b200")
+
+
+def test_origin_ns_shares_one_trace_between_fakes():
+    clock = FakeClock()
+    clock.advance(5.0)
+    gpu = FakeGPU(power_w=[(0.0, 10.0), (3.0, 20.0)])
+    early = FakeNVML([gpu], clock=clock, origin_ns=clock.monotonic_ns() - 4_000_000_000)
+    assert early.elapsed_s() == 4.0
+    early.module.nvmlInit()
+    handle = early.module.nvmlDeviceGetHandleByIndex(0)
+    assert early.module.nvmlDeviceGetPowerUsage(handle) == 20_000
+    assert early.module.nvmlDeviceGetTotalEnergyConsumption(handle) == 50_000
+    with pytest.raises(ConfigError, match="origin_ns"):
+        FakeNVML([gpu], origin_ns=1.5)  # type: ignore[arg-type]

@@ -327,6 +327,9 @@ class FakeNVML:
             ``"driver_not_loaded"``, ``"no_permission"`` or ``"lib_rm_version_mismatch"``
             (see :data:`INIT_ERRORS`). May be changed later through the attribute.
         driver_version: what ``nvmlSystemGetDriverVersion`` returns.
+        origin_ns: the clock's ``monotonic_ns()`` that is ``t = 0`` of the traces (default: when
+            the fake is created). Processes that simulate one GPU together pass the same value
+            (``time.monotonic_ns()`` is system-wide on Linux), so each sees the same trace.
 
     Attributes:
         module: the fake ``pynvml`` module.
@@ -342,6 +345,7 @@ class FakeNVML:
         clock: Clock | None = None,
         init_error: str | None = None,
         driver_version: str = "550.54.15",
+        origin_ns: int | None = None,
     ) -> None:
         self.gpus = tuple(gpus)
         if not all(isinstance(g, FakeGPU) for g in self.gpus):
@@ -357,7 +361,11 @@ class FakeNVML:
         self.shutdown_count = 0
         self._refcount = 0
         self._lock = threading.Lock()
-        self._start_ns = self.clock.monotonic_ns()
+        if origin_ns is not None and (
+            isinstance(origin_ns, bool) or not isinstance(origin_ns, int)
+        ):
+            raise ConfigError(f"origin_ns must be an integer of nanoseconds, got {origin_ns!r}")
+        self._start_ns = self.clock.monotonic_ns() if origin_ns is None else origin_ns
         self._handles = [_GpuHandle(g, i) for i, g in enumerate(self.gpus)]
         self.module = self._build_module()
 
