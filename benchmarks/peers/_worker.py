@@ -1,8 +1,9 @@
 """One tool in one process of the peers benchmark; run by ``run.py`` with the peers' venv Python.
 
-``_worker.py energy TOOL CONFIG WINDOWS_JSON``: measure each ``[start_s, end_s]`` window of the
-simulated GPU's time (seconds after the spec's ``origin_ns``) with TOOL at CONFIG (``default`` or
-``best``); print a JSON list, one ``{"energy_j": ..., "error": ...}`` per window.
+``_worker.py energy TOOL CONFIG WINDOWS_JSON``: import TOOL, build its first tracker, print
+``READY``, wait for run.py's GO (the simulated GPU's time 0), then measure each ``[start_s, end_s]``
+window of the simulated GPU's time with TOOL at CONFIG (``default`` or ``best``); print a JSON
+list, one ``{"energy_j": ..., "error": ..., "t_begin": ..., "t_end": ...}`` per window.
 
 ``_worker.py cost TOOL CONFIG SECONDS``: in this fresh process, time TOOL's import, then its
 construct + start + stop on an empty window (first, then repeated), then its process CPU during
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import resource
 import sys
 import time
@@ -27,11 +27,6 @@ from typing import Any
 
 warnings.simplefilter("ignore")
 _NS = 1_000_000_000
-
-
-def _origin_ns() -> int:
-    with open(os.environ["BERTWATT_PEERS_SPEC"], encoding="utf-8") as f:
-        return int(json.load(f)["origin_ns"])
 
 
 def _sleep_until(t_ns: int) -> None:
@@ -167,20 +162,35 @@ TOOLS: dict[str, tuple[Callable[..., Any], ...]] = {
 ONE_SHOT = {"codecarbon", "carbontracker", "bertwatt"}
 
 
+def _wait_for_go() -> int:
+    """Say READY (tool imported, first tracker built), then wait for run.py's GO time."""
+    print("READY", flush=True)
+    clock = sys.modules["bertwatt_peers_fake"].clock  # type: ignore[attr-defined]
+    while clock.monotonic_ns() < 0:
+        time.sleep(0.005)
+    return clock.origin_ns
+
+
 def energy(tool: str, config: str, windows: list[list[float]]) -> list[dict[str, Any]]:
-    _, prepare, begin, end = TOOLS[tool]
-    origin = _origin_ns()
-    out: list[dict[str, Any]] = []
+    import_, prepare, begin, end = TOOLS[tool]
+    import_()
     handle = None
-    for start_s, end_s in windows:
+    try:
+        handle = prepare(config)  # before GO: construction is not timed against the windows
+    except BaseException:
+        handle = None
+    origin = _wait_for_go()
+    out: list[dict[str, Any]] = []
+    for i, (start_s, end_s) in enumerate(windows):
         try:
-            if handle is None or tool in ONE_SHOT:
+            if handle is None or (tool in ONE_SHOT and i > 0):
                 handle = prepare(config)
             _sleep_until(origin + round(start_s * _NS))
             begin(handle)
-            # The work the window measures runs between begin() returning and end() called.
+            # The work the window measures runs between begin() returning and end() called: the
+            # window lasts its nominal length from there (a slow start shifts it, never cuts it).
             t_begin = (time.monotonic_ns() - origin) / _NS
-            _sleep_until(origin + round(end_s * _NS))
+            _sleep_until(origin + round((t_begin + end_s - start_s) * _NS))
             t_end = (time.monotonic_ns() - origin) / _NS
             joules = end(handle)
             out.append({"energy_j": joules, "error": None, "t_begin": t_begin, "t_end": t_end})

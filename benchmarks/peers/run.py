@@ -23,7 +23,10 @@ What it does:
 3. For each trace, with and without the energy counter, runs every tool at its defaults and at
    its best settings in parallel processes over the same windows, and compares each window's
    GPU energy with the exact integral of the trace over the time the tool's window was open
-   (from its start call returning to its stop call).
+   (from its start call returning to its stop call). Every tool's start call is made at the
+   same time of the trace; its window then lasts the nominal length from the moment that call
+   returns, so a slow start shifts a tool's window (by up to a few seconds for CodeCarbon,
+   whose first ``start()`` detects the hardware) but never shortens it.
 4. Finds each tool's shortest window measured within 5 % on a workload that starts with the
    window (60 W idle, then 300 W), then measures each tool's cost, one process at a time:
    import time (fresh interpreter, no fake), construct + start + stop (first in a process, then
@@ -69,8 +72,8 @@ SETTINGS = {
     ("carbontracker", "best"): "`update_interval=0.1`",
 }
 SENSOR = {"power_reading": "instant", "energy_update_s": 0.1, "phase_s": 0.037}
-LEAD_S = 8.0  # from the time origin to the first window: imports and construction happen here
-GAP_S = 3.0  # between windows: one-shot tools build their next tracker here
+LEAD_S = 3.0  # from GO (every tool imported and built) to the first window
+GAP_S = 5.0  # between windows: one-shot tools build their next tracker here
 SHORT_LENGTHS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 RESULT = "BERTWATT-PEERS-RESULT "
 
@@ -174,9 +177,13 @@ class Env:
             env["BERTWATT_PEERS_SPEC"] = str(spec)
         return env
 
-    def spec(self, name: str, steps: list[tuple[float, float]], counter: bool, origin: int) -> Path:
+    def spec(
+        self, name: str, steps: list[tuple[float, float]], counter: bool, origin: int, go: bool
+    ) -> Path:
         path = self.tmp / f"{name}.json"
         data = {"origin_ns": origin, "counter": counter, "steps": steps, "sensor": SENSOR}
+        if go:
+            data["go_path"] = str(self.tmp / f"{name}.go")
         path.write_text(json.dumps(data), encoding="utf-8")
         return path
 
@@ -218,20 +225,65 @@ def run_windows(
     windows: list[tuple[float, float]],
     combos: list[tuple[str, str]],
 ) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Run every (tool, config) in parallel over the same windows; add each window's truth."""
-    origin = time.monotonic_ns() + 1_000_000_000
-    spec = env.spec(re.sub(r"\W+", "-", f"{name}-{counter}"), steps, counter, origin)
-    timeout = windows[-1][1] + 90.0
+    """Run every (tool, config) in parallel over the same windows; add each window's truth.
+
+    The workers import their tool, build their first tracker and say READY; once all have, the
+    trace's time 0 is set to now (the GO file), so slow start-ups shift nothing. Trackers that
+    measure one window each build the next one in the gap between windows.
+    """
+    spec = env.spec(re.sub(r"\W+", "-", f"{name}-{counter}"), steps, counter, 0, go=True)
+    go_path = Path(json.loads(spec.read_text())["go_path"])
     args = json.dumps(windows)
-    with ThreadPoolExecutor(len(combos)) as pool:
-        futures = {
-            c: pool.submit(env.worker, ["energy", c[0], c[1], args], spec, timeout) for c in combos
-        }
-        results = {c: f.result() for c, f in futures.items()}
+    procs = {
+        c: subprocess.Popen(
+            [str(env.python), str(HERE / "_worker.py"), "energy", c[0], c[1], args],
+            env=env.environ(spec),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=env.tmp,
+        )
+        for c in combos
+    }
+    results: dict[tuple[str, str], Any] = {}
+    for c, proc in procs.items():
+        assert proc.stdout is not None
+        while True:
+            line = proc.stdout.readline()
+            if not line or line.strip() == "READY":
+                break
+        if not line:
+            results[c] = {"error": "worker exited before READY: " + proc.stderr.read()[-300:]}
+    tmp_go = go_path.with_suffix(".tmp")
+    tmp_go.write_text(str(time.monotonic_ns()), encoding="ascii")
+    tmp_go.replace(go_path)  # atomic: every process reads the whole number or nothing
+    timeout = windows[-1][1] + 120.0
+    for c, proc in procs.items():
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        if c in results:
+            continue
+        found = [ln for ln in stdout.splitlines() if ln.startswith(RESULT)]
+        if found:
+            results[c] = json.loads(found[-1][len(RESULT) :])
+        else:
+            tail = " | ".join(stderr.strip().splitlines()[-3:])[:300]
+            results[c] = {"error": f"worker exited {proc.returncode}: {tail}"}
     for rows in results.values():
         if isinstance(rows, dict):  # the worker failed as a whole
             continue
-        for row in rows:
+        for row, (start, end) in zip(rows, windows, strict=True):
+            if (
+                row.get("energy_j") is not None
+                and row["t_end"] - row["t_begin"] < (end - start) / 2
+            ):
+                late = row["t_begin"] - start
+                row["error"] = f"missed the window: its start returned {late:.1f} s late"
+                row["energy_j"] = None
             if row.get("energy_j") is not None:
                 exact = truth_j(steps, row["t_begin"], row["t_end"])
                 row["truth_j"] = exact
@@ -339,7 +391,7 @@ def import_time(env: Env, tool: str, n: int) -> float | None:
 
 def cost_rows(env: Env, combos, quick: bool) -> dict[tuple[str, str], dict[str, Any]]:
     origin = time.monotonic_ns()
-    spec = env.spec("cost", [(0.0, 250.0)], True, origin)
+    spec = env.spec("cost", [(0.0, 250.0)], True, origin, go=False)
     seconds = 4.0 if quick else 10.0
     out = {}
     for combo in combos:  # one at a time: background CPU must not compete

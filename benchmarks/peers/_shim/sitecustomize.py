@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import sys
+import time
 import types
 
 
@@ -53,6 +54,38 @@ def _guard_network() -> None:
     socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
 
 
+class _GoClock:
+    """Monotonic time since the GO signal: the simulated GPU's ``t = 0``.
+
+    ``run.py`` writes the GO time (a ``time.monotonic_ns()`` value, system-wide on Linux) to
+    ``go_path`` once every process has imported its tool and built its tracker, so slow start-ups
+    shift nothing. Until then the fake's time stands far before 0: the GPU draws its first step's
+    power and its counter stays at its start value (so it never runs backwards). Processes the
+    tools spawn read the same file. Without ``go_path``, ``origin_ns`` is the origin.
+    """
+
+    manual = False
+
+    def __init__(self, go_path: str | None, origin_ns: int) -> None:
+        self.go_path = go_path
+        self.origin_ns: int | None = None if go_path else origin_ns
+
+    def monotonic_ns(self) -> int:
+        if self.origin_ns is None:
+            try:
+                with open(self.go_path, encoding="ascii") as f:  # type: ignore[arg-type]
+                    self.origin_ns = int(f.read())
+            except (OSError, ValueError):
+                return -(10**13)  # before GO
+        return time.monotonic_ns() - self.origin_ns
+
+    def time_ns(self) -> int:
+        return time.time_ns()
+
+    def wait(self, event: object, timeout_s: float) -> bool:
+        return event.wait(max(0.0, timeout_s))  # type: ignore[attr-defined]
+
+
 class _Struct:
     def __init__(self, **fields: object) -> None:
         self.__dict__.update(fields)
@@ -71,12 +104,26 @@ def _install(spec: dict) -> None:
         energy_at_start_j=123_456.0,
         sensor=SensorModel(**spec["sensor"]),
     )
-    fake = FakeNVML([gpu], origin_ns=int(spec["origin_ns"]))
+    clock = _GoClock(spec.get("go_path"), int(spec["origin_ns"]))
+    fake = FakeNVML([gpu], clock=clock, origin_ns=0)
     mod: types.ModuleType = fake.module
     not_supported = mod.NVMLError_NotSupported
 
     def unsupported(*_args: object) -> object:
         raise not_supported()
+
+    def field_values(handle: object, fields: list) -> list:
+        # nvmlDeviceGetFieldValues for the two power fields Zeus reads; the instant field is the
+        # sensor's instant reading, the same one nvmlDeviceGetPowerUsage returns on an A100.
+        out = []
+        for field in fields:
+            field_id, scope = field if isinstance(field, tuple) else (field, 0)
+            if field_id in (185, 186) and scope in (0, 1):
+                value = _Struct(uiVal=mod.nvmlDeviceGetPowerUsage(handle))
+                out.append(_Struct(nvmlReturn=0, value=value, fieldId=field_id, scopeId=scope))
+            else:
+                out.append(_Struct(nvmlReturn=3, value=_Struct(uiVal=0), fieldId=field_id))
+        return out
 
     extras = {
         # Zeus uses the energy counter only from Volta (5) on: an A100 is Ampere (7); without
@@ -85,9 +132,16 @@ def _install(spec: dict) -> None:
         "NVML_DEVICE_ARCH_VOLTA": 5,
         "NVML_DEVICE_ARCH_AMPERE": 7,
         "NVML_TEMPERATURE_GPU": 0,
+        "NVML_FEATURE_DISABLED": 0,
+        "NVML_FEATURE_ENABLED": 1,
+        "NVML_FI_DEV_POWER_AVERAGE": 185,
+        "NVML_FI_DEV_POWER_INSTANT": 186,
+        "NVML_POWER_SCOPE_GPU": 0,
+        "NVML_POWER_SCOPE_MODULE": 1,
+        "NVML_POWER_SCOPE_MEMORY": 2,
         "nvmlDeviceGetArchitecture": lambda h: 7 if counter else 4,
         "nvmlDeviceGetC2cModeInfoV": unsupported,
-        "nvmlDeviceGetFieldValues": unsupported,
+        "nvmlDeviceGetFieldValues": field_values,
         "nvmlDeviceGetMemoryInfo": lambda h, *a: _Struct(
             total=40 * 2**30, free=39 * 2**30, used=2**30, reserved=0
         ),
@@ -110,7 +164,7 @@ def _install(spec: dict) -> None:
         mod.__dict__.setdefault(name, value)
     assert issubclass(not_supported, NVMLError)
     sys.modules["pynvml"] = mod
-    sys.modules["bertwatt_peers_fake"] = types.SimpleNamespace(fake=fake, gpu=gpu)  # type: ignore[assignment]
+    sys.modules["bertwatt_peers_fake"] = types.SimpleNamespace(fake=fake, gpu=gpu, clock=clock)  # type: ignore[assignment]
 
 
 _path = os.environ.get("BERTWATT_PEERS_SPEC")
