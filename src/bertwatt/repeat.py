@@ -135,11 +135,13 @@ def _check_count(name: str, value: object, low: int) -> int:
 
 def _check_gap(gap_s: object) -> tuple[float, float]:
     try:
-        low, high = gap_s  # type: ignore[misc]
+        first: object
+        second: object
+        first, second = gap_s  # type: ignore[misc]
     except (TypeError, ValueError):
         raise ConfigError(f"gap_s must be (low, high) seconds, got {gap_s!r}") from None
-    low = check_number("gap_s low", low, low=0.0, unit="s")
-    high = check_number("gap_s high", high, low=0.0, unit="s")
+    low = check_number("gap_s low", first, low=0.0, unit="s")
+    high = check_number("gap_s high", second, low=0.0, unit="s")
     if high < low:
         raise ConfigError(f"gap_s must be (low, high) with low <= high, got {gap_s!r}")
     return low, high

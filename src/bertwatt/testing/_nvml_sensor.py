@@ -175,4 +175,4 @@ def sensor_model(value: SensorModel | str | None, **overrides: float | str | Non
     if unknown:
         raise ConfigError(f"unknown SensorModel fields {unknown}; known: {sorted(fields)}")
     fields.update(overrides)
-    return SensorModel(**fields)  # type: ignore[arg-type]
+    return SensorModel(**fields)

@@ -287,7 +287,7 @@ class FakeGPU:
         gain = (
             Fraction(repr(self.sensor.gain)) if isinstance(integral, Fraction) else self.sensor.gain
         )
-        return start_mj + gain * integral  # type: ignore[operator]
+        return start_mj + gain * integral
 
     def __repr__(self) -> str:
         return f"FakeGPU(name={self.name!r}, uuid={self.uuid!r})"
