@@ -1,6 +1,6 @@
 """bertwatt side by side with CodeCarbon, Zeus and carbontracker, on one simulated GPU.
 
-Run from the repository root (about 9 minutes on a 2-core machine once the peers are installed;
+Run from the repository root (about 12 minutes on a 2-core machine once the peers are installed;
 the first run adds about 3 minutes to install them)::
 
     python benchmarks/peers/run.py            # everything; rewrites docs/performance.md tables
