@@ -269,3 +269,20 @@ def test_cli_repeat_needs_a_command_and_valid_counts():
     assert _cli("repeat").returncode == 2
     proc = _cli("repeat", "--trials", "0", "--", "true")
     assert proc.returncode == 2 and "must be >= 1" in proc.stderr
+
+
+def test_an_exception_in_fn_propagates_and_stops_the_meter_it_started():
+    rig = Rig()
+    calls = {"n": 0}
+
+    def flaky() -> None:
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise RuntimeError("kernel failed")
+        rig.kernel()
+
+    with rig.fake.install():
+        meter = EnergyMeter(backends=[NVMLBackend()], clock=rig.clock)
+        with pytest.raises(RuntimeError, match="kernel failed"):
+            measure_repeated(flaky, meter=meter, min_duration_s=0.5)
+    assert not meter.running
