@@ -32,6 +32,7 @@ PUBLIC = {
         "load_report",
         "measure_finetune",
         "measure_inference",
+        "measure_repeated",
     ],
     "bertwatt.backends": [
         "Availability",
@@ -123,6 +124,7 @@ PUBLIC = {
         "FakeNVML",
         "FakePowercapTree",
         "PowerTrace",
+        "SensorModel",
     ],
 }
 
