@@ -271,3 +271,138 @@ def test_the_queries_comparison_states_its_setting() -> None:
     assert other.perspective is not None and "stated by the user" in (
         other.perspective.inference_setting or ""
     )
+
+
+def _callback(clock: FakeClock, **options: Any) -> Any:
+    from bertwatt.integrations.transformers import EnergyCallback
+
+    return EnergyCallback(backends=[fake_sensor(clock)], clock=clock, **options)
+
+
+def test_trainer_logs_a_short_default_set_once_per_step(make_trainer: Any) -> None:
+    from transformers import TrainerCallback
+
+    from bertwatt.integrations.logkeys import DEFAULT_LOG_KEYS
+
+    seen: list[tuple[int, dict[str, Any]]] = []
+
+    class Reporter(TrainerCallback):  # a report_to integration (TensorBoard) listed before us
+        def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append((state.global_step, dict(logs or {})))
+
+    clock = FakeClock()
+    cb = _callback(clock, predict_after_steps=2)
+    trainer = make_trainer(
+        callbacks=[Reporter(), cb], clock=clock, logging_steps=2, eval_strategy="steps",
+        eval_steps=2,
+    )  # fmt: skip
+    trainer.train()
+    with_energy = [(n, logs) for n, logs in seen if any(k.startswith("energy/") for k in logs)]
+    steps = [step for step, _ in with_energy]
+    assert steps and len(steps) == len(set(steps))  # one point per step
+    # a train line, an eval line (and at the end the summary) share a step: only the first counts
+    assert len(seen) > len(with_energy)
+    for _, logs in with_energy:
+        keys = {k for k in logs if k.startswith("energy/")}
+        assert keys <= set(DEFAULT_LOG_KEYS) and len(keys) <= 5
+        assert "energy/j_per_token_padded" in keys and "energy/j_per_token" not in keys
+    # the log key and the report field share one name
+    r = cb.report
+    assert r.phase_metrics["train"].j_per_token_padded is not None
+
+
+def test_more_log_keys_on_request_and_unknown_names_refused(make_trainer: Any) -> None:
+    from bertwatt.errors import ConfigError
+    from bertwatt.integrations.logkeys import ALL_LOG_KEYS, log_keys
+
+    clock = FakeClock()
+    cb = _callback(clock, log_metrics=["j_per_step", "energy/padding_share"])
+    trainer = make_trainer(callbacks=[cb], clock=clock, logging_steps=2)
+    trainer.train()
+    first = next(h for h in trainer.state.log_history if "loss" in h)
+    assert {k for k in first if k.startswith("energy/")} == {
+        "energy/j_per_step",
+        "energy/padding_share",
+    }
+    assert log_keys("all") == frozenset(ALL_LOG_KEYS) and not log_keys(False)
+    with pytest.raises(ConfigError, match="unknown log_metrics key 'j_per_token'"):
+        _callback(clock, log_metrics=["j_per_token"])
+
+
+def test_the_callback_takes_a_session_and_hands_it_a_plan(make_trainer: Any) -> None:
+    from bertwatt.integrations.plan import RunPlan
+    from bertwatt.integrations.session import FinetuneSession
+    from bertwatt.integrations.transformers import EnergyCallback
+    from bertwatt.meter import EnergyMeter
+
+    clock = FakeClock()
+    meter = EnergyMeter(backends=[fake_sensor(clock)], clock=clock)
+    session = FinetuneSession(meter, auto_eval=True)
+    cb = EnergyCallback(session=session, output=False)
+    assert cb.meter is meter and not hasattr(cb, "_external")
+    trainer = make_trainer(clock=clock, eval_strategy="steps", eval_steps=2, save_strategy="no")
+    cb.attach(trainer)
+    meter.start()
+    trainer.train()
+    report = session.build_report(meter.stop(warn=False))
+    assert report.steps == session.steps_done > 0
+    assert session.expected_evals is not None and session.expected_saves == 0
+    assert session.extra["trainer"]["start_step"] == 0
+    plan = RunPlan(total_steps=10, expected_evals=2, pad_token_id=3, trainer={"x": 1})
+    other = FinetuneSession(EnergyMeter(backends=[fake_sensor(clock)], clock=clock))
+    other.meter.start()
+    other.begin_train(plan)
+    assert (other.total_steps, other.expected_evals) == (10, 2)
+    assert other.train_tokens.pad_token_id == 3 and other.extra["trainer"] == {"x": 1}
+    other.end_train()
+    other.meter.stop(warn=False)
+
+
+def test_integrations_have_no_import_cycles() -> None:
+    import ast
+    from pathlib import Path
+
+    import bertwatt
+
+    src = Path(bertwatt.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in src.rglob("*.py"):
+        name = ".".join(("bertwatt", *path.relative_to(src).with_suffix("").parts))
+        name = name.removesuffix(".__init__")
+
+        class Imports(ast.NodeVisitor):
+            found: set[str]
+
+            def visit_If(self, node: ast.If) -> None:
+                if "TYPE_CHECKING" in ast.unparse(node.test):
+                    for child in node.orelse:
+                        self.visit(child)
+                    return
+                self.generic_visit(node)
+
+            def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+                if node.module and node.level == 0:
+                    self.found.add(node.module)
+                    self.found.update(f"{node.module}.{a.name}" for a in node.names)
+
+        visitor = Imports()
+        visitor.found = set()
+        visitor.visit(ast.parse(path.read_text()))
+        found = visitor.found
+        graph[name] = {m for m in found if m.startswith("bertwatt")}
+
+    def reaches(start: str, goal: str) -> bool:
+        todo, seen = [start], set()
+        while todo:
+            m = todo.pop()
+            if m == goal:
+                return True
+            if m in seen:
+                continue
+            seen.add(m)
+            todo.extend(graph.get(m, ()))
+        return False
+
+    ours = [m for m in graph if m.startswith("bertwatt.integrations.")]
+    cycles = [m for m in ours if any(reaches(d, m) for d in graph[m] if d in graph)]
+    assert cycles == []

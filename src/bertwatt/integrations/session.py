@@ -35,6 +35,7 @@ from bertwatt.integrations.steps import StepLog
 from bertwatt.integrations.tokens import TokenCounter, WorkCounts
 
 if TYPE_CHECKING:
+    from bertwatt.integrations.plan import RunPlan
     from bertwatt.integrations.predict import Prediction
     from bertwatt.integrations.report import FinetuneReport
     from bertwatt.integrations.resume import Previous
@@ -144,6 +145,11 @@ class FinetuneSession:
 
     # ------------------------------------------------------------------ state
     @property
+    def watching(self) -> bool:
+        """True while forward hooks installed by :meth:`watch` are in place."""
+        return bool(self._hooks)
+
+    @property
     def running(self) -> bool:
         """True while the meter runs."""
         return self.meter.running
@@ -162,11 +168,27 @@ class FinetuneSession:
             self.phase_steps[name] = self.phase_steps.get(name, 0) + steps
 
     # ------------------------------------------------------------------ modes
-    def begin_train(self) -> None:
-        """Training starts: remember the edge and enter the ``train`` mode."""
+    def begin_train(self, plan: RunPlan | None = None) -> None:
+        """Training starts: take the run ``plan`` (what the run will do, as far as known),
+        remember the edge and enter the ``train`` mode."""
+        if plan is not None:
+            self._apply(plan)
         self.train_start_mark = self._mark()
         self.train_end_mark = None
         self.set_mode("train")
+
+    def _apply(self, plan: RunPlan) -> None:
+        if plan.total_steps is not None:
+            self.total_steps = plan.total_steps
+        self.expected_evals = plan.expected_evals
+        self.expected_saves = plan.expected_saves
+        self.grouped_by_length = plan.grouped_by_length
+        self.grouping_hint = plan.grouping_hint
+        if plan.pad_token_id is not None:
+            for counter in (self.train_tokens, self.other_tokens, self.eval_in_train_tokens):
+                counter.pad_token_id = plan.pad_token_id
+        if plan.trainer:
+            self.extra.setdefault("trainer", {}).update(plan.trainer)
 
     def end_train(self) -> None:
         """Training ends: close every phase and remember the edge."""
@@ -472,7 +494,7 @@ class FinetuneSession:
         if counts.examples:
             out["energy/j_per_example"] = energy / counts.examples
         if counts.tokens_padded:
-            out["energy/j_per_token"] = energy / counts.tokens_padded
+            out["energy/j_per_token_padded"] = energy / counts.tokens_padded
         if counts.tokens_nonpadding:
             out["energy/j_per_token_nonpadding"] = energy / counts.tokens_nonpadding
         train = WorkCounts()
