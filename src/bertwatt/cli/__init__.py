@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", action="append", help="use only this backend (repeatable)")
     r.add_argument("--zone", help="carbon-intensity zone, e.g. FR, US-CA, aws:eu-west-3")
     r.add_argument("--pue", type=_positive_float, help="power usage effectiveness (default 1.0)")
+    r.add_argument(
+        "--no-live",
+        action="store_true",
+        help="no live line (power now, energy so far); it is shown only on a terminal anyway",
+    )
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
 
     sh = sub.add_parser("show", help="print the summary of a saved report (any kind)")

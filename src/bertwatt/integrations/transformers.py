@@ -65,6 +65,7 @@ from bertwatt.integrations.resume import (
 )
 from bertwatt.integrations.runinfo import dataset_size, trainer_facts
 from bertwatt.integrations.session import FinetuneSession
+from bertwatt.live import LiveLine
 from bertwatt.meter import EnergyMeter
 from bertwatt.report.checks import emit_warnings
 from bertwatt.report.finetune import positive_number as _positive
@@ -149,6 +150,8 @@ class EnergyCallback(TrainerCallback):
             :class:`InferenceReport` or J per query (None: this run's evaluation, if any).
         pretraining_energy_kwh: energy of one pre-training run of the base model, to express the
             run as a fraction of it; ``pretraining_source`` says where the figure is from.
+        live: the live line (power now, energy so far) while training: None/True shows it when
+            stderr is a terminal (in the Trainer's progress bar when there is one), False never.
         session: record into this :class:`FinetuneSession` (as :func:`measure_finetune` does);
             whoever made it owns the meter and builds the report, the callback only feeds it.
         **meter_options: any other :class:`~bertwatt.EnergyMeter` option (``interval_s``,
@@ -170,6 +173,7 @@ class EnergyCallback(TrainerCallback):
         inference: InferenceReport | float | None = None,
         pretraining_energy_kwh: float | None = None,
         pretraining_source: str | None = None,
+        live: bool | None = None,
         session: FinetuneSession | None = None,
         **meter_options: Any,
     ) -> None:
@@ -208,6 +212,8 @@ class EnergyCallback(TrainerCallback):
         }
         self.session: FinetuneSession | None = None
         self._given = session
+        self.live = live
+        self._live: LiveLine | None = None
         self._logged_step: int | None = None
         self._report: FinetuneReport | None = None
         self._owns_meter = False
@@ -219,6 +225,7 @@ class EnergyCallback(TrainerCallback):
         self._state_step: int | None = None
         self._last_progress_ns = 0
         self._attached = False
+        self._callbacks: list[Any] | None = None
 
     # ------------------------------------------------------------------ public
     @property
@@ -246,6 +253,7 @@ class EnergyCallback(TrainerCallback):
             callbacks.append(self)
         self._run_before_reporters(callbacks)
         self._attached = True
+        self._callbacks = callbacks
         return self
 
     # ------------------------------------------------------------------ internals
@@ -279,6 +287,27 @@ class EnergyCallback(TrainerCallback):
             if isinstance(ref, list) and any(cb is self for cb in ref):
                 return ref
         return None
+
+    def _start_live(self, callbacks: list[Any] | None) -> None:
+        if self.live is False or self._live is not None:
+            return
+        from transformers.trainer_callback import ProgressCallback
+
+        progress = next((cb for cb in callbacks or [] if isinstance(cb, ProgressCallback)), None)
+
+        def into_bar(text: str) -> None:
+            bar = getattr(progress, "training_bar", None)
+            if bar is not None:
+                bar.set_postfix_str(text.removeprefix("bertwatt  "), refresh=False)
+
+        self._live = LiveLine(
+            self.meter, enabled=self.live, sink=into_bar if progress is not None else None
+        ).start()
+
+    def _stop_live(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()
 
     def report_path(self, args: Any) -> Path | None:
         """Where the report goes for these ``TrainingArguments`` (None: nowhere)."""
@@ -385,10 +414,9 @@ class EnergyCallback(TrainerCallback):
     @_guarded
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Start the meter (unless running), watch the model, open ``train``."""
-        if not self._attached:
-            callbacks = self._find_callback_list()
-            if callbacks is not None:
-                self._run_before_reporters(callbacks)
+        callbacks = self._callbacks if self._attached else self._find_callback_list()
+        if callbacks is not None and not self._attached:
+            self._run_before_reporters(callbacks)
         self._report = None
         self._report_path = self._path(args)
         self._best_save = str(getattr(args.save_strategy, "value", args.save_strategy)) == "best"
@@ -415,6 +443,7 @@ class EnergyCallback(TrainerCallback):
         self._state_step = None
         if plan.start_step > 0:
             self._resume(s, args, state, plan.start_step)
+        self._start_live(callbacks)
         self._in_train = True
         s.begin_train(plan)
         if getattr(args, "eval_on_start", False):
@@ -531,6 +560,7 @@ class EnergyCallback(TrainerCallback):
         """Close the phases; stop the meter (if this callback started it) and write the report."""
         s = self.session
         self._in_train = False
+        self._stop_live()
         if s is None:
             return
         s.end_train()
