@@ -691,3 +691,18 @@ def test_every_summary_states_the_estimates_key_assumptions_in_one_line(
         assert text in lines[0]
     flagged = any("charges the whole machine's CPU load" in w for w in m.report.warnings)
     assert flagged == whole_machine
+
+
+def test_bertwatt_show_prints_the_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bertwatt.cli import main
+
+    r = _window(FakeClock(), 10.0, 100.0)
+    path = tmp_path / "r.json"
+    r.to_json(path)
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert r.energy_j is not None
+    assert format_interval(r.energy_j, r.energy_interval_j) in out
+    assert "\u00b1" in out and "interval:" in out
