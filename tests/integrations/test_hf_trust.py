@@ -406,3 +406,38 @@ def test_integrations_have_no_import_cycles() -> None:
     ours = [m for m in graph if m.startswith("bertwatt.integrations.")]
     cycles = [m for m in ours if any(reaches(d, m) for d in graph[m] if d in graph)]
     assert cycles == []
+
+
+def test_numbers_people_read() -> None:
+    from bertwatt.integrations.render import render_finetune, render_inference
+    from bertwatt.report.finetune import FinetuneReport, InferenceReport, PhaseMetrics
+    from bertwatt.units import fmt_count, fmt_g, fmt_j, fmt_num
+
+    assert fmt_g(0.000237) == "237 ugCO2e" and "0.000" not in fmt_g(0.000237)
+    assert fmt_j(-0.001) == "-1 mJ" and fmt_j(-1e-12) != "-0 J"
+    assert fmt_num(-0.0000001) == "-1e-7" and fmt_num(-0.0) == "0"
+    assert fmt_j(1507 * 3.6e6) == "5.425 GJ"  # never '1,507.0000 kWh'
+    assert fmt_count(1, "batch") == "1 batch" and fmt_count(2, "batch") == "2 batches"
+    metrics = PhaseMetrics(
+        name="train", energy_j=12.5, duration_s=1.0, mean_power_w=12.5, emissions_g=0.000237
+    )
+    clock = FakeClock()
+
+    def train(tracker: Any) -> None:
+        clock.advance(1.0)
+        tracker.step(examples=1, tokens_padded=8)
+
+    measured = measure_finetune(train, backends=[fake_sensor(clock)], clock=clock)
+    report = measured.model_copy(
+        update={"phase_metrics": {"train": metrics}, "outside_phases_j": -0.0001}
+    )
+    assert isinstance(report, FinetuneReport)
+    text = render_finetune(report)
+    assert "1 optimizer step," in text and "1 example," in text
+    assert "237 ugCO2e" in text and "0.000 g" not in text
+    assert "-0.00" not in text
+    base = {k: v for k, v in measured.model_dump().items() if k in InferenceReport.model_fields}
+    inference = InferenceReport.model_validate(
+        {**base, "kind": "inference", "queries": 1, "batches": 1}
+    )
+    assert "1 query in 1 batch" in render_inference(inference)
