@@ -22,9 +22,9 @@ What the callback does, at negligible cost per step:
 - counts examples, tokens processed (padding included) and non-padding tokens of every forward
   call of the model, with a forward pre-hook: the tensors the model really receives, whatever the
   collator, in the main process, so DataLoader workers and gradient accumulation are handled;
-- adds ``energy/...`` keys (kWh so far, mean W, J per step / example / token, padding share,
-  gCO2e when a carbon intensity is configured, the predicted total) to every Trainer log, so they
-  reach TensorBoard, W&B, MLflow and the rest through ``report_to``;
+- adds a short set of ``energy/...`` keys to one Trainer log line per step (the rest on request,
+  :mod:`~bertwatt.integrations.logkeys`), so they reach TensorBoard, W&B, MLflow and the rest;
+- shows the live line (power now, energy so far) in the progress bar on a terminal;
 - writes the report (``report.json`` and ``summary.txt``) to ``<output_dir>/bertwatt/`` at the end
   and on every checkpoint;
 - never raises into the training loop (every event is guarded; problems go to the report's
@@ -45,7 +45,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,15 +55,14 @@ from bertwatt.errors import ConfigError
 from bertwatt.integrations.logkeys import log_keys
 from bertwatt.integrations.plan import trainer_plan
 from bertwatt.integrations.report import FinetuneReport, InferenceReport
-from bertwatt.integrations.resume import (
-    checkpoint_state,
-    previous_from_state,
-    read_state,
-    store_state,
-    write_progress,
-)
-from bertwatt.integrations.runinfo import dataset_size, trainer_facts
+from bertwatt.integrations.runinfo import note_eval_size, trainer_facts
 from bertwatt.integrations.session import FinetuneSession
+from bertwatt.integrations.trainer_state import (
+    continue_from_checkpoint,
+    live_line,
+    record_progress,
+    store_figures,
+)
 from bertwatt.live import LiveLine
 from bertwatt.meter import EnergyMeter
 from bertwatt.report.checks import emit_warnings
@@ -97,24 +95,6 @@ def _guarded(fn: F) -> F:
             self._problem(fn.__name__, err)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _add_emissions_so_far(s: FinetuneSession, data: dict[str, Any]) -> None:
-    """Fill the emissions of checkpoint figures (a report built while running has none): the
-    earlier segments' emissions plus this session's energy x the carbon intensity (x PUE) now,
-    as in the ``energy/gco2e`` log key; left None without an intensity."""
-    factor = s.intensity_now()
-    if factor is None:
-        return
-    earlier = s.previous.phases if s.previous is not None else {}
-    for name, figures in data["phases"].items():
-        before = earlier.get(name, {})
-        energy, energy_before = figures.get("energy_j"), before.get("energy_j") or 0.0
-        grams_before = before.get("emissions_g") if before else 0.0
-        if energy is None or grams_before is None:
-            continue
-        figures["emissions_g"] = grams_before + (energy - energy_before) / 3.6e6 * factor
-    data["emissions_g"] = data["phases"].get("run", {}).get("emissions_g")
 
 
 #: Names this module re-exports lazily (importing them here would make an import cycle).
@@ -289,20 +269,8 @@ class EnergyCallback(TrainerCallback):
         return None
 
     def _start_live(self, callbacks: list[Any] | None) -> None:
-        if self.live is False or self._live is not None:
-            return
-        from transformers.trainer_callback import ProgressCallback
-
-        progress = next((cb for cb in callbacks or [] if isinstance(cb, ProgressCallback)), None)
-
-        def into_bar(text: str) -> None:
-            bar = getattr(progress, "training_bar", None)
-            if bar is not None:
-                bar.set_postfix_str(text.removeprefix("bertwatt  "), refresh=False)
-
-        self._live = LiveLine(
-            self.meter, enabled=self.live, sink=into_bar if progress is not None else None
-        ).start()
+        if self.live is not False and self._live is None:
+            self._live = live_line(self.meter, callbacks, self.live)
 
     def _stop_live(self) -> None:
         live, self._live = self._live, None
@@ -357,55 +325,22 @@ class EnergyCallback(TrainerCallback):
     def _store_state(self, args: Any, state: Any) -> None:
         """Put the run's figures so far into the TrainerState the Trainer is about to save."""
         s = self.session
-        if s is None or not s.running:
-            return
-        report = s.build_report(self.meter.partial_report())
-        data = checkpoint_state(
-            report, step=int(state.global_step or 0), step_records=s.step_record_totals()
-        )
-        if data["emissions_g"] is None:  # a report built while running has no carbon applied
-            _add_emissions_so_far(s, data)
-        store_state(state, int(getattr(args, "process_index", 0) or 0), data)
-        self._state_step = int(state.global_step or 0)
+        if s is not None and s.running:
+            self._state_step = store_figures(s, args, state)
 
     def _progress(self, s: FinetuneSession, state: Any) -> None:
         """Record the last known activity next to the report (for a resumed run's lost energy)."""
         self._last_progress_ns = self.meter.clock.monotonic_ns()
         if self._report_path is None or s.run_id is None or not s.running:
             return
-        energy = self.meter.snapshot().energy_j
-        if s.previous is not None and energy is not None:
-            energy = None if s.previous.energy_j is None else s.previous.energy_j + energy
-        at = datetime.fromtimestamp(self.meter.clock.time_ns() / 1e9, tz=UTC)
         try:
-            write_progress(
-                self._report_path,
-                run_id=s.run_id,
-                at=at,
-                step=int(state.global_step or 0),
-                energy_j=energy,
-            )
+            record_progress(s, self._report_path, state)
         except OSError as err:
             self._problem("on_log (progress file)", err)
 
     def _resume(self, s: FinetuneSession, args: Any, state: Any, start_step: int) -> None:
         """Continue from the figures the checkpoint carries (see :mod:`.resume`)."""
-        data, why = read_state(state, int(getattr(args, "process_index", 0) or 0))
-        if data is not None and data.get("step") != start_step:
-            why = (
-                f"the checkpoint's bertwatt figures are for step {data.get('step')}, not for "
-                f"step {start_step} (the save was decided after EnergyCallback's events)"
-            )
-            data = None
-        if data is None:
-            s.warn(
-                f"resumed from step {start_step}, but {why}: the totals cover this session only "
-                f"(steps after {start_step})"
-            )
-            return
-        s.previous, problems = previous_from_state(data, self._report_path)
-        for problem in problems:
-            s.warn(problem)
+        continue_from_checkpoint(s, args, state, start_step, self._report_path)
 
     def _back(self) -> str | None:
         return "train" if self._in_train else None
@@ -479,7 +414,7 @@ class EnergyCallback(TrainerCallback):
         s = self.session
         if s is None:
             return
-        self._note_eval_size(s, kwargs.get("eval_dataloader"))
+        note_eval_size(s.run_facts, kwargs.get("eval_dataloader"))
         if s.mode != "eval":
             return
         if self._in_train and control.should_save and not self._best_save:
@@ -489,16 +424,6 @@ class EnergyCallback(TrainerCallback):
             s.set_mode(self._back())
             if self._in_train and self._best_save:  # the Trainer saves if this one is the best
                 self._store_state(args, state)
-
-    @staticmethod
-    def _note_eval_size(s: FinetuneSession, loader: Any) -> None:
-        size = dataset_size(getattr(loader, "dataset", None))
-        if size is None:
-            return
-        sizes = s.run_facts.setdefault("dataset_sizes", {})
-        evals = [k for k in sizes if k == "eval" or k.startswith("eval-")]
-        if not any(sizes[k] == size for k in evals):
-            sizes["eval" if not evals else f"eval-{len(evals) + 1}"] = size
 
     @_guarded
     def on_predict(
