@@ -441,3 +441,37 @@ def test_numbers_people_read() -> None:
         {**base, "kind": "inference", "queries": 1, "batches": 1}
     )
     assert "1 query in 1 batch" in render_inference(inference)
+
+
+def test_the_early_prediction_includes_scheduled_evaluations(make_trainer: Any) -> None:
+    # 20 steps, an evaluation every 5: asked for at step 2, the prediction waits for the first
+    # evaluation (step 5) and counts the ones to come; it then equals the actual energy
+    clock = FakeClock()
+    cb = _callback(clock, predict_after_steps=2)
+    trainer = make_trainer(
+        callbacks=[cb], clock=clock, max_steps=20, eval_strategy="steps", eval_steps=5,
+        save_strategy="no",
+    )  # fmt: skip
+    trainer.train()
+    p = cb.report.prediction
+    assert p is not None and p.at_step == 5 and p.total_steps == 20
+    assert "evaluation" in p.basis
+    assert p.predicted_energy_j == pytest.approx(p.actual_energy_j, rel=1e-6)
+
+
+def test_run_plan_from_training_arguments(tmp_path: Any) -> None:
+    from transformers import TrainerState, TrainingArguments
+
+    from bertwatt.integrations.plan import trainer_plan
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), eval_strategy="steps", eval_steps=50, save_strategy="steps",
+        save_steps=80, report_to=[],
+    )  # fmt: skip
+    state = TrainerState(max_steps=200, eval_steps=50, save_steps=80, num_train_epochs=1)
+    plan = trainer_plan(args, state)
+    assert (plan.total_steps, plan.expected_evals, plan.expected_saves) == (200, 4, 3)
+    assert (plan.first_eval_step, plan.first_save_step) == (50, 80)
+    state.global_step = 120  # resumed
+    plan = trainer_plan(args, state)
+    assert (plan.total_steps, plan.expected_evals, plan.first_eval_step) == (80, 2, 30)

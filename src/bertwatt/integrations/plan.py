@@ -23,6 +23,8 @@ class RunPlan:
         total_steps: optimizer steps this ``train()`` call will run (for the prediction).
         expected_evals: evaluations it will run (scheduled ones and the one at the end).
         expected_saves: checkpoints it will save.
+        first_eval_step: steps (of this call) before the first scheduled evaluation.
+        first_save_step: steps (of this call) before the first scheduled checkpoint.
         grouped_by_length: whether batches are grouped by length.
         grouping_hint: the exact setting that groups batches by length in this version.
         pad_token_id: the padding id (used for batches without an attention mask).
@@ -33,6 +35,8 @@ class RunPlan:
     total_steps: int | None = None
     expected_evals: int | None = None
     expected_saves: int | None = None
+    first_eval_step: int | None = None
+    first_save_step: int | None = None
     grouped_by_length: bool | None = None
     grouping_hint: str | None = None
     pad_token_id: int | None = None
@@ -74,6 +78,29 @@ def expected_events(args: Any, state: Any) -> tuple[int | None, int | None]:
     return evals, saves
 
 
+def first_steps(args: Any, state: Any) -> tuple[int | None, int | None]:
+    """Steps (of this ``train()`` call) before the first evaluation and the first checkpoint."""
+    max_steps = int(getattr(state, "max_steps", 0) or 0)
+    start = int(getattr(state, "global_step", 0) or 0)
+    epochs = math.ceil(float(getattr(state, "num_train_epochs", 0) or 0))
+
+    def first(strategy: str, every: Any) -> int | None:
+        if max_steps <= 0:
+            return None
+        if strategy == "steps":
+            n = int(every or 0)
+            return None if n <= 0 else min(max_steps, (start // n + 1) * n) - start
+        if strategy == "epoch" and epochs > 0:
+            per_epoch = max(1, max_steps // epochs)
+            return min(max_steps, (start // per_epoch + 1) * per_epoch) - start
+        return None
+
+    evals = first(_value(args.eval_strategy), getattr(state, "eval_steps", None))
+    if evals is not None and getattr(args, "eval_on_start", False):
+        evals = 0
+    return evals, first(_value(args.save_strategy), getattr(state, "save_steps", None))
+
+
 def grouping(args: Any) -> tuple[bool, str]:
     """Whether batches are grouped by length, and the setting that groups them in this version."""
     strategy = getattr(args, "train_sampling_strategy", None)
@@ -90,6 +117,7 @@ def trainer_plan(args: Any, state: Any, processing_class: Any = None) -> RunPlan
     max_steps = int(getattr(state, "max_steps", 0) or 0)
     start_step = int(getattr(state, "global_step", 0) or 0)
     evals, saves = expected_events(args, state)
+    first_eval, first_save = first_steps(args, state)
     grouped, hint = grouping(args)
     pad = getattr(processing_class, "pad_token_id", None)
     return RunPlan(
@@ -97,6 +125,8 @@ def trainer_plan(args: Any, state: Any, processing_class: Any = None) -> RunPlan
         total_steps=max(0, max_steps - start_step) or None,
         expected_evals=evals,
         expected_saves=saves,
+        first_eval_step=first_eval,
+        first_save_step=first_save,
         grouped_by_length=grouped,
         grouping_hint=hint,
         pad_token_id=pad if isinstance(pad, int) and not isinstance(pad, bool) else None,

@@ -109,6 +109,8 @@ class FinetuneSession:
         self.total_steps = total_steps
         self.expected_evals: int | None = None
         self.expected_saves: int | None = None
+        #: steps before the first evaluation / checkpoint (the prediction waits for them)
+        self.first_event_steps: dict[str, int] = {}
         self.counts: dict[str, WorkCounts] = {}
         self.phase_steps: dict[str, int] = {}
         self.mode_energies: dict[str, list[float]] = {}
@@ -181,6 +183,14 @@ class FinetuneSession:
             self.total_steps = plan.total_steps
         self.expected_evals = plan.expected_evals
         self.expected_saves = plan.expected_saves
+        self.first_event_steps = {
+            mode: n
+            for mode, n, expected in (
+                ("eval", plan.first_eval_step, plan.expected_evals),
+                ("checkpoint", plan.first_save_step, plan.expected_saves),
+            )
+            if n is not None and expected
+        }
         self.grouped_by_length = plan.grouped_by_length
         self.grouping_hint = plan.grouping_hint
         if plan.pad_token_id is not None:
@@ -237,6 +247,8 @@ class FinetuneSession:
         we = self.meter.end(mode)
         if we.energy_j is not None:
             self.mode_energies.setdefault(mode, []).append(we.energy_j)
+            if self.prediction is None and self.steps_done:
+                self._maybe_predict()
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -453,6 +465,12 @@ class FinetuneSession:
             after = max(10, math.ceil(0.1 * total))
         if self.steps_done < after or self.steps_done >= total:
             return
+        # Scheduled evaluations and checkpoints are part of the run: wait until the first of
+        # each has been measured when it comes in the first half of the run (later ones are
+        # named in the prediction's notes instead).
+        for mode, first in self.first_event_steps.items():
+            if first <= total // 2 and not self.mode_energies.get(mode):
+                return
         from bertwatt.integrations.predict import predict_run
 
         self.prediction = predict_run(self)
