@@ -87,6 +87,7 @@ class LiveLine:
         if energy is None:
             return f"{self.label}  no energy measured yet   {fmt_s(duration)}"
         last, self._last = self._last, (duration, energy)
+        power: float | None
         if last is not None and duration > last[0]:
             power = (energy - last[1]) / (duration - last[0])
         else:
