@@ -61,8 +61,6 @@ _LOW_COVERAGE = 0.95
 _NS = 1e9
 #: A window shorter than this many sensor update periods gets a warning.
 _MIN_UPDATE_PERIODS = 10
-#: A total whose interval is wider than this share of it (either side) gets a warning.
-_WIDE_INTERVAL = 0.10
 
 
 def _finite(x: float | None) -> float | None:
@@ -370,9 +368,8 @@ def total_warnings(
     channels: Sequence[ChannelSnapshot],
     energies: Mapping[str, float],
     total: float | None,
-    interval: Interval | None,
 ) -> list[str]:
-    """Doubts about the total: estimate-only, or an interval too wide to trust the figure."""
+    """Doubts about the total: an estimate-only total is a model's figure."""
     out: list[str] = []
     if total is None:
         return out
@@ -382,14 +379,6 @@ def total_warnings(
             "the total is estimated only (no counted channel is measured): it is a model's "
             "figure, not a measurement, and its interval is the model's assumed error"
         )
-    if interval is not None and total > 0:
-        width = max(total - interval.low_j, interval.high_j - total) / total
-        if width > _WIDE_INTERVAL:
-            out.append(
-                f"the total's interval reaches {width:.0%} of the figure "
-                f"({interval.low_j:.4g} to {interval.high_j:.4g} J): see each channel's "
-                "interval_basis for why"
-            )
     return out
 
 
@@ -530,7 +519,7 @@ def build_report(snap: WindowSnapshot) -> EnergyReport:
     for c in snap.channels:
         warnings.extend(channel_warnings(c, snap))
     warnings.extend(window_warnings(snap))
-    warnings.extend(total_warnings(snap.channels, energies, total, tiv))
+    warnings.extend(total_warnings(snap.channels, energies, total))
     phases: dict[str, PhaseReport] = {}
     powers = (
         {c.name: _window_powers(c, snap.t_start_ns, snap.t_end_ns) for c in snap.channels}
