@@ -59,7 +59,7 @@ def main() -> int:
         if scenario == "kill" and info.rank == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         if scenario == "kill":
-            time.sleep(30)  # torchrun tears this rank down when rank 1 dies
+            time.sleep(20)  # torchrun tears this rank down when rank 1 dies
         if scenario == "hang" and info.rank == info.world_size - 1:
             time.sleep(timeout + 3.0)
         report = meter.stop(warn=False)

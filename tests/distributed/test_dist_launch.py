@@ -196,3 +196,28 @@ def test_killed_rank_leaves_files_that_merge_into_the_job(tmp_path: Path) -> Non
     gpu = sum(c.energy_j for r in ranks for c in r.channels if c.domain == "gpu")
     cpu = max(c.energy_j for r in ranks for c in r.channels if c.name == "cpu:package-0")
     assert rep.energy_j == pytest.approx(gpu + cpu, rel=1e-6)
+
+
+def test_accelerate_launch(tmp_path: Path) -> None:
+    env = dict(os.environ, BW_OUT=str(tmp_path), BW_TIMEOUT="60", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes=2",
+        "--num_machines=1",
+        "--main_process_ip=127.0.0.1",
+        f"--main_process_port={free_port()}",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+        str(WORKER),
+    ]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    j = job(tmp_path)
+    assert j.launcher == "accelerate" and j.status == "complete"
+    assert [n.ranks for n in j.nodes] == [[0, 1]]
+    check_counted_once(j, rank_reports(tmp_path))
