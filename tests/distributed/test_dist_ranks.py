@@ -230,3 +230,35 @@ def test_initialised_process_group_comes_first(tmp_path: Path, boot: Path) -> No
     finally:
         dist.destroy_process_group()
     assert torch is not None
+
+
+def test_docs_list_every_variable_read() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    source = (root / "src/bertwatt/distributed/ranks.py").read_text()
+    docs = (root / "docs/distributed.md").read_text()
+    read = set(re.findall(r'"((?:SLURM|SLURMD|OMPI_COMM_WORLD|TORCHELASTIC)_[A-Z_]+)"', source))
+    read |= set(
+        re.findall(
+            r'"(RANK|LOCAL_RANK|WORLD_SIZE|LOCAL_WORLD_SIZE|GROUP_RANK|CROSS_[A-Z]+|LOCAL_SIZE)"',
+            source,
+        )
+    )
+    assert read, "the pattern found no variable"
+    missing = [
+        v for v in sorted(read) if v not in docs and v.replace("OMPI_COMM_WORLD", "") not in docs
+    ]
+    assert missing == [], f"docs/distributed.md does not mention {missing}"
+
+
+def test_import_loads_no_torch_or_pydantic() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bertwatt.distributed as d; d.rank_info; d.gpu_ownership; d.rank_file_name; "
+        "print(sorted(m for m in ('torch', 'pydantic', 'pynvml', 'numpy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
