@@ -6,7 +6,8 @@ Scenario from the environment:
   BW_TIMEOUT    gather_timeout_s
   BW_SECONDS    measured seconds (default 1.0)
 Every node gets a fake NVML with 2 GPUs of different power (100 W and 250 W; UUIDs derived from
-the node id) and a fake node-level CPU package counter (30 W) that every rank reads.
+the node id). The meter auto-detects its backends with distributed=True: NVML on the rank's own
+GPU, and the CPU figure of the node (RAPL where there is one, else the machine-wide estimate).
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ import time
 
 import torch.distributed as dist
 
-from bertwatt.backends.nvml import NVMLBackend
-from bertwatt.distributed import RankSession, gpu_ownership, rank_info
+from bertwatt.distributed import rank_info
 from bertwatt.meter import EnergyMeter
-from bertwatt.testing import FakeBackend, FakeChannel, FakeGPU, FakeNVML
+from bertwatt.testing import FakeGPU, FakeNVML
 
 GPU_W = (100.0, 250.0)
-CPU_W = 30.0
 
 
 def main() -> int:
@@ -45,17 +44,19 @@ def main() -> int:
         ]
     )
     with fake.install():
-        gpus = gpu_ownership(info)
-        cpu = FakeChannel("cpu:package-0", CPU_W, kind="counter", domain="cpu", scope="cpu-package")
-        backends = [NVMLBackend(devices=list(gpus.owned)), FakeBackend(channels=[cpu])]
-        meter = EnergyMeter(backends=backends, interval_s=0.05)
-        session = RankSession(out, gather_timeout_s=timeout, info=info, gpus=gpus)
+        # auto-detection on each rank: its own GPU (NVML on the fake), the node's CPU figure
+        meter = EnergyMeter(
+            interval_s=0.05,
+            distributed=True,
+            output_dir=out,
+            gather_timeout_s=timeout,
+            checkpoint_interval_s=3600.0,
+        )
         meter.start()
-        session.start()
         if late:
             dist.init_process_group("gloo")
         time.sleep(seconds)
-        session.write(meter.partial_report())
+        meter.checkpoint()
         if scenario == "kill" and info.rank == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         if scenario == "kill":
@@ -63,12 +64,12 @@ def main() -> int:
         if scenario == "hang" and info.rank == info.world_size - 1:
             time.sleep(timeout + 3.0)
         report = meter.stop(warn=False)
-        job = session.finish(report)
+        job = meter.job_report
     summary = {
         "rank": info.rank,
         "energy_j": report.energy_j,
         "channels": [c.name for c in report.channels],
-        "problems": session.problems,
+        "problems": meter._dist.session.problems,
         "job": job is not None,
     }
     with open(os.path.join(out, f"worker-{info.node_id}-{info.rank}.out"), "w") as fh:
