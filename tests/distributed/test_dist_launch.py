@@ -232,3 +232,55 @@ def test_accelerate_launch(tmp_path: Path) -> None:
     assert j.launcher == "accelerate" and j.status == "complete"
     assert [n.ranks for n in j.nodes] == [[0, 1]]
     check_counted_once(j, rank_reports(tmp_path))
+
+
+def test_trainer_callback_tiny_bert_on_two_ranks(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from bertwatt.integrations.report import FinetuneReport
+
+    out = tmp_path / "run"
+    env = dict(os.environ, BW_OUT=str(out), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node=2",
+        "--master-addr=127.0.0.1",
+        f"--master-port={free_port()}",
+        str(WORKER.with_name("dist_trainer_worker.py")),
+    ]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    d = out / "bertwatt"
+    j = job_report_class(FinetuneReport).model_validate_json((d / "job.json").read_text())
+    ranks = {
+        FinetuneReport.load(p).extra["distributed"]["rank"]: FinetuneReport.load(p)
+        for p in d.glob("node-*-rank*.json")
+    }
+    assert sorted(ranks) == [0, 1]
+    # every rank's own files are kept
+    assert {p.name for p in d.glob("report-rank*.json")} == {
+        "report-rank0.json",
+        "report-rank1.json",
+    }
+    # job work = sum of the ranks' work (64 training examples split over 2 ranks)
+    assert j.examples == sum(r.examples for r in ranks.values()) == 64
+    assert j.tokens_padded == sum(r.tokens_padded for r in ranks.values()) > 0
+    assert j.tokens_nonpadding == sum(r.tokens_nonpadding for r in ranks.values())
+    assert [e.tokens for e in j.ranks] == [ranks[0].tokens_padded, ranks[1].tokens_padded]
+    # energy counted once: each rank's GPU, the node's CPU figure once
+    check_counted_once(j, ranks)  # type: ignore[arg-type]
+    own_gpu = [
+        [c.info["uuid"] for c in r.channels if c.domain == "gpu"] for _, r in sorted(ranks.items())
+    ]
+    node = j.nodes[0].node_id
+    assert own_gpu == [[f"GPU-{node}-0"], [f"GPU-{node}-1"]]
+    # rank 0 logged job-level figures at the end of training
+    logs = json.loads((out / "rank0-logs.json").read_text())
+    assert logs["job"] is True
+    last = logs["log_history"][-1]
+    assert last["energy/job_kwh"] == pytest.approx(j.energy_j / 3.6e6)
+    assert last["energy/job_j_per_token"] == pytest.approx(j.energy_j / j.tokens_padded)
+    assert last["energy/job_missing_ranks"] == 0

@@ -23,7 +23,7 @@ from typing import Any
 
 from bertwatt.errors import ConfigError
 
-__all__ = ["DEFAULT_OUTPUT_DIR", "MeterDistribution"]
+__all__ = ["DEFAULT_OUTPUT_DIR", "MeterDistribution", "gather_for_callback", "prepare_for_callback"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,3 +170,25 @@ class MeterDistribution:
         session.gather = self.gather_at_stop
         self.job_report = session.finish(report)
         return self.job_report
+
+
+def prepare_for_callback(meter: Any, report_path: Path | None) -> None:
+    """Before a Trainer callback starts ``meter``: rank files next to the callback's report, and
+    no gather at ``stop()`` (the callback gathers its fine-tuning report at train end)."""
+    dist: MeterDistribution = meter._dist
+    if dist.output_dir is None and report_path is not None:
+        dist.output_dir = report_path.parent
+    dist.gather_at_stop = False
+
+
+def gather_for_callback(meter: Any, report: Any) -> Any:
+    """At train end, where every rank stops together: write ``report`` (the fine-tuning report)
+    to this rank's file and gather the job report; it is returned on rank 0, None elsewhere."""
+    dist: MeterDistribution = meter._dist
+    if dist.mode is False or dist.session is None:
+        return None
+    dist.gather_at_stop = True
+    try:
+        return dist.finish(report)
+    finally:
+        dist.gather_at_stop = dist.mode is True

@@ -22,7 +22,15 @@ from typing import Any
 from bertwatt.distributed.gpus import node_gpus
 from bertwatt.distributed.models import GPUEntry, NodeReport, RankReport, job_report_class
 
-__all__ = ["DIST_KEY", "Part", "annotate", "build_job_report", "rank_meta", "thin_report"]
+__all__ = [
+    "DIST_KEY",
+    "Part",
+    "annotate",
+    "build_job_report",
+    "job_log_metrics",
+    "rank_meta",
+    "thin_report",
+]
 
 #: Key of a rank report's ``extra`` holding its rank, node and GPU facts.
 DIST_KEY = "distributed"
@@ -342,3 +350,27 @@ def build_job_report(
             "restart": int(job.get("restart") or 0),
         }
     )
+
+
+def job_log_metrics(job: Any) -> dict[str, float]:
+    """Job-level ``energy/job_*`` figures for the Trainer's log on rank 0 at train end."""
+    out: dict[str, float] = {}
+    energy = job.energy_j
+    if energy is None:
+        return out
+    out["energy/job_kwh"] = energy / _J_PER_KWH
+    if job.duration_s > 0:
+        out["energy/job_mean_power_w"] = energy / job.duration_s
+    for count, key in (
+        ("examples", "energy/job_j_per_example"),
+        ("tokens_padded", "energy/job_j_per_token"),
+        ("tokens_nonpadding", "energy/job_j_per_token_nonpadding"),
+    ):
+        n = getattr(job, count, 0) or 0
+        if n:
+            out[key] = energy / n
+    if job.emissions_g is not None:
+        out["energy/job_gco2e"] = float(job.emissions_g)
+    out["energy/job_ranks"] = float(len([r for r in job.ranks if r.source != "missing"]))
+    out["energy/job_missing_ranks"] = float(len(job.missing_ranks))
+    return out

@@ -205,6 +205,8 @@ class EnergyCallback(TrainerCallback):
         self._report_path: Path | None = None
         self._last_write = 0.0
         self._problems: set[str] = set()
+        #: The job report of a distributed run, on rank 0 after ``trainer.train()``; else None.
+        self.job_report: Any = None
 
     # ------------------------------------------------------------------ public
     @property
@@ -311,6 +313,31 @@ class EnergyCallback(TrainerCallback):
         elif control.should_save and not self._best_save:
             s.set_mode("checkpoint")
 
+    def _gather_job(self, args: Any, state: Any, control: Any) -> None:
+        """Distributed runs: every rank's report to rank 0, which logs job-level ``energy/job_*``
+        figures (through the Trainer's callback handler, so ``report_to`` sees them)."""
+        from bertwatt.distributed.binding import gather_for_callback
+        from bertwatt.distributed.job import job_log_metrics
+
+        self.job_report = gather_for_callback(self.meter, self._report)
+        if self.job_report is None or not self.log_metrics:
+            return
+        logs = job_log_metrics(self.job_report)
+        history = getattr(state, "log_history", None)
+        if isinstance(history, list):
+            history.append({**logs, "step": getattr(state, "global_step", 0)})
+        frame: FrameType | None = sys._getframe(1)
+        for _ in range(8):
+            if frame is None:
+                break
+            owner = frame.f_locals.get("self")
+            if callable(getattr(owner, "on_log", None)) and any(
+                cb is self for cb in getattr(owner, "callbacks", ())
+            ):
+                owner.on_log(args, state, control, logs)
+                break
+            frame = frame.f_back
+
     def _back(self) -> str | None:
         return "train" if self._in_train else None
 
@@ -331,6 +358,9 @@ class EnergyCallback(TrainerCallback):
             s.perspective = dict(self._perspective)
         self.session = s
         if not self.meter.running:
+            from bertwatt.distributed.binding import prepare_for_callback
+
+            prepare_for_callback(self.meter, self._report_path)  # rank files; gather at end
             self.meter.start()
             self._owns_meter = self._external is None
         max_steps = int(getattr(state, "max_steps", 0) or 0)
@@ -448,6 +478,7 @@ class EnergyCallback(TrainerCallback):
             base = self.meter.stop(warn=False)
             self._report = s.build_report(base)
             self._write(self._report)
+            self._gather_job(args, state, control)
             # Last, once the report is kept and written: with warnings turned into errors this
             # may raise out of trainer.train(), but training is over and nothing is lost.
             emit_warnings(self._report, stacklevel=2)
