@@ -220,3 +220,24 @@ def test_bad_gather_timeout(bad: object, tmp_path: Path) -> None:
 def test_bad_output_dir() -> None:
     with pytest.raises(ConfigError, match="output_dir"):
         RankSession("")
+
+
+def test_rank_report_states_its_own_share_of_node_energy() -> None:
+    parts = two_by_two(FakeClock())
+    rep = parts[1].report  # rank 1 of node-a: gpu:1 (250 W) + the node's CPU package (30 W)
+    share = rank_meta(rep)["own_share"]
+    assert share["own_j"] == pytest.approx(GPU_W[1] * SECONDS, rel=1e-6)
+    assert share["node_level_j"] == pytest.approx(CPU_W * SECONDS, rel=1e-6)
+    assert share["energy_j"] == pytest.approx((GPU_W[1] + CPU_W / 2) * SECONDS, rel=1e-6)
+    assert any(
+        "own share" in w and "1/2 of the node-level cpu:package-0" in w for w in rep.warnings
+    )
+    # the shares of a node's ranks add up to the node's energy in the job report
+    job = build_job_report(parts, world_size=4)
+    shares = [rank_meta(p.report)["own_share"]["energy_j"] for p in parts[:2]]
+    assert sum(shares) == pytest.approx(job.nodes[0].energy_j, rel=1e-6)
+
+
+def test_job_report_drops_the_ranks_share_notes() -> None:
+    job = build_job_report(two_by_two(FakeClock()), world_size=4)
+    assert not any("own share" in w for w in job.warnings)

@@ -28,6 +28,7 @@ __all__ = [
     "annotate",
     "build_job_report",
     "job_log_metrics",
+    "own_share",
     "rank_meta",
     "thin_report",
 ]
@@ -55,12 +56,46 @@ def annotate(report: Any, facts: Mapping[str, Any]) -> Any:
     extra = dict(report.extra)
     extra[DIST_KEY] = dict(facts)
     update: dict[str, Any] = {"extra": extra}
+    share = own_share(report, int(facts.get("local_world_size") or 1))
+    if share is not None:
+        extra[DIST_KEY]["own_share"] = share
+        note = share["basis"]
+        if note not in report.warnings:
+            update["warnings"] = [*report.warnings, note]
     if node:
         update["channels"] = [_on_node(c, node) for c in report.channels]
         update["unavailable"] = [_on_node(u, node) for u in report.unavailable]
         if "node_id" in type(report).model_fields:
             update["node_id"] = node
     return report.model_copy(update=update)
+
+
+def own_share(report: Any, local_world_size: int) -> dict[str, Any] | None:
+    """This rank's own share of the energy: its GPU(s) and per-process estimates in full, and
+    1/``local_world_size`` of each node-level channel (which every rank of the node reads and
+    the job report counts once). None for a single rank on its node or nothing measured."""
+    if local_world_size <= 1 or report.energy_j is None:
+        return None
+    own = node_level = 0.0
+    node_names = []
+    for c in report.channels:
+        if not c.counted or c.energy_j is None:
+            continue
+        if c.domain == "gpu" or _per_process(c):
+            own += c.energy_j
+        else:
+            node_level += c.energy_j
+            node_names.append(c.name)
+    if not node_names:
+        return None
+    share = own + node_level / local_world_size
+    basis = (
+        f"this rank's own share is {share:.6g} J: its own channels {own:.6g} J plus 1/"
+        f"{local_world_size} of the node-level {', '.join(node_names)} ({node_level:.6g} J, read "
+        f"by each of the {local_world_size} ranks of this node); energy_j above counts them "
+        "whole, the job report counts them once per node"
+    )
+    return {"energy_j": share, "own_j": own, "node_level_j": node_level, "basis": basis}
 
 
 def _on_node(item: Any, node: str) -> Any:
@@ -279,7 +314,8 @@ def build_job_report(
         if r not in have:
             ranks.append(RankReport(rank=r, source="missing", problem=missing.get(r)))
     ranks.sort(key=lambda e: e.rank)
-    warnings = list(merged.warnings)
+    # each rank's "own share" note is about that rank alone: the job counts node sensors once
+    warnings = [w for w in merged.warnings if not w.startswith("this rank's own share")]
     if missing_ranks:
         detail = "; ".join(
             f"rank {r}: {missing.get(r) or 'no report'}"
