@@ -64,6 +64,7 @@ class MeterDistribution:
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.gather_timeout_s = _check_timeout(gather_timeout_s)
         self.gather_at_stop = mode is True
+        self.will_gather = mode is True  # create the side group at start, while all ranks live
         self.session: Any = None
         self.info: Any = None
         self.gpus: Any = None
@@ -142,7 +143,7 @@ class MeterDistribution:
             return  # "auto" with nowhere to write: own GPU only, no files, no gather
         self.session = RankSession(
             directory,
-            gather=self.gather_at_stop,
+            gather=self.will_gather,
             gather_timeout_s=self.gather_timeout_s,
             info=self._rank_info(),
             gpus=self.gpus,
@@ -179,6 +180,7 @@ def prepare_for_callback(meter: Any, report_path: Path | None) -> None:
     if dist.output_dir is None and report_path is not None:
         dist.output_dir = report_path.parent
     dist.gather_at_stop = False
+    dist.will_gather = dist.mode is not False
 
 
 def gather_for_callback(meter: Any, report: Any) -> Any:

@@ -113,6 +113,7 @@ class RankSession:
         self.problems: list[str] = []
         self._group: Any = None
         self._group_tried = False
+        self._group_error: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> RankSession:
@@ -121,7 +122,7 @@ class RankSession:
         if self.info is None:
             self.info = rank_info()
         self.path = claim_rank_path(self.output_dir, self.info)
-        self._group, self._group_tried = None, False
+        self._group, self._group_tried, self._group_error = None, False, None
         if self.gather and self.info.world_size > 1:
             self._ensure_group()
         return self
@@ -135,6 +136,7 @@ class RankSession:
             self._group_tried = True
             self._group, why = side_group(self.gather_timeout_s)
             if why is not None:
+                self._group_error = why
                 self._note(why)
         return self._group
 
@@ -193,13 +195,18 @@ class RankSession:
         if not self.gather or info.world_size <= 1:
             return None
         group = self._ensure_group()
+        from bertwatt.distributed.gather import _dist, receive_reports, send_report
+
         if group is None:
+            if _dist() is not None and info.rank == 0 and self._group_error is not None:
+                # a process group but no side group: the job from the files present
+                missing = {r: self._group_error for r in range(1, info.world_size)}
+                return self._job(mine, [], missing, info)
             self._note(
                 "no torch.distributed process group: each rank wrote its file only; merge "
                 f"them with `bertwatt merge {self.output_dir}`"
             )
             return None
-        from bertwatt.distributed.gather import receive_reports, send_report
 
         if info.rank != 0:
             problem = send_report(group, encode_report(mine), self.gather_timeout_s)
@@ -209,13 +216,18 @@ class RankSession:
         t0 = time.monotonic()
         got = receive_reports(group, info.world_size, self.gather_timeout_s)
         logger.debug("bertwatt: gather took %.3f s", time.monotonic() - t0)
-        parts = [Part(0, mine, "self", self.path.name if self.path else None)]
         missing = dict(got.problems)
+        gathered = []
         for r, payload in sorted(got.payloads.items()):
             try:
-                parts.append(Part(r, decode_report(payload), "gathered"))
+                gathered.append(Part(r, decode_report(payload), "gathered"))
             except Exception as err:
                 missing[r] = f"its report could not be read: {type(err).__name__}: {err}"
+        return self._job(mine, gathered, missing, info)
+
+    def _job(self, mine: Any, gathered: list[Part], missing: dict[int, str], info: RankInfo) -> Any:
+        """Rank 0: merge its report, those gathered and the files of missing ranks; write it."""
+        parts = [Part(0, mine, "self", self.path.name if self.path else None), *gathered]
         parts.extend(self._files_for(missing, info))
         for p in parts:
             meta = rank_meta(p.report)
