@@ -94,9 +94,11 @@ def check_counted_once(j: Any, ranks: dict[int, EnergyReport]) -> None:
     figure every rank of the node reads) once."""
     for node in j.nodes:
         mine = [ranks[r] for r in node.ranks]
-        gpus = {
-            c.info["uuid"]: c.energy_j for rep in mine for c in rep.channels if c.domain == "gpu"
-        }
+        gpus: dict[str, float] = {}
+        for rep in mine:
+            for c in rep.channels:
+                if c.domain == "gpu":  # a GPU shared by ranks: the merge keeps one copy
+                    gpus[c.info["uuid"]] = max(gpus.get(c.info["uuid"], 0.0), c.energy_j)
         shared: dict[str, float] = {}
         for rep in mine:
             for c in rep.channels:
