@@ -11,7 +11,6 @@ fine-tuning / inference report when the ranks wrote those) with these fields add
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
 from typing import Any, Literal
 
@@ -79,9 +78,18 @@ class RankReport(_Model):
 _STATUS = Literal["complete", "running", "interrupted", "partial"]
 
 
-@functools.cache
+_CLASSES: dict[type[Any], type[Any]] = {}
+
+
 def job_report_class(base: type[Any]) -> type[Any]:
     """The job report class for reports of class ``base`` (EnergyReport, FinetuneReport, ...)."""
+    cls = _CLASSES.get(base)
+    if cls is None:
+        cls = _CLASSES[base] = _make(base)
+    return cls
+
+
+def _make(base: type[Any]) -> type[Any]:
     return create_model(
         f"Job{base.__name__}",
         __base__=base,

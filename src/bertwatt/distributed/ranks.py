@@ -93,7 +93,7 @@ class RankInfo:
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (what reports store under ``distributed``)."""
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def _int(env: Mapping[str, str], name: str, *, low: int = 0) -> int | None:

@@ -255,7 +255,7 @@ class RankSession:
         """The last files of ranks that did not answer (this restart's files only)."""
         from bertwatt.report.models import EnergyReport
 
-        parts = []
+        parts: list[Part] = []
         if not missing:
             return parts
         for (_node, rank, restart), path in sorted(rank_files(self.output_dir).items()):
