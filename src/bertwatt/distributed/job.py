@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bertwatt.distributed.gpus import node_gpus
-from bertwatt.distributed.models import GPUEntry, NodeReport, RankReport, job_report_class
+from bertwatt.report.job import GPUEntry, NodeReport, RankReport, job_report_class
 
 __all__ = [
     "DIST_KEY",
@@ -290,7 +290,7 @@ def build_job_report(
 
     Returns:
         A report of the parts' class extended with ``nodes``, ``ranks``, ``missing_ranks``
-        (:func:`~bertwatt.distributed.models.job_report_class`); ``status`` is ``"partial"``
+        (:func:`~bertwatt.report.job.job_report_class`); ``status`` is ``"partial"``
         when a rank is missing.
     """
     from bertwatt.report.models import EnergyReport
