@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 
+import torch
 import torch.distributed as dist
 
 from bertwatt.distributed import rank_info
@@ -65,12 +66,19 @@ def main() -> int:
             time.sleep(timeout + 3.0)
         report = meter.stop(warn=False)
         job = meter.job_report
+    collective_ok = None
+    if scenario in ("basic", "late_group"):
+        # the user's own collectives on the default group still match after the gather
+        t = torch.tensor([float(info.rank + 1)])
+        dist.all_reduce(t)
+        collective_ok = t.item() == info.world_size * (info.world_size + 1) / 2
     summary = {
         "rank": info.rank,
         "energy_j": report.energy_j,
         "channels": [c.name for c in report.channels],
         "problems": meter._dist.session.problems,
         "job": job is not None,
+        "collective_ok": collective_ok,
     }
     with open(os.path.join(out, f"worker-{info.node_id}-{info.rank}.out"), "w") as fh:
         json.dump(summary, fh)

@@ -129,6 +129,8 @@ def test_one_node_two_ranks_group_created_after_meter_start(tmp_path: Path) -> N
         f"GPU-{node.node_id}-1",
     ]
     check_counted_once(j, ranks)
+    outs = [json.loads(p.read_text()) for p in tmp_path.glob("worker-*.out")]
+    assert [o["collective_ok"] for o in outs] == [True, True]
 
 
 def test_two_nodes_two_ranks_on_one_host(tmp_path: Path) -> None:
