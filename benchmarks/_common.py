@@ -115,6 +115,35 @@ def find_thread(name: str, *, timeout_s: float = 2.0) -> threading.Thread:
         time.sleep(0.001)
 
 
+def sampler_threads(*, timeout_s: float = 2.0) -> list[threading.Thread]:
+    """bertwatt's live sampler threads: one per backend, named ``bertwatt-sampler-<backend>``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [
+            t
+            for t in threading.enumerate()
+            if t.name.startswith("bertwatt-sampler") and t.ident is not None
+        ]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.001)
+    if not found:
+        names = [t.name for t in threading.enumerate()]
+        raise RuntimeError(f"no live bertwatt sampler thread; threads: {names}")
+    return found
+
+
+def threads_cpu_clock(threads: list[threading.Thread]) -> Callable[[], int]:
+    """A function returning the summed CPU time (ns) of ``threads`` (see thread_cpu_clock)."""
+    clocks = [thread_cpu_clock(t) for t in threads]
+    return lambda: sum(clock() for clock in clocks)
+
+
+def threads_schedstat_ns(threads: list[threading.Thread]) -> int:
+    """Summed on-CPU ns of ``threads`` from schedstat (see task_schedstat_ns)."""
+    return sum(task_schedstat_ns(t.native_id) for t in threads if t.native_id is not None)
+
+
 def bertwatt_threads() -> list[threading.Thread]:
     """Live threads started by bertwatt (their names start with ``bertwatt-``)."""
     return [t for t in threading.enumerate() if t.name.startswith("bertwatt-")]

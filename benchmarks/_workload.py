@@ -128,20 +128,18 @@ def run_once(loop: Loop, config: str, make_backends: Callable[[], list[Any] | No
     s0, sw0 = time.thread_time(), time.perf_counter()
     meter.start()
     s1, sw1 = time.thread_time(), time.perf_counter()
-    sampler = c.find_thread("bertwatt-sampler")
-    cpu_clock = c.thread_cpu_clock(sampler)
-    native = sampler.native_id
-    assert native is not None
+    samplers = c.sampler_threads()  # one per backend
+    cpu_clock = c.threads_cpu_clock(samplers)
     n_threads = len(c.bertwatt_threads())
     window = meter._window  # private: read only, to count the sampler's reads
     assert window is not None
     reads0 = sum(g.reads for g in window.groups)
-    t0_ns, sched0 = cpu_clock(), c.task_schedstat_ns(native)
+    t0_ns, sched0 = cpu_clock(), c.threads_schedstat_ns(samplers)
     load = c.ForeignLoad()
     w0, p0 = time.perf_counter(), time.process_time()
     loop.run()
     w1, p1 = time.perf_counter(), time.process_time()
-    t1_ns, sched1 = cpu_clock(), c.task_schedstat_ns(native)
+    t1_ns, sched1 = cpu_clock(), c.threads_schedstat_ns(samplers)
     foreign = load.cores()
     reads = sum(g.reads for g in window.groups) - reads0
     names = ",".join(tl.channel.name for tl in window.timelines)

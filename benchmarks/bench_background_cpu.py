@@ -42,8 +42,8 @@ QUICK_ROUNDS, FULL_ROUNDS = 2, 10
 def _read_cost_us(config: str, n: int = 100, gap_s: float = 0.025) -> float:
     """Main-thread CPU of one read of every backend, ``gap_s`` apart, excluding any wake-up.
 
-    Uses the meter's edge read (what a window edge does), which runs the same
-    ``BackendGroup.sample_locked`` as a sampler tick. Reads are spaced by ``gap_s`` (more than
+    Calls ``BackendGroup.sample`` of every backend (the one read-and-record path of a sampler
+    tick and of a window edge) on the main thread. Reads are spaced by ``gap_s`` (more than
     the estimate's 20 ms minimum, below which it repeats its last value without reading psutil),
     and only the read is timed, so the figure is a tick's work without the thread's wake-up.
     """
@@ -52,12 +52,13 @@ def _read_cost_us(config: str, n: int = 100, gap_s: float = 0.025) -> float:
     meter = EnergyMeter(backends=wl.CONFIGS[config]()).start()
     window = meter._window  # private: read only, to reach the sampler's per-tick function
     assert window is not None
-    edge_read = window.sampler.edge_read
+    groups, clock = window.groups, meter.clock
     total = 0
     for _ in range(n):
         time.sleep(gap_s)
         t0 = time.thread_time_ns()
-        edge_read()
+        for g in groups:
+            g.sample(clock)
         total += time.thread_time_ns() - t0
     meter.stop()
     return total / 1e3 / n

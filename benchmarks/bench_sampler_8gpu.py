@@ -81,17 +81,16 @@ def _one_window(root: str, seconds: float) -> dict[str, Any]:
         assert window is not None
         channels = [tl.channel.name for tl in window.timelines]
         threads = [t.name for t in c.bertwatt_threads()]
-        sampler = c.find_thread("bertwatt-sampler")
-        clock = c.thread_cpu_clock(sampler)
-        assert sampler.native_id is not None
+        samplers = c.sampler_threads()  # one per backend
+        clock = c.threads_cpu_clock(samplers)
         reads0 = [g.reads for g in window.groups]
-        t0, s0, w0 = clock(), c.task_schedstat_ns(sampler.native_id), time.perf_counter()
+        t0, s0, w0 = clock(), c.threads_schedstat_ns(samplers), time.perf_counter()
         end = w0 + seconds
         while (now := time.perf_counter()) < end:
             time.sleep(min(0.5, end - now))
             for z in zones:
                 tree.add_energy(z, 50.0)  # ~100 W per zone at 0.5 s steps
-        t1, s1, w1 = clock(), c.task_schedstat_ns(sampler.native_id), time.perf_counter()
+        t1, s1, w1 = clock(), c.threads_schedstat_ns(samplers), time.perf_counter()
         reads = [g.reads - r for g, r in zip(window.groups, reads0, strict=True)]
         report = meter.stop()
     wall = w1 - w0
@@ -130,13 +129,13 @@ def _read_breakdown(root: str, n: int = 50) -> dict[str, float]:
             for _ in range(n):
                 time.sleep(0.02)
                 t0 = time.thread_time_ns()
-                g.sample_locked(meter.clock)
+                g.sample(meter.clock)
                 total += time.thread_time_ns() - t0
             out[f"{name}_read_us"] = total / 1e3 / n
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(n * 4):
-            groups["nvml"].sample_locked(meter.clock)
+            groups["nvml"].sample(meter.clock)
         prof.disable()
         meter.stop()
     st = pstats.Stats(prof)
@@ -193,7 +192,8 @@ def main() -> int:
         breakdown = _read_breakdown(f"{tmp}/breakdown")
     null_pct, null_wake = _null_thread_pct(min(seconds, 5.0))
     first = runs[0]
-    if first["unavailable"] or first["threads"] != ["bertwatt-sampler"]:
+    expected = ["bertwatt-sampler-nvml", "bertwatt-sampler-rapl"]
+    if first["unavailable"] or sorted(first["threads"]) != expected:
         raise RuntimeError(f"unexpected set-up: {first['unavailable']} {first['threads']}")
     s = c.spread([r["pct"] for r in runs])
     tick = c.spread([r["cpu_per_tick_us"] for r in runs])

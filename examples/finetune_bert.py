@@ -12,6 +12,11 @@ no sensor is readable).
     python examples/finetune_bert.py                 # about a minute
     python examples/finetune_bert.py --zone DE       # emissions for Germany's grid
     python examples/finetune_bert.py --quick         # a few seconds (CI)
+
+Interrupt and resume (the report continues; see docs/huggingface.md, "Resuming a run")::
+
+    python examples/finetune_bert.py --output-dir run --save-steps 50     # Ctrl-C (or kill) it
+    python examples/finetune_bert.py --output-dir run --save-steps 50 --resume last
 """
 
 from __future__ import annotations
@@ -54,7 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--padding", choices=["dynamic", "max_length"], default="dynamic")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--train-examples", type=int, default=None)
+    parser.add_argument(
+        "--save-steps", type=int, default=None, help="write a Trainer checkpoint every N steps"
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="CHECKPOINT",
+        help="resume from this checkpoint directory, or 'last' (the newest in --output-dir)",
+    )
     args = parser.parse_args(argv)
+    if args.resume is not None and args.output_dir is None:
+        parser.error(
+            "--resume needs --output-dir (where the interrupted run wrote its checkpoints)"
+        )
 
     import torch
 
@@ -78,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = args.output_dir or tempfile.mkdtemp(prefix="bertwatt-finetune-")
 
     callback = EnergyCallback(carbon=carbon, pue=args.pue)
+    saving = {"save_strategy": "steps", "save_steps": args.save_steps} if args.save_steps else {}
     trainer = build_trainer(
         output_dir,
         train_examples=train_examples,
@@ -89,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         per_device_train_batch_size=16 if args.quick else 32,
         eval_strategy="epoch",
         logging_steps=10 if args.quick else 50,
+        **saving,
     )
     started = time.monotonic()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if args.resume == "last" else args.resume)
     elapsed = time.monotonic() - started
     report = callback.report
     print()

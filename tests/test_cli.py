@@ -129,7 +129,7 @@ def test_show_json_and_csv(tmp_path: Path):
     csv_path = tmp_path / "t.csv"
     out = bertwatt("show", str(report), "--json", "--csv", str(csv_path))
     assert out.returncode == 0
-    assert json.loads(out.stdout)["schema_version"] == 1
+    assert json.loads(out.stdout)["schema_version"] == 2
     assert csv_path.read_text().splitlines()[0] == "host,channel,offset_s,energy_j,power_w"
 
 
@@ -141,7 +141,7 @@ def test_merge_command(tmp_path: Path):
     out = bertwatt("merge", str(a), str(b), "-o", str(merged))
     assert out.returncode == 0, out.stderr
     data = json.loads(merged.read_text())
-    assert data["extra"]["merged_from"] == 2
+    assert len(data["extra"]["merged_from"]) == 2
 
 
 def test_run_forwards_sigterm_to_the_child(tmp_path: Path):
@@ -176,3 +176,125 @@ def test_main_in_process_returns_codes(capsys):
     assert main(["--version"]) == 0
     assert main(["show", "/nonexistent/r.json"]) == 1
     assert "cannot read report" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- every command, every kind
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v1"
+KINDS = ["energy", "finetune", "inference"]
+
+
+def _fixture(kind: str, version: int, tmp_path: Path) -> Path:
+    """The v1 fixture of ``kind`` as written by bertwatt 0.1, or the same report written as v2."""
+    v1 = FIXTURES / f"{kind}.json"
+    if version == 1:
+        return v1
+    from bertwatt.report import load_report
+    from bertwatt.report.io import write_report
+
+    path = tmp_path / f"{kind}-v2.json"
+    write_report(load_report(v1), path)
+    assert json.loads(path.read_text())["schema_version"] == 2
+    return path
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("kind", KINDS)
+def test_show_reads_every_kind_and_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, version: int
+) -> None:
+    path = _fixture(kind, version, tmp_path)
+    assert main(["show", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "energy" in text and "Traceback" not in text
+    assert main(["show", "--json", str(path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["kind"] == kind and data["schema_version"] == 2
+    csv_path = tmp_path / "t.csv"
+    assert main(["show", str(path), "--csv", str(csv_path)]) == 0
+    assert csv_path.read_text().splitlines()[0].split(",")[:2] in (
+        ["host", "channel"],
+        ["node", "channel"],
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_merge_reads_every_kind_and_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    v1, v2 = FIXTURES / f"{kind}.json", _fixture(kind, 2, tmp_path)
+    out = tmp_path / "merged.json"
+    assert main(["merge", str(v1), str(v2), "-o", str(out)]) == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "energy" in captured.out
+    from bertwatt.report import load_report
+
+    merged = load_report(out)
+    assert merged.kind == kind
+    # the v2 file is the v1 report re-written: one run, counted once
+    single = load_report(v1)
+    assert merged.energy_j == pytest.approx(single.energy_j)
+
+
+def test_merge_a_directory_skips_its_earlier_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    d = tmp_path / "runs"
+    d.mkdir()
+    for name in ("a", "b"):
+        assert (
+            bertwatt("run", "-o", str(d / f"{name}.json"), "--", PY, "-c", "pass").returncode == 0
+        )
+    out = d / "merged.json"
+    assert main(["merge", str(d), "-o", str(out)]) == 0
+    first = json.loads(out.read_text())
+    capsys.readouterr()
+    shutil.copy(out, d / "old-merge.json")
+    assert main(["merge", str(d), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "old-merge.json" in err and "earlier merge output" in err
+    assert json.loads(out.read_text())["energy_j"] == pytest.approx(first["energy_j"])
+
+
+# ---------------------------------------------------------------------- secrets in the command line
+@pytest.mark.parametrize(
+    ("argv", "masked"),
+    [
+        (["--token", "abc"], ["--token", "***"]),
+        (["--token=abc"], ["--token=***"]),
+        (["--password", "p w"], ["--password", "***"]),
+        (["--hf-token", "hf_x", "--lr", "3e-5"], ["--hf-token", "***", "--lr", "3e-5"]),
+        (["--api-key=k", "--api_key", "k2"], ["--api-key=***", "--api_key", "***"]),
+        (["-token", "abc"], ["-token", "***"]),
+        (["--client-secret", "s"], ["--client-secret", "***"]),
+        (
+            ["API_KEY=abc", "HF_TOKEN=hf_1", "PATH=/bin"],
+            ["API_KEY=***", "HF_TOKEN=***", "PATH=/bin"],
+        ),
+        (["WANDB_API_KEY=abc"], ["WANDB_API_KEY=***"]),
+        (["https://ada:pw@host/x"], ["https://ada:***@host/x"]),
+        (["--url=postgres://u:pw@db:5432/x"], ["--url=postgres://u:***@db:5432/x"]),
+        (["-H", "Authorization: Bearer abc"], ["-H", "Authorization: Bearer ***"]),
+        (["--token"], ["--token"]),  # no value to mask
+        (["--token", "--verbose"], ["--token", "--verbose"]),  # the next option is not a value
+        (["--epochs", "3", "train.py"], ["--epochs", "3", "train.py"]),
+        (
+            ["--tokenizer", "bert-base", "--max-tokens", "9"],
+            ["--tokenizer", "bert-base", "--max-tokens", "9"],
+        ),
+        (
+            ["--hftoken", "x", "--key", "k", "--sort-key", "a"],
+            ["--hftoken", "***", "--key", "***", "--sort-key", "a"],
+        ),
+        (
+            ["--aws-secret-access-key", "x", "DB_PASS=y"],
+            ["--aws-secret-access-key", "***", "DB_PASS=***"],
+        ),
+        (["https://host/path?x=1"], ["https://host/path?x=1"]),
+    ],
+)
+def test_secret_values_in_the_command_line_are_masked(argv: list[str], masked: list[str]) -> None:
+    from bertwatt.cli.run import mask_command
+
+    assert mask_command(argv) == masked

@@ -16,10 +16,9 @@ from bertwatt.errors import (
     MeasurementWarning,
     ReportError,
     SensorReadError,
-    SensorUnavailable,
 )
 
-BRANCHES = [ConfigError, SensorUnavailable, SensorReadError, CarbonDataError, ReportError]
+BRANCHES = [ConfigError, SensorReadError, CarbonDataError, ReportError]
 
 
 def test_tree():
@@ -27,7 +26,10 @@ def test_tree():
         assert issubclass(cls, BertwattError)
         assert cls.__doc__
     assert issubclass(ConfigError, ValueError)
-    assert not issubclass(SensorUnavailable, ValueError)
+    assert not issubclass(SensorReadError, ValueError)
+    # SensorUnavailable was removed: nothing raised it (an unusable sensor is recorded in the
+    # report's `unavailable` list with its fix, never raised).
+    assert not hasattr(errors, "SensorUnavailable")
     assert issubclass(MeasurementWarning, BertwattWarning)
     assert issubclass(EstimateWarning, BertwattWarning)
     assert issubclass(BertwattWarning, UserWarning)
@@ -38,7 +40,7 @@ def test_tree():
 
 
 def test_str_renders_backend_where_and_fix():
-    err = SensorUnavailable(
+    err = SensorReadError(
         "cannot read energy_uj (permission denied)",
         backend="rapl",
         where="/sys/class/powercap/intel-rapl:0/energy_uj",

@@ -130,7 +130,8 @@ def test_raising_backend_does_not_stop_the_others(clock):
 def test_real_clock_sampler_thread_samples_and_stops():
     backend = FakeBackend(channels=[counter()], clock=SystemClock())
     with EnergyMeter(backends=[backend], interval_s=0.02) as meter:
-        assert [t.name for t in sampler_threads()] == ["bertwatt-sampler"]
+        # one thread per backend, named after it
+        assert [t.name for t in sampler_threads()] == ["bertwatt-sampler-fake"]
         time.sleep(0.5)
     assert sampler_threads() == []
     rep = meter.report

@@ -21,34 +21,40 @@ from bertwatt._lazy import lazy_names
 from bertwatt._version import __version__
 
 if TYPE_CHECKING:
+    from bertwatt.carbon.intensity import CarbonIntensity
     from bertwatt.errors import (
         BertwattError,
         CarbonDataError,
         ConfigError,
+        EstimateWarning,
+        MeasurementWarning,
         ReportError,
         SensorReadError,
-        SensorUnavailable,
     )
     from bertwatt.integrations.finetune import measure_finetune
     from bertwatt.integrations.inference import measure_inference
-    from bertwatt.integrations.report import FinetuneReport
     from bertwatt.integrations.transformers import EnergyCallback
     from bertwatt.meter import EnergyMeter, WindowEnergy
+    from bertwatt.report.finetune import FinetuneReport
+    from bertwatt.report.io import load_report
     from bertwatt.report.models import EnergyReport
 
 __all__ = [
     "BertwattError",
     "CarbonDataError",
+    "CarbonIntensity",
     "ConfigError",
     "EnergyCallback",
     "EnergyMeter",
     "EnergyReport",
+    "EstimateWarning",
     "FinetuneReport",
+    "MeasurementWarning",
     "ReportError",
     "SensorReadError",
-    "SensorUnavailable",
     "WindowEnergy",
     "__version__",
+    "load_report",
     "measure_finetune",
     "measure_inference",
 ]
@@ -57,14 +63,17 @@ _LAZY = {
     "EnergyMeter": "bertwatt.meter",
     "WindowEnergy": "bertwatt.meter",
     "EnergyReport": "bertwatt.report.models",
+    "FinetuneReport": "bertwatt.report.finetune",
+    "load_report": "bertwatt.report.io",
+    "CarbonIntensity": "bertwatt.carbon.intensity",
     "BertwattError": "bertwatt.errors",
     "CarbonDataError": "bertwatt.errors",
     "ConfigError": "bertwatt.errors",
     "ReportError": "bertwatt.errors",
     "SensorReadError": "bertwatt.errors",
-    "SensorUnavailable": "bertwatt.errors",
+    "MeasurementWarning": "bertwatt.errors",
+    "EstimateWarning": "bertwatt.errors",
     "EnergyCallback": "bertwatt.integrations.transformers",
-    "FinetuneReport": "bertwatt.integrations.report",
     "measure_finetune": "bertwatt.integrations.finetune",
     "measure_inference": "bertwatt.integrations.inference",
 }

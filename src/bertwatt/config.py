@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from bertwatt._checks import check_number
 from bertwatt.errors import ConfigError
 
+if TYPE_CHECKING:
+    from bertwatt.backends.base import Channel
+
 __all__ = [
+    "DEFAULT_MAX_POWER_W",
     "MeterConfig",
     "cuda_device_order",
     "cuda_visible_devices",
@@ -32,6 +39,40 @@ __all__ = [
     "validate_pue",
     "zone_from_env",
 ]
+
+
+#: The highest power (W) a channel of each scope can plausibly draw, used when neither the backend
+#: nor ``MeterConfig.max_power_w`` gives one. Generous on purpose (the largest accelerator boards
+#: draw about 1.2 kW, a wall plug on a full 8-GPU server about 10 kW): the bound exists so that one
+#: glitch (a 1e12 W reading) cannot dominate a total, not to second-guess real hardware.
+DEFAULT_MAX_POWER_W: Mapping[str, float] = MappingProxyType(
+    {
+        "gpu-board": 2_000.0,
+        "cpu-package": 2_000.0,
+        "cpu-core": 2_000.0,
+        "cpu-uncore": 2_000.0,
+        "dram": 1_000.0,
+        "platform": 5_000.0,
+        "system": 50_000.0,
+        "other": 50_000.0,
+    }
+)
+
+
+def _max_power_map(value: object) -> Mapping[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            "max_power_w must map a scope (e.g. 'gpu-board') or a channel name to watts, "
+            f"got {value!r}"
+        )
+    out: dict[str, float] = {}
+    for key, watts in value.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"max_power_w keys must be scope or channel names, got {key!r}")
+        out[key] = check_number(f"max_power_w[{key!r}]", watts, low=0.0, low_inclusive=False)
+    return MappingProxyType(out)
 
 
 def _positive(name: str, value: object, *, low: float, high: float) -> float:
@@ -51,11 +92,22 @@ class MeterConfig:
             then gives idle power and energy above idle.
         sync_cuda: synchronise CUDA at window edges. ``None`` (default): only when torch is
             already imported and CUDA is initialised.
-        edge_reads: read fast counter backends exactly at every window edge (default True).
+        edge_reads: read non-blocking backends exactly at every window edge (default True).
         slow_read_timeout_s: how long ``stop()`` waits for blocking (network) backends to deliver
-            a sample taken after the window closed.
+            a sample taken after the window closed; ``stop()`` returns within this plus one
+            second whatever the backends do (a hung read or close is left on a daemon thread).
+        probe_timeout_s: how long ``start()`` waits for the backends' ``probe()`` and first
+            ``read()`` together (default 10 s); a backend that has not answered by then is
+            reported unavailable (probe) or gapped (first read) with the reason.
+        edge_timeout_s: how long a window edge (mark, phase begin/end, stop) waits for a
+            non-blocking backend's edge read (default 0.25 s); past it, that backend's edges are
+            resolved from its timeline until it answers promptly again, and the report says so.
         timeline_points: stored points per channel before older points are thinned (memory bound
             on long runs; totals are unaffected).
+        max_power_w: plausibility bounds in watts, keyed by channel name (``"gpu:0"``) or scope
+            (``"gpu-board"``, ``"system"``, ...). A reading implying more is rejected and recorded.
+            A channel name wins over a scope, which wins over the backend's own bound; without
+            either, :data:`DEFAULT_MAX_POWER_W` of the channel's scope applies.
     """
 
     interval_s: float = 0.1
@@ -65,9 +117,13 @@ class MeterConfig:
     sync_cuda: bool | None = None
     edge_reads: bool = True
     slow_read_timeout_s: float = 5.0
+    probe_timeout_s: float = 10.0
+    edge_timeout_s: float = 0.25
     timeline_points: int = 8192
+    max_power_w: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "max_power_w", _max_power_map(self.max_power_w))
         object.__setattr__(
             self, "interval_s", _positive("interval_s", self.interval_s, low=0.001, high=3600.0)
         )
@@ -84,11 +140,24 @@ class MeterConfig:
             "slow_read_timeout_s",
             _positive("slow_read_timeout_s", self.slow_read_timeout_s, low=0.0, high=600.0),
         )
+        object.__setattr__(
+            self,
+            "probe_timeout_s",
+            _positive("probe_timeout_s", self.probe_timeout_s, low=0.0, high=600.0),
+        )
+        object.__setattr__(
+            self,
+            "edge_timeout_s",
+            _positive("edge_timeout_s", self.edge_timeout_s, low=0.0, high=10.0),
+        )
         if self.output is not None:
             if not isinstance(self.output, str | os.PathLike):
                 raise ConfigError(f"output must be a path, got {self.output!r}")
             if str(self.output) == "":
                 raise ConfigError("output must be a non-empty path")
+            raw = os.fspath(self.output)
+            if (b"\x00" if isinstance(raw, bytes) else "\x00") in raw:
+                raise ConfigError(f"output must not contain a NUL byte: {str(self.output)[:200]!r}")
             object.__setattr__(self, "output", Path(self.output))
         if self.sync_cuda is not None and not isinstance(self.sync_cuda, bool):
             raise ConfigError(f"sync_cuda must be True, False or None, got {self.sync_cuda!r}")
@@ -98,11 +167,33 @@ class MeterConfig:
         if isinstance(tp, bool) or not isinstance(tp, int) or not 64 <= tp <= 10_000_000:
             raise ConfigError(f"timeline_points must be an int between 64 and 10000000, got {tp!r}")
 
+    def max_power_for(self, channel: Channel) -> float:
+        """The plausibility bound (W) that applies to ``channel`` (see ``max_power_w``)."""
+        overrides = self.max_power_w or {}
+        if channel.name in overrides:
+            return overrides[channel.name]
+        scope = channel.provenance.scope
+        if scope in overrides:
+            return overrides[scope]
+        if channel.max_power_w:
+            return float(channel.max_power_w)
+        return DEFAULT_MAX_POWER_W.get(scope, DEFAULT_MAX_POWER_W["other"])
+
 
 def zone_from_env() -> str | None:
-    """Return the ``BERTWATT_ZONE`` environment variable, or None when unset or empty."""
+    """Return the ``BERTWATT_ZONE`` environment variable, or None when unset or empty.
+
+    A value that is not a known zone is returned as is (the report's carbon note then says it is
+    not usable), after a :class:`~bertwatt.errors.BertwattWarning` naming the fix, once per
+    value and process (:func:`bertwatt.carbon.zones.check_env_zone`).
+    """
     value = os.environ.get("BERTWATT_ZONE", "").strip()
-    return value or None
+    if not value:
+        return None
+    from bertwatt.carbon.zones import check_env_zone
+
+    check_env_zone(value, stacklevel=3)
+    return value
 
 
 def validate_pue(pue: object) -> float:

@@ -4,7 +4,6 @@ The tree is branched by what the user can do about it::
 
     BertwattError
     ├── ConfigError (also ValueError)     bad argument or environment value: fix the call
-    ├── SensorUnavailable                  a sensor cannot be used on this machine: see .fix
     ├── SensorReadError                    a sensor failed while being read
     ├── CarbonDataError                    unknown zone, bad intensity table or series
     └── ReportError                        a report cannot be written, read or merged
@@ -32,7 +31,6 @@ __all__ = [
     "MeasurementWarning",
     "ReportError",
     "SensorReadError",
-    "SensorUnavailable",
 ]
 
 
@@ -82,10 +80,6 @@ def _rebuild(
 
 class ConfigError(BertwattError, ValueError):
     """An argument, config object or environment variable has a value bertwatt cannot use."""
-
-
-class SensorUnavailable(BertwattError):
-    """A sensor cannot be used here (missing driver, library, permission, hardware)."""
 
 
 class SensorReadError(BertwattError):

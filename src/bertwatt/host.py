@@ -7,7 +7,7 @@ import os
 import platform
 import socket
 
-__all__ = ["cpu_model", "host_facts"]
+__all__ = ["cpu_model", "host_facts", "node_identity"]
 
 
 @functools.cache
@@ -38,3 +38,12 @@ def host_facts() -> dict[str, object]:
         "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
     }
+
+
+def node_identity() -> str:
+    """The identity of the node a channel belongs to, for merging reports of several machines.
+
+    The hostname for now (a configurable identity comes with distributed runs). Never empty:
+    ``"unknown-host"`` when the system reports no name.
+    """
+    return str(host_facts()["hostname"]) or "unknown-host"

@@ -8,7 +8,7 @@
     print(meter.report.summary())
 
 A meter owns one :class:`~bertwatt.sampler.Sampler`. Window edges (start, stop, phase begin/end,
-anonymous marks) optionally synchronise CUDA, then read every fast counter backend exactly at the
+anonymous marks) optionally synchronise CUDA, then read every non-blocking backend exactly at the
 edge; power channels and blocking backends are resolved from their timelines. The meter is safe to
 use from several threads, can be started again after it stopped, and produces its report even when
 the measured block raises.
@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
+import time
+import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +33,10 @@ from bertwatt.backends.base import Backend, Channel
 from bertwatt.clock import Clock, SystemClock
 from bertwatt.config import MeterConfig, validate_pue
 from bertwatt.errors import ConfigError, MeasurementWarning
+from bertwatt.host import host_facts, node_identity
 from bertwatt.probing import probe_backends
 from bertwatt.report.checks import emit_warnings
-from bertwatt.sampler import Sampler
+from bertwatt.sampler import Sampler, mark_hung, read_timeout_note
 from bertwatt.window import Phase, Window, WindowEnergy, total_of
 
 if TYPE_CHECKING:
@@ -40,6 +45,33 @@ if TYPE_CHECKING:
 __all__ = ["EnergyMeter", "WindowEnergy", "emit_warnings"]
 
 logger = logging.getLogger(__name__)
+
+#: How long stop() waits past ``slow_read_timeout_s`` for backends' close() to return.
+_CLOSE_GRACE_S = 0.5
+
+#: The first checkpoint is written this soon after start (then every checkpoint_interval_s), so
+#: a run killed early still leaves a report.
+FIRST_CHECKPOINT_S = 2.0
+
+_running: weakref.WeakSet[EnergyMeter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """In a fork() child, give running meters fresh locks (a lock held by a thread that does not
+    exist in the child would never be released); the window's pid tells them they are a copy."""
+    for meter in list(_running):
+        meter._lock = threading.RLock()
+        w = meter._window
+        if w is not None:
+            for g in w.groups:
+                for name in ("lock", "read_lock"):
+                    if hasattr(g, name):
+                        setattr(g, name, threading.Lock())
+        meter._checkpointer = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class EnergyMeter:
@@ -50,17 +82,27 @@ class EnergyMeter:
             measure (RAPL, NVML) and adds the labelled estimate only for what no sensor covers.
         interval_s: sampling period (default 0.1 s).
         output: JSON report path; checkpointed atomically while running, replaced at stop.
-        checkpoint_interval_s: period of those checkpoints.
+        checkpoint_interval_s: period of those checkpoints (the first is written
+            ``FIRST_CHECKPOINT_S`` = 2 s after start, or sooner if the period is shorter).
         baseline_s: idle seconds measured before the window, for energy above idle.
         sync_cuda: synchronise CUDA at edges (None: when torch is imported and CUDA initialised).
-        edge_reads: read fast counter backends exactly at each window edge.
-        slow_read_timeout_s: how long stop() waits for blocking backends' last sample.
+        edge_reads: read non-blocking backends exactly at each window edge.
+        slow_read_timeout_s: how long stop() waits for blocking backends' last sample;
+            stop() returns within this plus one second whatever the backends do.
+        probe_timeout_s: how long start() waits for every backend's probe() and first read()
+            together (default 10 s); one that has not answered is reported, not waited for.
+        edge_timeout_s: how long a window edge waits for a non-blocking backend's read
+            (default 0.25 s); one that misses it is resolved from its timeline (and reported).
         timeline_points: stored points per channel before thinning.
         carbon: a :class:`~bertwatt.carbon.CarbonIntensity` or a zone name (checked here, so an
             unknown zone fails at construction, not at the end of a run) for emissions; None
             uses ``BERTWATT_ZONE`` if set, else emissions are not computed (and the report says so).
         pue: power usage effectiveness applied to get facility energy (default 1.0, stated).
         clock: time source (tests pass :class:`~bertwatt.testing.FakeClock`).
+        max_power_w: plausibility bounds in W by channel name or scope (see
+            :attr:`bertwatt.config.MeterConfig.max_power_w`); readings implying more are rejected.
+        run: what is being run (fields of :class:`bertwatt.report.RunInfo`, e.g. ``command``,
+            ``cwd``), put on every checkpoint and the final report; also settable as ``.run``.
         distributed: ``"auto"`` (default), ``True`` or ``False``: in a job of several processes
             (torchrun, accelerate, DeepSpeed, Slurm, MPI), each rank measures its own GPU and the
             node sensors, writes ``<output_dir>/node-<id>-rank<R>.json``, and with ``True`` rank 0
@@ -69,6 +111,9 @@ class EnergyMeter:
         output_dir: directory of the per-rank files and the job report (default: the directory
             of ``output``).
         gather_timeout_s: how long rank 0 waits for the other ranks' reports at :meth:`stop`.
+
+    A ``fork()`` inside a metered block leaves the child a copy of the meter that never writes
+    ``output`` (only the process that started the meter does); its report stays in memory.
     """
 
     def __init__(
@@ -82,10 +127,14 @@ class EnergyMeter:
         sync_cuda: bool | None = None,
         edge_reads: bool = True,
         slow_read_timeout_s: float = 5.0,
+        probe_timeout_s: float = 10.0,
+        edge_timeout_s: float = 0.25,
         timeline_points: int = 8192,
         carbon: Any = None,
         pue: float | None = None,
         clock: Clock | None = None,
+        max_power_w: Mapping[str, float] | None = None,
+        run: Mapping[str, object] | None = None,
         distributed: bool | str = "auto",
         output_dir: str | PathLike[str] | None = None,
         gather_timeout_s: float = 300.0,
@@ -101,8 +150,14 @@ class EnergyMeter:
             sync_cuda=sync_cuda,
             edge_reads=edge_reads,
             slow_read_timeout_s=slow_read_timeout_s,
+            probe_timeout_s=probe_timeout_s,
+            edge_timeout_s=edge_timeout_s,
             timeline_points=timeline_points,
+            max_power_w=max_power_w,
         )
+        if run is not None and not isinstance(run, Mapping):
+            raise ConfigError(f"run must be a mapping of RunInfo fields, got {run!r}")
+        self.run: Mapping[str, object] | None = dict(run) if run is not None else None
         if backends is not None:
             if isinstance(backends, str | bytes) or not isinstance(backends, Sequence):
                 raise ConfigError(f"backends must be a list of backend objects, got {backends!r}")
@@ -111,6 +166,10 @@ class EnergyMeter:
                     raise ConfigError(
                         f"{b!r} is not a backend: it needs name, blocking, probe(), read() and "
                         "close() (see bertwatt.backends.Backend)"
+                    )
+                if not isinstance(b.name, str) or not b.name.strip():
+                    raise ConfigError(
+                        f"a backend's name must be a non-empty string, got {b.name!r}"
                     )
             names = [b.name for b in backends]
             if len(set(map(id, backends))) != len(backends):
@@ -155,36 +214,49 @@ class EnergyMeter:
             if self.running:
                 raise ConfigError("this EnergyMeter is already running; stop() it first")
             cfg = self.config
+            deadline = time.monotonic() + cfg.probe_timeout_s
             groups, unavailable = probe_backends(
-                self._resolve_backends(), cfg, estimate_uncovered_cpu=self._explicit is None
+                self._resolve_backends(),
+                cfg,
+                estimate_uncovered_cpu=self._explicit is None,
+                inline=self.clock.manual,
             )
             timelines = tuple(tl for g in groups for tl in g.timelines)
-            sampler = Sampler(groups, self.clock)
-            window = Window(
-                config=cfg,
-                clock=self.clock,
-                groups=tuple(groups),
-                timelines=timelines,
-                unavailable=unavailable,
-                sampler=sampler,
-                start_wall_ns=self.clock.time_ns(),
-            )
-            self._window = window
-            self._prefetch_carbon()
-            self._sync_cuda()
-            sampler.start()
-            if cfg.baseline_s > 0:
-                b0 = self._mark_locked(window, read=False)
-                self.clock.wait(threading.Event(), cfg.baseline_s)
-                b1 = self._mark_locked(window)
-                window.baseline_marks = (b0, b1)
-                window.start_mark = b1
-                window.start_wall_ns = self.clock.time_ns()
-            else:
-                window.start_mark = self._mark_locked(window, read=False)
-            self._dist.begin(cfg.output)
-            if cfg.output is not None or self._dist.path is not None:
-                self._start_checkpointer()
+            sampler = Sampler(groups, self.clock, edge_timeout_s=cfg.edge_timeout_s)
+            try:
+                window = Window(
+                    config=cfg,
+                    clock=self.clock,
+                    groups=tuple(groups),
+                    timelines=timelines,
+                    unavailable=unavailable,
+                    sampler=sampler,
+                    start_wall_ns=self.clock.time_ns(),
+                    run_id=uuid.uuid4().hex,
+                    node_id=node_identity(),
+                )
+                self._window = window
+                _running.add(self)
+                self._prefetch_carbon()
+                self._sync_cuda()
+                sampler.start(first_read_timeout_s=deadline - time.monotonic())
+                if cfg.baseline_s > 0:
+                    b0 = self._mark_locked(window, read=False)
+                    self.clock.wait(threading.Event(), cfg.baseline_s)
+                    b1 = self._mark_locked(window)
+                    window.baseline_marks = (b0, b1)
+                    window.start_mark = b1
+                    window.start_wall_ns = self.clock.time_ns()
+                else:
+                    window.start_mark = self._mark_locked(window, read=False)
+                self._dist.begin(cfg.output)
+                if cfg.output is not None or self._dist.path is not None:
+                    self._start_checkpointer()
+            except BaseException:  # e.g. Ctrl-C during the baseline: stop threads, release backends
+                sampler.stop(time.monotonic(), 0.0)
+                _running.discard(self)
+                self._window = None
+                raise
             return self
 
     def stop(self, *, warn: bool = True) -> EnergyReport:
@@ -202,35 +274,37 @@ class EnergyMeter:
             w = self._window
             if w is None or w.stopped:
                 raise ConfigError("this EnergyMeter is not running; start() it first")
-            self._sync_cuda()
-            for name, ph in w.phases.items():
-                if ph.open_mark is not None:
-                    end = self._mark_locked(w, read=False)
-                    ph.intervals.append((ph.open_mark, end))
-                    ph.open_mark = None
-                    w.warnings.append(f"phase {name!r} was still open at stop(); closed there")
-            w.end_mark = self._mark_locked(w)
-            w.sampler.wait_for_slow(w.marks[w.end_mark], w.config.slow_read_timeout_s)
-            hung = w.sampler.stop(w.config.slow_read_timeout_s)
-            for name in hung:
-                w.warnings.append(
-                    f"backend {name!r} did not answer within {w.config.slow_read_timeout_s:g} s "
-                    "of stop(); its last interval is not covered"
-                )
-            for g in w.groups:
-                with g.lock:
-                    for tl in g.timelines:
-                        tl.finish()
-                if g.backend.name not in hung:
-                    try:
-                        g.backend.close()
-                    except Exception as err:
-                        logger.debug("closing backend %s failed: %s", g.backend.name, err)
+            # Every wait below ends by this deadline; hung reads and closes stay on their threads.
+            deadline = time.monotonic() + w.config.slow_read_timeout_s
+            w.sampler.edge_deadline_ns = self.clock.monotonic_ns() + int(
+                w.config.slow_read_timeout_s * 1e9
+            )
+            try:
+                self._sync_cuda()
+                for name, ph in w.phases.items():
+                    if ph.open_mark is not None:
+                        end = self._mark_locked(w, read=False)
+                        w.close_interval(ph, ph.open_mark, end)
+                        ph.open_mark = ph.last_end = None
+                        ph.owners.clear()
+                        w.warnings.append(f"phase {name!r} was still open at stop(); closed there")
+                self._stop_sampler(w, deadline)
+            except BaseException:  # never leave sampler threads running behind an error
+                w.sampler.stop(deadline, _CLOSE_GRACE_S)
+                raise
+            w.fold()
             w.stopped = True
+            _running.discard(self)
         self._stop_checkpointer()
         report = self._dist.annotate(self._build(final=True))
         self._report = report
-        if w.config.output is not None and self._writes_output():
+        forked = os.getpid() != w.pid
+        if forked and w.config.output is not None:
+            report.warnings.append(
+                f"this process (pid {os.getpid()}) is a fork() child of the one that started the "
+                f"meter (pid {w.pid}): its report was not written to {w.config.output}"
+            )
+        elif w.config.output is not None and self._writes_output():
             from bertwatt.errors import ReportError
             from bertwatt.report.io import write_report
 
@@ -244,10 +318,30 @@ class EnergyMeter:
                     MeasurementWarning,
                     stacklevel=stacklevel,
                 )
-        self._dist.finish(report)  # rank file first, then the gather (never raises)
+        if not forked:
+            self._dist.finish(report)  # rank file first, then the gather (never raises)
         if warn:
             emit_warnings(report, stacklevel)
         return report
+
+    def _stop_sampler(self, w: Window, deadline: float) -> None:
+        """Take the end edge, wait for blocking backends, stop the sampler threads (bounded)."""
+        timeout_s = w.config.slow_read_timeout_s
+        try:
+            w.end_mark = self._mark_locked(w)
+            w.sampler.wait_for_blocking(w.mark_t[w.end_mark], deadline)
+        finally:
+            hung = w.sampler.stop(deadline, _CLOSE_GRACE_S)
+        now = self.clock.monotonic_ns()
+        for g in hung:
+            w.warnings.append(read_timeout_note(g, timeout_s))
+            with g.lock:
+                mark_hung(g, now, timeout_s)
+        w.warnings.extend(w.sampler.notes)
+        for g in w.groups:
+            with g.lock:
+                for tl in g.timelines:
+                    tl.finish()
 
     def __enter__(self) -> EnergyMeter:
         return self.start()
@@ -297,15 +391,11 @@ class EnergyMeter:
             logger.debug("CUDA synchronize at a window edge failed: %s", err)
 
     def _mark_locked(self, w: Window, *, read: bool = True) -> int:
-        mark_id = len(w.marks)
-        t = self.clock.monotonic_ns()
-        w.marks.append(t)
-        for g in w.groups:
-            with g.lock:
-                for tl in g.timelines:
-                    tl.mark(mark_id, t)
+        mark_id = w.new_mark(self.clock.monotonic_ns())
         if read and w.config.edge_reads:
             w.sampler.edge_read()
+        w.fold()
+        w.prune()
         return mark_id
 
     def _require(self) -> Window:
@@ -315,7 +405,11 @@ class EnergyMeter:
         return w
 
     def mark(self) -> int:
-        """Record a window edge now and return its id, for :meth:`energy_between`."""
+        """Record a window edge now and return its id, for :meth:`energy_between`.
+
+        On long runs old marks are dropped to bound memory: the first 1024 and the most recent
+        16384 marks of a window are always kept, and every mark an open phase still uses.
+        """
         with self._lock:
             w = self._require()
             self._sync_cuda()
@@ -326,10 +420,8 @@ class EnergyMeter:
         w = self._window
         if w is None:
             raise ConfigError("the meter has not been started")
-        n = len(w.marks)
-        for m in (start, end):
-            if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m < n:
-                raise ConfigError(f"{m!r} is not a mark of this window (0..{n - 1})")
+        with self._lock:
+            t_start, t_end = w.t_of(start), w.t_of(end)
         if end < start:
             raise ConfigError(f"end mark {end} comes before start mark {start}")
         values: dict[Channel, float] = {}
@@ -345,7 +437,7 @@ class EnergyMeter:
                         values[tl.channel] = b - a
         total, _ = total_of(values)
         return WindowEnergy(
-            duration_s=(w.marks[end] - w.marks[start]) / 1e9,
+            duration_s=(t_end - t_start) / 1e9,
             energy_j=total,
             channels=channels,
             complete=all(v is not None for v in channels.values()),
@@ -353,9 +445,11 @@ class EnergyMeter:
 
     @staticmethod
     def _check_mark(w: Window, at: object, *, after: int | None = None) -> int:
-        n = len(w.marks)
-        if isinstance(at, bool) or not isinstance(at, int) or not 0 <= at < n:
-            raise ConfigError(f"at={at!r} is not a mark of this window (0..{n - 1})")
+        try:
+            w.t_of(at)
+        except ConfigError as err:
+            raise ConfigError(f"at={at!r}: {err}") from None
+        assert isinstance(at, int)
         if at < w.start_mark:
             raise ConfigError(f"mark {at} comes before the window start")
         if after is not None and at < after:
@@ -365,6 +459,12 @@ class EnergyMeter:
     def begin(self, name: str, *, at: int | None = None) -> None:
         """Open the named phase ``name`` (phases may nest and overlap; names are reusable).
 
+        Several threads may open the same name at once: the phase is then *shared*. It is open
+        from the first thread's begin to the last thread's end, and that span is one interval of
+        the phase (its energy counted once, never once per thread); each thread's :meth:`end`
+        returns the energy of its own occurrence. Opening a name twice from one thread without
+        ending it is a ConfigError.
+
         Args:
             name: the phase name.
             at: an existing mark (from :meth:`mark`) to open the phase at, so that several
@@ -372,37 +472,54 @@ class EnergyMeter:
         """
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"a phase name must be a non-empty string, got {name!r}")
+        tid = threading.get_ident()
         with self._lock:
             w = self._require()
-            ph = w.phases.setdefault(name, Phase())
-            if ph.open_mark is not None:
-                raise ConfigError(f"phase {name!r} is already open; end({name!r}) it first")
+            ph = w.phases.get(name)
+            if ph is not None and ph.owners.get(tid):
+                raise ConfigError(
+                    f"phase {name!r} is already open in this thread; end({name!r}) it first"
+                )
             if at is not None:
-                ph.open_mark = self._check_mark(w, at)
-                return
-            self._sync_cuda()
-            ph.open_mark = self._mark_locked(w)
+                mark = self._check_mark(w, at)
+            else:
+                self._sync_cuda()
+                mark = self._mark_locked(w)
+            if ph is None:
+                ph = w.phases[name] = Phase()
+            ph.owners[tid] = [mark]
+            if ph.open_mark is None or mark < ph.open_mark:  # at= may name an earlier edge
+                ph.open_mark = mark
 
     def end(self, name: str, *, at: int | None = None) -> WindowEnergy:
         """Close the named phase and return the energy of this occurrence, as known now.
+
+        A thread closes its own occurrence of a shared phase; a thread that did not open it
+        closes the oldest open occurrence. The phase's interval ends with the last occurrence.
 
         Args:
             name: the phase name.
             at: an existing mark to close the phase at (see :meth:`begin`); default: now.
         """
+        tid = threading.get_ident()
         with self._lock:
             w = self._require()
             ph = w.phases.get(name)
-            if ph is None or ph.open_mark is None:
+            if ph is None or ph.open_mark is None or not ph.owners:
                 raise ConfigError(f"phase {name!r} is not open")
+            owner = tid if ph.owners.get(tid) else next(iter(ph.owners))
+            start = ph.owners[owner][-1]
             if at is not None:
-                end = self._check_mark(w, at, after=ph.open_mark)
+                end = self._check_mark(w, at, after=start)
             else:
                 self._sync_cuda()
                 end = self._mark_locked(w)
-            start = ph.open_mark
-            ph.intervals.append((start, end))
-            ph.open_mark = None
+            del ph.owners[owner]
+            if ph.last_end is None or end > ph.last_end:
+                ph.last_end = end
+            if not ph.owners:
+                w.close_interval(ph, ph.open_mark, ph.last_end)
+                ph.open_mark = ph.last_end = None
         return self.energy_between(start, end)
 
     @contextlib.contextmanager
@@ -423,6 +540,9 @@ class EnergyMeter:
             raise ConfigError("the meter has not been started")
         values: dict[Channel, float] = {}
         channels: dict[str, float | None] = {}
+        with self._lock:
+            t_start = w.mark_t.get(w.start_mark)
+            t_stop = w.mark_t.get(w.end_mark) if w.end_mark is not None else None
         for g in w.groups:
             with g.lock:
                 for tl in g.timelines:
@@ -433,8 +553,8 @@ class EnergyMeter:
                     channels[tl.channel.name] = tl.energy_j - a
                     values[tl.channel] = tl.energy_j - a
         total, _ = total_of(values)
-        start = w.marks[w.start_mark] if w.marks else self.clock.monotonic_ns()
-        end = w.marks[w.end_mark] if w.end_mark is not None else self.clock.monotonic_ns()
+        start = t_start if t_start is not None else self.clock.monotonic_ns()
+        end = t_stop if t_stop is not None else self.clock.monotonic_ns()
         return WindowEnergy(
             duration_s=(end - start) / 1e9,
             energy_j=total,
@@ -461,9 +581,14 @@ class EnergyMeter:
         w = self._window
         if w is None:
             raise ConfigError("the meter has not been started")
+        host = dict(host_facts())
+        host["pid"] = os.getpid()
         with self._lock:  # phases and marks change under this lock; copy them consistently
-            frozen = w.frozen()
-        report = build_report(frozen, final=final)
+            w.fold()
+            snap = w.snapshot(
+                final=final, now_ns=self.clock.monotonic_ns(), host=host, run=self.run
+            )
+        report = build_report(snap)
         if final:
             from bertwatt.carbon.intensity import apply_carbon
 
@@ -491,6 +616,8 @@ class EnergyMeter:
         w = self._window
         if w is None or (w.config.output is None and self._dist.path is None):
             return
+        if os.getpid() != w.pid:
+            return  # a fork() child never writes the parent's file
         from bertwatt.report.io import write_report
 
         partial = self._build(final=False)
@@ -500,7 +627,9 @@ class EnergyMeter:
 
     def _checkpoint_loop(self) -> None:
         period = self.config.checkpoint_interval_s
-        while not self._checkpoint_stop.wait(period):
+        wait = min(FIRST_CHECKPOINT_S, period)
+        while not self._checkpoint_stop.wait(wait):
+            wait = period
             try:
                 self.checkpoint()
             except Exception as err:  # a full disk must not end training

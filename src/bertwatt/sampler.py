@@ -1,26 +1,35 @@
-"""The meter's sampler: reads every backend on a schedule without letting a slow one stall the rest.
+"""The meter's sampler: reads every backend on a schedule; no backend can delay another.
 
-Backends come in two classes (``Backend.blocking``):
+Each backend has its own daemon thread (named ``bertwatt-sampler-<backend>``), which makes every
+call into it: the periodic reads at absolute monotonic deadlines, the reads a window edge asks
+for, and ``close()`` when the window ends. A read that takes seconds or hangs therefore delays
+only that backend's own samples. Everything goes through one read-and-record path,
+:meth:`BackendGroup.sample`, which validates the answer at the boundary
+(:func:`bertwatt.backends._guard.check_reading`): an exception or a malformed answer is a failed
+read with its reason (a gap in those channels), never an exception in the caller.
 
-- **fast** (NVML, powercap, estimates): read by one shared thread at absolute monotonic deadlines,
-  and additionally at every window edge by the thread that opens or closes the window;
-- **blocking** (network meters: wall plugs, BMCs): each read on a thread of its own. A read that
-  takes seconds or hangs delays nothing but that backend's next sample; window edges are resolved
-  later from its timeline, and ``stop()`` waits at most ``slow_read_timeout_s`` for it.
+One word splits backends: ``Backend.blocking``. A **non-blocking** backend (NVML, powercap, the
+estimate) is also read at every window edge: the edge asks its thread for a read and waits at
+most ``edge_timeout_s`` for it. A **blocking** backend (a network meter) is never read at edges:
+its edges are resolved later from its timeline, and ``stop()`` waits at most
+``slow_read_timeout_s`` for a sample taken after the window closed. A non-blocking backend that
+misses an edge (its read stalls) is treated as blocking until it answers promptly again, so one
+stall costs one edge at most ``edge_timeout_s``, and the report says so.
 
-A backend whose ``read()`` raises is retried with exponential back-off (up to 5 s); its channels
+A backend whose ``read()`` fails is retried with exponential back-off (up to 5 s); its channels
 show gaps, every other channel goes on. With a manual clock (:class:`bertwatt.testing.FakeClock`)
-no thread is started: the clock runs due ticks as it advances.
+no thread is started: reads run inline as the clock advances, deterministically.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import os
 import threading
-from collections.abc import Sequence
-from typing import Any
+import weakref
+from collections.abc import Callable, Sequence
 
+from bertwatt.backends._guard import BadReading, check_reading, release
 from bertwatt.backends.base import Backend, Channel
 from bertwatt.clock import Clock
 from bertwatt.timeline import ChannelTimeline
@@ -30,37 +39,92 @@ __all__ = ["BackendGroup", "Sampler", "make_group"]
 logger = logging.getLogger(__name__)
 
 _MAX_BACKOFF_NS = 5_000_000_000
+#: Reads in a row, each faster than a quarter of the edge timeout, after which a backend that
+#: missed an edge is read at edges again.
+_PROMPT_READS_TO_RESTORE = 10
+_MAX_NOTES = 20
 
-#: How long a window edge waits for a fast backend's read already in progress.
-EDGE_WAIT_S = 0.25
+_running: weakref.WeakSet[Sampler] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sampler in list(_running):
+        sampler.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+#: Default for ``edge_timeout_s``: how long a window edge waits for a non-blocking backend's read.
+EDGE_TIMEOUT_S = 0.25
+
+
+def _reason(err: BaseException) -> str:
+    try:
+        text = str(err)
+    except Exception:
+        text = "<unprintable>"
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return text if isinstance(err, BadReading) else f"raised {type(err).__name__}: {text}"
 
 
 class BackendGroup:
-    """One backend, its channels' timelines, its lock and its schedule."""
+    """One backend, the timelines of the channels the meter kept, and its schedule.
+
+    Args:
+        backend: the backend object (shared with other meters is fine: see ``_guard``).
+        timelines: one per kept channel.
+        interval_ns: sampling period.
+        n_channels: how many values the backend's ``read()`` returns (all its probed channels).
+        index: positions of the kept channels in those values (None: all, in order).
+    """
 
     __slots__ = (
+        "at_edges",
         "backend",
         "base_interval_ns",
         "blocking",
+        "call",
         "consecutive_errors",
+        "done_ns",
+        "edge_wanted",
+        "finished",
+        "index",
         "interval_ns",
         "last_error",
+        "last_mid_ns",
         "lock",
+        "missed_ticks",
+        "n_channels",
+        "name",
         "next_due_ns",
-        "read_lock",
+        "prompt_reads",
         "read_started_ns",
         "reads",
-        "skipped_edges",
+        "stalls",
         "thread",
         "timelines",
+        "wake",
     )
 
     def __init__(
-        self, backend: Backend, timelines: Sequence[ChannelTimeline], interval_ns: int
+        self,
+        backend: Backend,
+        timelines: Sequence[ChannelTimeline],
+        interval_ns: int,
+        *,
+        n_channels: int | None = None,
+        index: Sequence[int] | None = None,
     ) -> None:
         self.backend = backend
+        name = getattr(backend, "name", None)
+        self.name = name if isinstance(name, str) and name else type(backend).__name__
         self.timelines = tuple(timelines)
-        self.blocking = bool(getattr(backend, "blocking", False))
+        self.n_channels = len(self.timelines) if n_channels is None else n_channels
+        self.index = tuple(index) if index is not None else None
+        self.blocking = getattr(backend, "blocking", False) is True
+        self.at_edges = not self.blocking
         safe = [tl.wrap_safe_s for tl in self.timelines if tl.wrap_safe_s]
         if safe:
             # Read a wrap-prone counter at least twice per interval in which it can wrap once.
@@ -68,103 +132,135 @@ class BackendGroup:
         self.base_interval_ns = max(1_000_000, interval_ns)
         self.interval_ns = self.base_interval_ns
         self.lock = threading.Lock()
-        self.read_lock = threading.Lock()
+        self.wake = threading.Event()
+        self.edge_wanted = False
+        self.finished = False
+        self.call = ""
         self.read_started_ns = 0
-        self.skipped_edges = 0
+        self.done_ns = -1
+        self.last_mid_ns = -1
         self.next_due_ns = 0
         self.consecutive_errors = 0
         self.last_error = ""
         self.reads = 0
+        self.missed_ticks = 0
+        self.stalls = 0
+        self.prompt_reads = 0
         self.thread: threading.Thread | None = None
 
-    def _record(self, t_ns: int, values: list[float], errors: dict[int, str] | None) -> None:
-        for i, tl in enumerate(self.timelines):
-            v = values[i] if i < len(values) else math.nan
+    # ------------------------------------------------------------ the one read-and-record path
+    def sample(self, clock: Clock) -> None:
+        """Read the backend once and record the answer; never raises for what the backend does.
+
+        The state ``lock`` is held only to record, so a read that stalls never blocks marks,
+        snapshots or reports. After the window is finished, late answers are dropped.
+        """
+        t0 = clock.monotonic_ns()
+        self.read_started_ns = t0
+        self.call = "read"
+        try:
+            values, errors = check_reading(
+                self.backend.read(), self.n_channels, f"{self.name}.read()"
+            )
+        except Exception as err:
+            reason = f"{self.name}.read() {_reason(err)}"
+            with self.lock:
+                if not self.finished:
+                    self._on_error(t0, reason)
+                self.done_ns = t0
+            return
+        finally:
+            self.call = ""
+            self.read_started_ns = 0
+        t1 = clock.monotonic_ns()
+        mid = (t0 + t1) // 2
+        with self.lock:
+            if self.finished:
+                return
+            self.reads += 1
+            try:
+                self._record(mid, values, errors)
+            except Exception as err:  # pragma: no cover - timelines take any float
+                logger.debug("bertwatt: recording %s failed: %s", self.name, err)
+            self._on_ok()
+            self.last_mid_ns = mid
+            self.done_ns = t0
+
+    def _record(self, t_ns: int, values: list[float], errors: dict[int, str]) -> None:
+        index = self.index
+        for j, tl in enumerate(self.timelines):
+            i = index[j] if index is not None else j
+            v = values[i]
             if v != v:
-                msg = (errors or {}).get(i) or "no value returned"
-                tl.fail(t_ns, msg)
+                tl.fail(t_ns, errors.get(i) or "no value returned")
             else:
                 tl.add(t_ns, v)
 
-    def _on_error(self, t_ns: int, err: BaseException) -> None:
+    def _on_error(self, t_ns: int, reason: str) -> None:
         self.consecutive_errors += 1
-        msg = f"{type(err).__name__}: {err}"
-        self.last_error = msg
+        self.last_error = reason
         for tl in self.timelines:
-            tl.fail(t_ns, f"{self.backend.name}.read() raised {msg}")
-        self.interval_ns = min(
-            _MAX_BACKOFF_NS, self.base_interval_ns * (2 ** min(self.consecutive_errors, 16))
-        )
-        self.interval_ns = max(self.interval_ns, self.base_interval_ns)
+            tl.fail(t_ns, reason)
+        backoff = self.base_interval_ns * (2 ** min(self.consecutive_errors, 16))
+        self.interval_ns = max(self.base_interval_ns, min(_MAX_BACKOFF_NS, backoff))
 
     def _on_ok(self) -> None:
         if self.consecutive_errors:
             self.consecutive_errors = 0
             self.interval_ns = self.base_interval_ns
 
-    def sample_locked(self, clock: Clock, wait_s: float | None = None) -> bool:
-        """Read and record one sample (fast backends). Returns False if skipped.
-
-        Reads are serialised by ``read_lock`` (so samples are recorded in time order); the state
-        ``lock`` is taken only to record, so a read that stalls never blocks marks, snapshots or
-        reports. With ``wait_s``, give up if another read is still running after that long.
-        """
-        if wait_s is not None and not self.read_lock.acquire(blocking=False):
-            # Another read is running. One stalled for longer than wait_s already (a GPU that
-            # fell off the bus) is skipped at once, so a stall costs each edge nothing.
-            started = self.read_started_ns
-            stalled = started and clock.monotonic_ns() - started > wait_s * 1e9
-            if stalled or not self.read_lock.acquire(timeout=wait_s):
-                self.skipped_edges += 1
-                return False
-        elif wait_s is None:
-            self.read_lock.acquire()
-        try:
-            t0 = clock.monotonic_ns()
-            self.read_started_ns = t0
-            try:
-                values, errors = self.backend.read()
-            except Exception as err:
-                with self.lock:
-                    self._on_error(t0, err)
-                return True
-            t1 = clock.monotonic_ns()
-            with self.lock:
-                self.reads += 1
-                self._record((t0 + t1) // 2, values, errors)
-                self._on_ok()
-            return True
-        finally:
-            self.read_started_ns = 0
-            self.read_lock.release()
-
-    def sample_unlocked_read(self, clock: Clock) -> None:
-        """Read outside the lock (it may take long), then record under it (blocking backends)."""
-        t0 = clock.monotonic_ns()
-        try:
-            values, errors = self.backend.read()
-        except Exception as err:
-            with self.lock:
-                self._on_error(t0, err)
+    def close_if_last(self) -> None:
+        """Release this window's use of the backend; close it if no other meter uses it."""
+        if not release(self.backend):
             return
-        t1 = clock.monotonic_ns()
-        with self.lock:
-            self.reads += 1
-            self._record((t0 + t1) // 2, values, errors)
-            self._on_ok()
+        self.call = "close"
+        try:
+            self.backend.close()
+        except Exception as err:
+            logger.debug("bertwatt: closing backend %s failed: %s", self.name, err)
+        finally:
+            self.call = ""
 
 
 class Sampler:
-    """Schedules reads of every backend group; one shared thread plus one per blocking backend."""
+    """Runs every backend group on its own thread (or inline with a manual clock).
 
-    def __init__(self, groups: Sequence[BackendGroup], clock: Clock) -> None:
+    Args:
+        groups: the backend groups of one window.
+        clock: the meter's clock.
+        edge_timeout_s: how long a window edge waits for a non-blocking backend's read.
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[BackendGroup],
+        clock: Clock,
+        *,
+        edge_timeout_s: float = EDGE_TIMEOUT_S,
+    ) -> None:
         self.groups = tuple(groups)
         self.clock = clock
-        self._fast = tuple(g for g in self.groups if not g.blocking)
-        self._slow = tuple(g for g in self.groups if g.blocking)
+        self.edge_timeout_s = edge_timeout_s
+        #: stop() sets this: the last edge waits at most until then (or 0.25 s, if longer).
+        self.edge_deadline_ns: int | None = None
+        self.notes: list[str] = []
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.missed_ticks = 0
+        self._cv = threading.Condition()
+        self._waiting = 0
+        self._t0 = 0
+        self._stopped = False
+
+    @property
+    def missed_ticks(self) -> int:
+        """Ticks of non-blocking backends that could not run on time (the process was busy)."""
+        return sum(g.missed_ticks for g in self.groups)
+
+    def _note(self, text: str) -> None:
+        if len(self.notes) < _MAX_NOTES:
+            self.notes.append(text)
+
+    def _at(self, t_ns: int) -> str:
+        return f"+{(t_ns - self._t0) / 1e9:.3f} s"
 
     # ------------------------------------------------------------ manual clock
     def next_due_ns(self) -> int | None:
@@ -177,125 +273,234 @@ class Sampler:
         """Run every group due at ``now_ns`` (manual clocks only; reads inline)."""
         for g in self.groups:
             if g.next_due_ns <= now_ns:
-                if g.blocking:
-                    g.sample_unlocked_read(self.clock)
-                else:
-                    g.sample_locked(self.clock)
+                g.sample(self.clock)
                 g.next_due_ns = now_ns + g.interval_ns
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        """Take the first sample of every fast group now and start the threads."""
+    def start(self, first_read_timeout_s: float) -> None:
+        """Start sampling; wait at most ``first_read_timeout_s`` for non-blocking first reads.
+
+        A non-blocking backend whose first read has not returned by then is treated as blocking
+        (its channels start when it answers) and a note says so.
+        """
         self._stop.clear()
         now = self.clock.monotonic_ns()
-        for g in self._fast:
-            g.sample_locked(self.clock)
-            g.next_due_ns = now + g.interval_ns
-        for g in self._slow:
-            g.next_due_ns = now
+        self._t0 = now
         if self.clock.manual:
-            for g in self._slow:
-                g.sample_unlocked_read(self.clock)
+            for g in self.groups:
+                g.sample(self.clock)
                 g.next_due_ns = now + g.interval_ns
             attach = getattr(self.clock, "attach", None)
             if attach is not None:
                 attach(self)
             return
-        if self._fast:
-            self._thread = threading.Thread(
-                target=self._run_fast, name="bertwatt-sampler", daemon=True
-            )
-            self._thread.start()
-        for g in self._slow:
+        _running.add(self)
+        for g in self.groups:
+            g.next_due_ns = now
             g.thread = threading.Thread(
-                target=self._run_slow, args=(g,), name=f"bertwatt-{g.backend.name}", daemon=True
+                target=self._run, args=(g,), name=f"bertwatt-sampler-{g.name}", daemon=True
             )
             g.thread.start()
+        first = [g for g in self.groups if g.at_edges]
+        if first and not self._wait(
+            lambda: all(g.done_ns >= 0 for g in first), first_read_timeout_s
+        ):
+            for g in first:
+                if g.done_ns < 0:
+                    g.at_edges = False
+                    g.stalls += 1
+                    self._note(
+                        f"backend {g.name!r}: the first read() did not return within "
+                        f"{first_read_timeout_s:.3g} s of start() (probe_timeout_s): its channels "
+                        "start when it answers, and its edges are resolved from its timeline"
+                    )
 
-    def stop(self, slow_timeout_s: float) -> list[str]:
-        """Stop the threads. Returns the names of blocking backends that did not finish in time."""
+    def stop(self, deadline_s: float, close_grace_s: float = 0.5) -> list[BackendGroup]:
+        """Stop sampling; wait for the threads until ``deadline_s`` (``time.monotonic()``).
+
+        A thread that is closing its backend by then gets ``close_grace_s`` more. Returns the
+        groups whose thread is still inside a call (a hung ``read()`` or ``close()``); those
+        threads are left to finish on their own and then close their backend if no other meter
+        uses it. Late answers are dropped.
+        """
+        import time
+
+        if self._stopped:  # already stopped (or a fork() child's copy): nothing to release
+            return []
         self._stop.set()
-        detach = getattr(self.clock, "detach", None)
-        if self.clock.manual and detach is not None:
-            detach(self)
-        hung: list[str] = []
-        if self._thread is not None:
-            self._thread.join(timeout=max(EDGE_WAIT_S, slow_timeout_s))
-            if self._thread.is_alive():
-                hung.extend(g.backend.name for g in self._fast if g.read_lock.locked())
-            self._thread = None
-        for g in self._slow:
+        self._stopped = True
+        if self.clock.manual:
+            detach = getattr(self.clock, "detach", None)
+            if detach is not None:
+                detach(self)
+            for g in self.groups:
+                with g.lock:
+                    g.finished = True
+                g.close_if_last()
+            return []
+        _running.discard(self)
+        for g in self.groups:
+            g.wake.set()
+            if g.thread is None:  # never started (start() failed first): release it here
+                threading.Thread(
+                    target=g.close_if_last, name=f"bertwatt-close-{g.name}", daemon=True
+                ).start()
+        for g in self.groups:
             if g.thread is not None:
-                g.thread.join(timeout=max(0.0, slow_timeout_s))
-                if g.thread.is_alive():
-                    hung.append(g.backend.name)
-                g.thread = None
+                g.thread.join(timeout=max(0.0, deadline_s - time.monotonic()))
+        for g in self.groups:
+            if g.thread is not None and g.thread.is_alive() and g.call != "read":
+                g.thread.join(timeout=max(0.0, deadline_s + close_grace_s - time.monotonic()))
+        hung = []
+        for g in self.groups:
+            with g.lock:
+                g.finished = True
+            if g.thread is not None and g.thread.is_alive():
+                hung.append(g)
         return hung
 
-    def edge_read(self) -> None:
-        """Read every fast group now (at a window edge), from the caller's thread.
+    def after_fork_in_child(self) -> None:
+        """In a ``fork()`` child: no sampler thread exists there; stop sampling without waiting.
 
-        A group whose previous read is still running after ``EDGE_WAIT_S`` is skipped: its edge
-        is then resolved from the timeline, and the caller is not held up.
+        Fresh locks replace any a vanished thread held; later edges and ``stop()`` return at once
+        (the child's report holds what was measured up to the fork).
         """
-        wait = None if self.clock.manual else EDGE_WAIT_S
-        for g in self._fast:
-            g.sample_locked(self.clock, wait)
+        self._cv = threading.Condition()
+        self._waiting = 0
+        self._stop.set()
+        self._stopped = True
+        for g in self.groups:
+            g.lock = threading.Lock()
+            g.wake = threading.Event()
+            g.thread = None
+            g.at_edges = False
+            g.finished = True
 
-    def wait_for_slow(self, t_ns: int, timeout_s: float) -> None:
-        """Wait until every blocking group has a sample after ``t_ns`` (or the timeout)."""
-        if not self._slow:
+    def edge_read(self) -> None:
+        """Read every non-blocking group now, for a window edge; returns within the edge timeout.
+
+        Each group's own thread makes the read (so a hang cannot reach the caller); the caller
+        waits at most ``edge_timeout_s`` for all of them together. A group that misses it, or
+        whose read has already been running for longer, is treated as blocking from then on
+        (its edges are resolved from its timeline) until it answers promptly again.
+        """
+        groups = [g for g in self.groups if g.at_edges]
+        if not groups or self._stopped:
             return
-        deadline = self.clock.monotonic_ns() + int(timeout_s * 1e9)
-        waiter = threading.Event()
-        while True:
-            pending = False
-            for g in self._slow:
-                with g.lock:
-                    lasts = [tl.last_t for tl in g.timelines if tl.last_t is not None]
-                if (
-                    g.thread is not None
-                    and g.thread.is_alive()
-                    and (not lasts or max(lasts) < t_ns)
-                ):
-                    pending = True
-            if not pending or self.clock.monotonic_ns() >= deadline:
-                return
-            self.clock.wait(waiter, 0.01)
+        clock = self.clock
+        if clock.manual:
+            for g in groups:
+                g.sample(clock)
+            return
+        t = clock.monotonic_ns()
+        wait_s = self.edge_timeout_s
+        if self.edge_deadline_ns is not None:
+            left_s = (self.edge_deadline_ns - t) / 1e9
+            wait_s = min(wait_s, max(left_s, min(wait_s, EDGE_TIMEOUT_S)))
+        limit_ns = self.edge_timeout_s * 1e9
+        pending = []
+        for g in groups:
+            started = g.read_started_ns
+            if started and t - started > limit_ns:
+                self._demote(g, t, started)
+                continue
+            g.edge_wanted = True
+            g.wake.set()
+            pending.append(g)
+        if pending and not self._wait(lambda: all(g.done_ns >= t for g in pending), wait_s):
+            for g in pending:
+                if g.done_ns < t:
+                    self._demote(g, t, 0)
+
+    def _demote(self, g: BackendGroup, t_ns: int, started_ns: int) -> None:
+        if not g.at_edges:
+            return
+        g.at_edges = False
+        g.stalls += 1
+        g.prompt_reads = 0
+        running = f"read() running for {(t_ns - started_ns) / 1e9:.3g} s" if started_ns else ""
+        self._note(
+            f"backend {g.name!r} did not answer a window edge within {self.edge_timeout_s:g} s "
+            f"at {self._at(t_ns)}{f' ({running})' if running else ''}: its edges are resolved "
+            "from its timeline until it answers promptly again"
+        )
+
+    def wait_for_blocking(self, t_ns: int, deadline_s: float) -> None:
+        """Wait until every group not read at edges has answered after ``t_ns``, or the deadline.
+
+        ``deadline_s`` is on ``time.monotonic()``.
+        """
+        import time
+
+        if self.clock.manual:
+            return
+        groups = [
+            g
+            for g in self.groups
+            if not g.at_edges and g.thread is not None and g.thread.is_alive()
+        ]
+        if groups:
+            self._wait(
+                lambda: all(
+                    g.done_ns >= t_ns or g.last_mid_ns >= t_ns or not g.thread.is_alive()  # type: ignore[union-attr]
+                    for g in groups
+                ),
+                deadline_s - time.monotonic(),
+            )
 
     # ------------------------------------------------------------ threads
-    def _run_fast(self) -> None:
-        clock, stop, groups = self.clock, self._stop, self._fast
-        now_fn = clock.monotonic_ns
-        while not stop.is_set():
-            nxt = min(g.next_due_ns for g in groups)
-            delay = (nxt - now_fn()) / 1e9
-            if delay > 0 and clock.wait(stop, delay):
-                return
-            now = now_fn()
-            for g in groups:
-                if g.next_due_ns <= now:
-                    try:
-                        g.sample_locked(clock)
-                    except Exception:  # pragma: no cover - sample_locked catches read errors
-                        logger.exception("bertwatt sampler: recording %s failed", g.backend.name)
-                    due = g.next_due_ns + g.interval_ns
-                    if due <= now:
-                        self.missed_ticks += (now - due) // g.interval_ns + 1
-                        due = now + g.interval_ns
-                    g.next_due_ns = due
-
-    def _run_slow(self, g: BackendGroup) -> None:
-        clock, stop = self.clock, self._stop
-        while not stop.is_set():
-            start = clock.monotonic_ns()
+    def _wait(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        with self._cv:
+            self._waiting += 1
             try:
-                g.sample_unlocked_read(clock)
-            except Exception:  # pragma: no cover - defensive
-                logger.exception("bertwatt sampler: recording %s failed", g.backend.name)
-            delay = (start + g.interval_ns - clock.monotonic_ns()) / 1e9
-            if delay > 0 and clock.wait(stop, delay):
-                return
+                return self._cv.wait_for(done, max(0.0, timeout_s))
+            finally:
+                self._waiting -= 1
+
+    def _run(self, g: BackendGroup) -> None:
+        clock, stop, wake = self.clock, self._stop, g.wake
+        now_fn = clock.monotonic_ns
+        prompt_ns = self.edge_timeout_s * 0.25e9
+        try:
+            while not stop.is_set():
+                now = now_fn()
+                edge = g.edge_wanted
+                due = g.next_due_ns <= now
+                if not (edge or due):
+                    wake.wait((g.next_due_ns - now) / 1e9)
+                    wake.clear()
+                    continue
+                g.edge_wanted = False
+                try:
+                    g.sample(clock)
+                except BaseException as err:  # a backend raising SystemExit & co. on our thread
+                    with g.lock:
+                        g._on_error(now, f"{g.name}.read() {_reason(err)}")
+                        g.done_ns = now
+                if self._waiting:
+                    with self._cv:
+                        self._cv.notify_all()
+                if not g.at_edges and not g.blocking and g.stalls:
+                    self._maybe_restore(g, now_fn() - now <= prompt_ns)
+                if due:
+                    nxt = g.next_due_ns + g.interval_ns
+                    if nxt <= now:
+                        if not g.blocking:
+                            g.missed_ticks += (now - nxt) // g.interval_ns + 1
+                        nxt = now + g.interval_ns
+                    g.next_due_ns = nxt
+        finally:
+            g.close_if_last()
+
+    def _maybe_restore(self, g: BackendGroup, prompt: bool) -> None:
+        g.prompt_reads = g.prompt_reads + 1 if prompt else 0
+        if g.prompt_reads >= _PROMPT_READS_TO_RESTORE:
+            g.prompt_reads = 0
+            g.at_edges = True
+            self._note(
+                f"backend {g.name!r} answers promptly again at "
+                f"{self._at(self.clock.monotonic_ns())}: read at window edges again"
+            )
 
 
 def make_group(
@@ -310,31 +515,32 @@ def make_group(
     A channel dropped at start (a name another backend already measures) is still read by its
     backend; the group maps the backend's value positions onto the kept timelines.
     """
-    if len(kept) == len(all_channels):
-        return BackendGroup(backend, timelines, interval_ns)
-    index = [list(all_channels).index(ch) for ch in kept]
-    return BackendGroup(_Subset(backend, index), timelines, interval_ns)
+    all_list = list(all_channels)
+    index = None if list(kept) == all_list else [all_list.index(ch) for ch in kept]
+    return BackendGroup(backend, timelines, interval_ns, n_channels=len(all_list), index=index)
 
 
-class _Subset:
-    """A backend view that returns only some positions of the wrapped backend's reads."""
+def read_timeout_note(g: BackendGroup, timeout_s: float) -> str:
+    """The report warning for a group whose thread was still inside a call at stop()."""
+    if g.call == "close":
+        return (
+            f"backend {g.name!r}: close() did not return within {timeout_s:g} s of stop(); "
+            "left to finish on a daemon thread"
+        )
+    return (
+        f"backend {g.name!r} did not answer within {timeout_s:g} s of stop(); its last interval "
+        "is not covered"
+    )
 
-    def __init__(self, inner: Backend, index: list[int]) -> None:
-        self.inner = inner
-        self.index = index
-        self.name = inner.name
-        self.blocking = inner.blocking
 
-    def probe(self) -> Any:  # pragma: no cover - the meter probes the inner backend
-        return self.inner.probe()
-
-    def read(self) -> tuple[list[float], dict[int, str] | None]:
-        values, errors = self.inner.read()
-        out = [values[i] if i < len(values) else float("nan") for i in self.index]
-        errs = None
-        if errors:
-            errs = {j: errors[i] for j, i in enumerate(self.index) if i in errors}
-        return out, errs
-
-    def close(self) -> None:
-        self.inner.close()
+def mark_hung(g: BackendGroup, t_ns: int, timeout_s: float) -> None:
+    """Record, in each channel of a hung group, the read that never returned (call under lock)."""
+    started = g.read_started_ns
+    if g.call != "read" or not started:
+        return
+    for tl in g.timelines:
+        tl.fail(
+            t_ns,
+            f"{g.name}.read() had not returned {max(0.0, (t_ns - started) / 1e9):.3g} s after it "
+            f"began, {timeout_s:g} s into stop()",
+        )

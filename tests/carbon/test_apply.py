@@ -69,8 +69,13 @@ def test_zone_from_environment(report_factory: Factory, monkeypatch: pytest.Monk
 def test_bad_zone_in_environment_is_a_note_not_a_crash(
     report_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from bertwatt.carbon import zones
+    from bertwatt.errors import BertwattWarning
+
+    monkeypatch.setattr(zones, "_warned_env", set())
     monkeypatch.setenv("BERTWATT_ZONE", "FRX")
-    out = apply_carbon(report_factory())
+    with pytest.warns(BertwattWarning, match="configuration error: BERTWATT_ZONE='FRX'"):
+        out = apply_carbon(report_factory())
     assert out.emissions_g is None
     assert "BERTWATT_ZONE='FRX' is not usable" in out.carbon_note
     assert "FR (France)" in out.carbon_note

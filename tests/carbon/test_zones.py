@@ -332,3 +332,39 @@ def test_any_casing_and_padding_of_a_key_resolves_to_the_same_record(
     if pad:
         cased = f"  {cased}\t"
     assert lookup(cased) is lookup(key)
+
+
+# ---------------------------------------------------------------------- BERTWATT_ZONE
+def test_unknown_env_zone_is_a_configuration_warning_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bertwatt.config import zone_from_env
+    from bertwatt.errors import BertwattWarning
+
+    monkeypatch.setattr(zones, "_warned_env", set())
+    monkeypatch.setenv("BERTWATT_ZONE", "XX")
+    with pytest.warns(BertwattWarning, match=r"configuration error: BERTWATT_ZONE='XX'") as rec:
+        assert zone_from_env() == "XX"
+    assert "bertwatt zones" in str(rec[0].message) and "Fix:" in str(rec[0].message)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert zone_from_env() == "XX"  # once per value and process
+        monkeypatch.setenv("BERTWATT_ZONE", "fr")
+        assert zone_from_env() == "fr"  # a known zone never warns
+
+
+def test_echoes_of_a_huge_zone_name_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bertwatt.errors import BertwattWarning
+
+    monkeypatch.setattr(zones, "_warned_env", set())
+    huge = "Z" * 1_000_000 + "\x1b[2J"
+    with pytest.raises(CarbonDataError) as info:
+        lookup(huge)
+    assert len(str(info.value)) < 600 and "more characters" in str(info.value)
+    with pytest.raises(ConfigError) as cfg:
+        normalize_zone(["x" * 10_000])
+    assert len(str(cfg.value)) < 300
+    with pytest.warns(BertwattWarning) as rec:
+        zones.check_env_zone("A" * 5000 + "\x1b[2J")
+    text = str(rec[0].message)
+    assert len(text) < 1200 and "\x1b" not in text

@@ -1,4 +1,6 @@
-"""Slow and hanging (blocking) backends must not delay other channels, window edges or stop().
+"""Slow and hanging backends must not delay other channels, window edges or stop().
+
+More cases (hung probe/first read/close, garbage answers, shared backends): test_hangs.py.
 
 These run on the real clock (a hang is real time); tolerances are loose enough for a loaded
 2-core machine, while a sampler that waited on the hung backend would miss them by seconds.
@@ -46,6 +48,7 @@ def test_hanging_backend_delays_neither_sampling_nor_edges_nor_stop():
         t0 = time.monotonic()
         report = meter.stop()
         stop_s = time.monotonic() - t0
+        closed_at_stop = (plug.closed, fast.closed)
     finally:
         plug.release()
     # window edges return promptly (a hang is 30 s)
@@ -53,15 +56,16 @@ def test_hanging_backend_delays_neither_sampling_nor_edges_nor_stop():
     # the fast channel's edges were read; the hung channel's are not known
     assert partial.channels["f"] is not None and partial.channels["wall"] is None
     assert not partial.complete
-    # stop waits at most about slow_read_timeout_s (twice: last sample, then join)
-    assert stop_s < 0.3 * 2 + 1.5
+    # stop waits at most slow_read_timeout_s for all of it (last sample, then the threads)
+    assert stop_s < 0.3 + 1.0
     f = report.channel("f")
     # ~0.55 s at 20 ms: a sampler stuck behind the plug would have a handful of samples
     assert f.samples >= 0.3 * report.duration_s / 0.02
     assert f.energy_j == pytest.approx(100.0 * report.duration_s, rel=0.05)
     assert report.channel("wall").coverage < 0.7
     assert any("'plug' did not answer within 0.3 s" in w for w in report.warnings)
-    assert plug.closed == 0 and fast.closed == 1  # a hung backend is not closed under it
+    # a hung backend is not closed under its hung read (its thread closes it if it returns)
+    assert closed_at_stop == (0, 1)
 
 
 def test_slow_backend_edges_are_resolved_from_its_timeline():
@@ -137,7 +141,7 @@ def test_a_stalled_fast_backend_does_not_hold_up_edges_snapshots_or_stop():
         stop_s = time.monotonic() - t0
     finally:
         stalling.release()
-    assert edges_s < 2.0  # each edge waits at most EDGE_WAIT_S for the stalled read
+    assert edges_s < 2.0  # the first edge waits at most edge_timeout_s for the stalled read
     assert meter.energy_between(a, b).duration_s >= 0
     assert snap.channels["g"] is not None  # energy up to the stall is kept
     assert stop_s < 3.0
@@ -162,5 +166,5 @@ def test_edges_skip_a_stalled_fast_backend_at_once():
         meter.stop()
     finally:
         stalling.release()
-    # 50 edges that each waited 0.25 s would take 12.5 s
+    # 50 edges that each waited edge_timeout_s (0.25 s) would take 12.5 s
     assert fifty_edges_s < 1.0

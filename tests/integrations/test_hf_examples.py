@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,6 +25,7 @@ def run(args: list[str], timeout: float = 240) -> str:
     return out.stdout
 
 
+@pytest.mark.slow
 def test_finetune_bert_quick(tmp_path):
     out = run(["examples/finetune_bert.py", "--quick", "--output-dir", str(tmp_path)])
     assert "fine-tuning figures are" in out
@@ -33,8 +36,17 @@ def test_finetune_bert_quick(tmp_path):
     assert "emissions:" in out
     report = json.loads((tmp_path / "bertwatt" / "report.json").read_text())
     assert report["steps"] > 0 and report["tokens_padded"] > report["tokens_nonpadding"] > 0
+    import bertwatt
+    from bertwatt.report.finetune import FinetuneReport
+
+    loaded = bertwatt.load_report(tmp_path / "bertwatt" / "report.json")
+    assert type(loaded) is FinetuneReport and loaded.kind == "finetune"
+    assert loaded.status == "complete" and [s.ended_by for s in loaded.segments] == ["completed"]
+    assert loaded.run.model_class == "BertForSequenceClassification"
+    assert loaded.run.dataset_sizes == {"train": 240, "eval": 80}
 
 
+@pytest.mark.slow
 def test_padding_comparison_quick():
     out = run(["examples/padding_comparison.py", "--quick"])
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
@@ -42,6 +54,7 @@ def test_padding_comparison_quick():
     assert "max_length processed" in out
 
 
+@pytest.mark.slow
 def test_plain_pytorch_quick():
     out = run(["examples/plain_pytorch.py", "--quick"])
     assert "phases:" in out and "per example" in out
@@ -57,3 +70,18 @@ def test_import_of_the_integrations_package_loads_no_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+def test_a_missing_framework_names_the_extra_to_install():
+    code = (
+        "import sys\n"
+        "sys.modules['transformers'] = None\n"
+        "import bertwatt.integrations as i\n"
+        "try:\n"
+        "    i.EnergyCallback\n"
+        "except ImportError as err:\n"
+        "    print(err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'bertwatt[hf]'" in out.stdout

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
 
 from bertwatt.meter import EnergyMeter
+from bertwatt.report.build import (
+    baseline_report,
+    build_report,
+    channel_energy,
+    channel_report,
+    channel_warnings,
+    host_info,
+    phase_report,
+    total_of,
+    total_timeline,
+    window_warnings,
+)
+from bertwatt.report.snapshot import (
+    BaselineSnapshot,
+    ChannelSnapshot,
+    PhaseSnapshot,
+    ProvenanceSnapshot,
+    WindowSnapshot,
+)
 from bertwatt.testing import FakeBackend, FakeChannel, FakeClock
 
 
@@ -137,3 +159,179 @@ def test_partial_report_runs_to_now_and_counts_open_phases(clock):
     assert partial.phases["open"].count == 1
     assert partial.phases["open"].intervals == [(pytest.approx(1.0), pytest.approx(3.55))]
     assert partial.phases["open"].energy_j == pytest.approx(25.0)
+
+
+# ----------------------------------------------------------------------------- pure building
+# build_report and each of its parts run on hand-made snapshots: plain data, no meter.
+S = 1_000_000_000
+
+
+def prov(scope: str = "other", kind: str = "measured", **kw: object) -> ProvenanceSnapshot:
+    return ProvenanceSnapshot(kind=kind, source="test sensor", scope=scope, **kw)  # type: ignore[arg-type]
+
+
+def chan(name: str = "c", **kw: object) -> ChannelSnapshot:
+    fields: dict[str, object] = {
+        "name": name,
+        "backend": "fake",
+        "domain": "other",
+        "kind": "counter",
+        "counted": True,
+        "parent": None,
+        "provenance": prov(),
+        "info": {},
+        "samples": 11,
+        "rejected": 0,
+        "failed_reads": 0,
+        "wraps": 0,
+        "peak_w": 100.0,
+        "events": (),
+        "t_ns": [k * S for k in range(11)],
+        "energy_j": [100.0 * k for k in range(11)],
+        "power_w": [math.nan] + [100.0] * 10,
+        "last_energy_j": 1000.0,
+        "start_j": 0.0,
+        "end_j": 1000.0,
+        "covered_ns": 10 * S,
+    }
+    fields.update(kw)
+    return ChannelSnapshot(**fields)  # type: ignore[arg-type]
+
+
+def snap(*channels: ChannelSnapshot, **kw: object) -> WindowSnapshot:
+    fields: dict[str, object] = {
+        "run_id": "ab" * 16,
+        "node_id": "node-a",
+        "final": True,
+        "start_wall_ns": 1_767_225_600 * S,
+        "t_start_ns": 0,
+        "t_end_ns": 10 * S,
+        "interval_s": 0.1,
+        "channels": channels or (chan(),),
+        "host": {"hostname": "node-a", "os": "Linux", "python": "3.11", "pid": 42},
+    }
+    fields.update(kw)
+    return WindowSnapshot(**fields)  # type: ignore[arg-type]
+
+
+def test_total_of_adds_counted_channels_and_prefers_the_whole_system():
+    a, b = chan("a"), chan("b", counted=False)
+    assert total_of([a, b], {"a": 5.0, "b": 7.0}) == (5.0, "sum of a")
+    plug = chan("plug", provenance=prov("system"))
+    total, basis = total_of([a, plug], {"a": 5.0, "plug": 9.0})
+    assert total == 9.0 and basis.startswith("whole-system channel(s) plug")
+    assert total_of([b], {"b": 7.0}) == (None, "no counted channel was measured")
+    assert total_of([a], {}) == (None, "no counted channel was measured")
+
+
+def test_channel_energy_is_none_without_samples_and_never_negative():
+    assert channel_energy(chan()) == 1000.0
+    assert channel_energy(chan(samples=0)) is None
+    assert channel_energy(chan(start_j=5.0, end_j=4.0)) == 0.0
+
+
+def test_channel_report_figures_points_and_stuck_label():
+    s = snap(chan(covered_ns=5 * S, stuck_ns=((2 * S, 9 * S),), stuck_count=1))
+    r = channel_report(s.channels[0], s)
+    assert r.energy_j == 1000.0 and r.coverage == 0.5
+    assert r.mean_power_w == pytest.approx(200.0)  # over covered time only
+    assert r.node_id == "node-a" and r.host == "node-a"
+    assert r.timeline[0] == (0.0, 0.0, None) and r.timeline[-1] == (10.0, 1000.0, 100.0)
+    assert any("stuck sensor suspected" in n and "7.0 s" in n for n in r.provenance.notes)
+    assert r.provenance.method.startswith("energy counter read every 0.1 s")
+
+
+def test_channel_warnings_each_doubt_once():
+    s = snap()
+    assert channel_warnings(s.channels[0], s) == []
+    bad = chan(
+        samples=3,
+        rejected=2,
+        max_power_w=500.0,
+        covered_ns=S,
+        stuck_ns=((0, 3 * S),),
+        provenance=prov(kind="estimated", update_period_s=2.0),
+    )
+    got = channel_warnings(bad, snap(bad))
+    assert got[0].startswith("c covered only 10%")
+    assert got[1] == "c: 2 implausible reading(s) rejected (plausibility bound 500 W)"
+    assert got[2].startswith("c: stuck sensor suspected: the counter did not move for 3.0 s")
+    assert "updates every 2 s" in got[2]
+    assert got[3].startswith("c: the window (10 s) is shorter than 10 sensor update periods")
+    assert got[4] == "c is estimated (test sensor), not measured"
+    silent = chan(samples=0)
+    assert channel_warnings(silent, snap(silent))[0].startswith("c delivered no reading")
+
+
+def test_window_warnings():
+    assert window_warnings(snap()) == []
+    short = snap(chan(kind="power"), t_end_ns=S // 2)
+    assert "fewer than 10 sampling intervals" in window_warnings(short)[0]
+    assert window_warnings(snap(t_end_ns=0)) == [
+        "the window lasted 0 s: there was nothing to measure"
+    ]
+    assert "missed 3 tick(s)" in window_warnings(snap(missed_ticks=3))[0]
+
+
+def test_phase_report_sums_and_lists_at_most_the_kept_intervals():
+    chans = (chan("a"), chan("b", counted=False))
+    p = PhaseSnapshot(
+        name="step",
+        count=3,
+        duration_ns=3 * S,
+        intervals=((1 * S, 2 * S), (4 * S, 5 * S)),
+        energy_j={"a": 300.0, "b": 50.0},
+        covered_ns={"a": 3 * S // 2, "b": 3 * S},
+    )
+    r, note = phase_report(p, chans, snap(*chans))
+    assert r.count == 3 and r.intervals == [(1.0, 2.0), (4.0, 5.0)]
+    assert r.energy_j == 300.0 and r.mean_power_w == pytest.approx(100.0)
+    assert r.coverage == 0.5  # counted channels only
+    assert r.channels == {"a": 300.0, "b": 50.0}
+    assert note is not None and "occurred 3 times" in note and "the first 2" in note
+
+
+def test_baseline_report_gives_idle_power_and_energy_above_it():
+    assert baseline_report(snap(), 1000.0) == (None, None)
+    s = snap(baseline=BaselineSnapshot(duration_ns=2 * S, energy_j={"c": 40.0}))
+    b, above = baseline_report(s, 1000.0)
+    assert b is not None and b.power_w == 20.0 and b.channels_w == {"c": 20.0}
+    assert above == pytest.approx(1000.0 - 20.0 * 10)
+
+
+def test_total_timeline_uses_the_system_channel_when_there_is_one():
+    plug = chan(
+        "plug",
+        provenance=prov("system"),
+        energy_j=[50.0 * k for k in range(11)],
+        last_energy_j=500.0,
+        end_j=500.0,
+    )
+    tl = total_timeline(snap(chan(), plug), 500.0)
+    assert len(tl) == 1001 and tl[-1] == (10.0, 500.0)
+    assert tl[500] == (5.0, pytest.approx(250.0))
+    assert total_timeline(snap(chan(samples=0)), None) == []
+
+
+def test_host_info_from_plain_facts():
+    gpu = chan("gpu:0", info={"gpu_name": "Fake GPU"})
+    h = host_info(snap(gpu))
+    assert (h.hostname, h.pid, h.node_id, h.gpu_names) == ("node-a", 42, "node-a", ["Fake GPU"])
+
+
+def test_build_report_from_a_snapshot_fills_identity_fields():
+    r = build_report(snap(run={"command": ["python", "x.py"]}))
+    assert (r.kind, r.run_id, r.node_id, r.status) == ("energy", "ab" * 16, "node-a", "complete")
+    assert r.energy_j == 1000.0 and r.run is not None and r.run.command == ["python", "x.py"]
+    assert build_report(snap(final=False)).status == "running"
+
+
+def test_report_package_imports_no_sensor_code():
+    code = (
+        "import sys, bertwatt.report.build, bertwatt.report.snapshot;"
+        "bad = [m for m in sys.modules if m.startswith(('bertwatt.backends', 'bertwatt.sampler',"
+        " 'bertwatt.timeline', 'bertwatt.window', 'bertwatt.meter'))];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -13,20 +13,25 @@ import pytest
 from bertwatt.errors import ReportError
 from bertwatt.meter import EnergyMeter
 from bertwatt.report.io import load_report, merge_reports, write_report, write_text_atomic
-from bertwatt.report.models import EnergyReport
+from bertwatt.report.models import EnergyReport, new_run_id
 from bertwatt.testing import FakeBackend, FakeChannel, FakeClock
 
 
 def on_host(report: EnergyReport, hostname: str, pid: int = 1) -> EnergyReport:
-    """The same measurement as if taken on another machine."""
+    """The same measurement as if taken by another process (another run) on ``hostname``."""
     r = report.model_copy(deep=True)
+    r.run_id = new_run_id()
+    r.node_id = hostname
     r.host.hostname = hostname
+    r.host.node_id = hostname
     r.host.pid = pid
     r.hosts = [r.host]
     for c in r.channels:
         c.host = hostname
+        c.node_id = hostname
     for u in r.unavailable:
         u.host = hostname
+        u.node_id = hostname
     return r
 
 
@@ -71,8 +76,8 @@ def test_wrong_schema_version(tmp_path, sample_report):
     p = tmp_path / "future.json"
     p.write_text(json.dumps(data), encoding="utf-8")
     err = _load_error(p)
-    assert "schema version 99" in str(err)
-    assert err.fix
+    assert "schema version 99 is newer than this bertwatt reads" in str(err)
+    assert "upgrade bertwatt" in err.fix
 
 
 def test_invalid_field_names_the_field(tmp_path, sample_report):
@@ -138,7 +143,7 @@ def test_merge_counts_channels_shared_on_one_host_once():
     assert merged.phases["train"].energy_j == pytest.approx(1500.0, rel=1e-12)
     assert any("counted once" in w for w in merged.warnings)
     assert len(merged.hosts) == 2  # two processes
-    assert merged.extra["merged_from"] == 2
+    assert merged.extra["merged_from"] == ["report 1", "report 2"]
 
 
 def test_merge_adds_different_channels_of_one_host():
@@ -193,13 +198,13 @@ def test_merge_status_window_and_errors(sample_report):
         }
     )
     merged = merge_reports([running, later])
-    assert merged.status == "running"
+    assert merged.status == "partial"  # one part was still running
     assert merged.started_at == sample_report.started_at
     assert merged.duration_s == pytest.approx(300.0 + sample_report.duration_s)
     assert len(merged.unavailable) == 2  # one per host
     with pytest.raises(ReportError, match="nothing to merge"):
         merge_reports([])
-    other = sample_report.model_copy(update={"schema_version": 2})
+    other = on_host(sample_report, "node-b").model_copy(update={"schema_version": 1})
     with pytest.raises(ReportError, match="schema versions"):
         merge_reports([sample_report, other])
 

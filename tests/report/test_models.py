@@ -25,7 +25,7 @@ def test_sample_report_numbers(sample_report):
 def test_json_round_trip_is_lossless(sample_report, tmp_path):
     text = sample_report.to_json()
     data = json.loads(text)
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert EnergyReport.model_validate_json(text) == sample_report
     path = tmp_path / "r.json"
     assert sample_report.to_json(path) == text

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from bertwatt.backends.base import Backend, Unavailable
 from bertwatt.clock import Clock, SystemClock
 from bertwatt.errors import ConfigError, SensorReadError
+from bertwatt.meter import EnergyMeter
 from bertwatt.testing import FakeBackend, FakeChannel, FakeClock
 
 
@@ -290,3 +291,44 @@ def test_bad_fake_clock_arguments_are_config_errors(field, value):
 def test_bad_advance_is_config_error(seconds):
     with pytest.raises(ConfigError):
         FakeClock().advance(seconds)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("call", ["probe", "close"])
+def test_hang_can_block_probe_or_close_once(call):
+    b = FakeBackend(clock=SystemClock()).hang(at_s=0.0, for_s=30.0, call=call)
+    threading.Timer(0.1, b.release).start()
+    t0 = time.monotonic()
+    getattr(b, call)()
+    assert 0.05 < time.monotonic() - t0 < 10.0
+    t0 = time.monotonic()
+    getattr(b, call)()  # only the first one hangs
+    b.read()
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_hang_call_is_checked():
+    with pytest.raises(ConfigError, match="hang call must be"):
+        FakeBackend().hang(at_s=0.0, for_s=1.0, call="write")  # type: ignore[arg-type]
+
+
+def test_a_meter_is_bounded_by_a_fake_whose_probe_and_close_hang():
+    probe_hangs = FakeBackend(name="p", clock=SystemClock()).hang(
+        at_s=0.0, for_s=30.0, call="probe"
+    )
+    close_hangs = FakeBackend(name="c", channels=[FakeChannel("c:0")], clock=SystemClock()).hang(
+        at_s=0.0, for_s=30.0, call="close"
+    )
+    try:
+        meter = EnergyMeter(
+            backends=[probe_hangs, close_hangs], probe_timeout_s=0.2, slow_read_timeout_s=0.2
+        )
+        t0 = time.monotonic()
+        with meter:
+            time.sleep(0.05)
+        assert time.monotonic() - t0 < 0.2 + 0.2 + 2.0
+    finally:
+        probe_hangs.release()
+        close_hangs.release()
+    rep = meter.report
+    assert [u.what for u in rep.unavailable] == ["p"]
+    assert any("'c': close() did not return" in w for w in rep.warnings)

@@ -15,6 +15,15 @@ Life cycle, driven by the meter::
 the meter unwraps with ``Channel.wrap_j``) and watts for power channels. A channel that could not be
 read this time is ``nan`` with a message in ``errors[index]``; an exception from ``read()`` marks
 every channel of the backend as failed for that sample. Neither stops the measurement.
+
+The meter checks every answer at the boundary: a value that is not a real number fails its channel
+for that read; an answer that is not a ``(values, errors)`` pair with one value per channel and
+``errors`` a mapping of channel index to text fails every channel for that read, with the reason.
+Each backend is read on a thread of its own, and every call is bounded in time (``probe()`` and the
+first ``read()`` by ``probe_timeout_s``, edge reads by ``edge_timeout_s``, the end of the window by
+``slow_read_timeout_s``), so a backend never needs to protect the meter from its own hangs. A
+backend object may be used by several running meters at once: it is probed by the first and closed
+by the last.
 """
 
 from __future__ import annotations
@@ -145,9 +154,10 @@ class Backend(Protocol):
 
     Attributes:
         name: short identifier, e.g. ``"nvml"``, ``"rapl"``, ``"estimate"``.
-        blocking: True when a read may take long or hang (network meters). The meter then reads
-            the backend on its own thread and never at window edges, so it cannot delay the
-            other channels or the user's code.
+        blocking: True when a read may take long or hang (network meters). The meter then never
+            reads it at window edges (its edges are resolved from its timeline), only on its
+            schedule. Every backend, blocking or not, is read on a thread of its own, so none
+            can delay another's samples or the user's code.
     """
 
     name: str

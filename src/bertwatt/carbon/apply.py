@@ -47,14 +47,16 @@ def _live_time_note(reading_time: datetime, start_unix: float, end_unix: float) 
 _NO_ZONE_NOTE = (
     "emissions not computed: no carbon-intensity zone was given. Set one with "
     "EnergyMeter(carbon=CarbonIntensity.zone('FR')) (or any zone from `bertwatt zones`), "
-    "report.with_carbon('FR'), or the BERTWATT_ZONE environment variable"
+    "bertwatt.carbon.apply_carbon(report, 'FR'), or the BERTWATT_ZONE environment variable"
 )
 
 
 def _update(report: Any, **fields: Any) -> Any:
-    copy = getattr(report, "model_copy", None)
-    if callable(copy):
-        return copy(update=fields)
+    # The report fills its own carbon model from plain fields (EnergyReport.with_emissions), so
+    # the carbon package never imports the report layer and neither imports the other.
+    fill = getattr(report, "with_emissions", None)
+    if callable(fill):
+        return fill(**fields)
     import dataclasses
 
     return dataclasses.replace(report, **fields)
@@ -125,8 +127,6 @@ def apply_carbon(
 def _compute(
     report: Any, energy_j: float, r: _Resolved, pue: float, pue_source: str, origin: str
 ) -> dict[str, Any]:
-    from bertwatt.report.models import CarbonSummary
-
     notes: list[str] = [origin] if origin else []
     notes += list(r.notes)
     duration_s = float(report.duration_s)
@@ -185,20 +185,20 @@ def _compute(
             continue
         windows = [(float(a), float(b)) for a, b in ph.intervals]
         phases[name] = ph.energy_j / _J_PER_KWH * pue * mean_over(windows)
-    summary = CarbonSummary(
-        kind=r.kind,
-        zone=r.zone,
-        intensity_g_per_kwh=mean,
-        year=r.year,
-        source=r.source,
-        pue=pue,
-        pue_source=pue_source,
-        it_energy_kwh=it_kwh,
-        facility_energy_kwh=facility_kwh,
-        emissions_g=emissions,
-        phases=phases,
-        notes=notes,
-    )
+    summary = {
+        "kind": r.kind,
+        "zone": r.zone,
+        "intensity_g_per_kwh": mean,
+        "year": r.year,
+        "source": r.source,
+        "pue": pue,
+        "pue_source": pue_source,
+        "it_energy_kwh": it_kwh,
+        "facility_energy_kwh": facility_kwh,
+        "emissions_g": emissions,
+        "phases": phases,
+        "notes": notes,
+    }
     return {"emissions_g": emissions, "carbon": summary}
 
 

@@ -59,6 +59,11 @@ class CarbonIntensity:
     __slots__ = ()
     kind: ClassVar[Literal["static", "series", "live"]]
 
+    def apply(self, report: Any, *, pue: float | None = None) -> Any:
+        """A copy of ``report`` with its emissions computed from this intensity (see
+        :func:`apply_carbon`); ``EnergyReport.with_carbon(intensity)`` calls this."""
+        return apply_carbon(report, self, pue=pue)
+
     @classmethod
     def zone(cls, name: str, *, tables: ZoneTables | None = None) -> StaticIntensity:
         """The yearly average of a shipped zone: ``"FR"``, ``"fra"``, ``"US-CA"``, ``"SE3"``,
@@ -358,16 +363,19 @@ class LiveIntensity(CarbonIntensity):
             self._thread.start()
 
     def _run(self) -> None:
+        error = ""
         try:
             reading = self._provider.fetch()
             if not math.isfinite(reading.g_per_kwh) or reading.g_per_kwh < 0:
                 raise CarbonDataError(f"provider returned intensity {reading.g_per_kwh!r}")
             self._reading = reading
         except BertwattError as err:
-            self._error = str(err)
+            error = str(err)
         except Exception as err:  # a provider bug must not escape into a thread traceback
-            self._error = f"{type(err).__name__}: {err}"
+            error = f"{type(err).__name__}: {err}"
         finally:
+            if error:
+                self._error = _redacted(self._provider, error)
             self._done.set()
         if self._error:
             logger.info("live carbon intensity unavailable: %s", self._error)
@@ -419,6 +427,22 @@ class LiveIntensity(CarbonIntensity):
             notes,
             live_at=reading.at or reading.fetched_at,
         )
+
+
+def _redacted(provider: object, text: str) -> str:
+    """A provider's failure text with its secrets redacted (bundled providers know theirs),
+    bounded in length."""
+    from bertwatt.carbon.providers._http import redact
+
+    secrets_of = getattr(provider, "_secrets", None)
+    secrets = ()
+    if callable(secrets_of):
+        try:
+            secrets = tuple(secrets_of())
+        except Exception:
+            secrets = ()
+    text = redact(text, secrets)
+    return text if len(text) <= 400 else text[:400] + "... (cut)"
 
 
 class _NoIntensityError(Exception):

@@ -36,12 +36,14 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from bertwatt.errors import CarbonDataError, ConfigError
+from bertwatt._echo import quote
+from bertwatt.errors import BertwattWarning, CarbonDataError, ConfigError
 
 __all__ = [
     "ZoneRecord",
     "ZoneTables",
     "all_zones",
+    "check_env_zone",
     "default_tables",
     "format_zones",
     "lookup",
@@ -160,7 +162,8 @@ def normalize_zone(name: object) -> str:
     """
     if not isinstance(name, str):
         raise ConfigError(
-            f"a zone must be a string such as 'FR', 'US-CA' or 'aws:eu-west-3', got {name!r}"
+            "a zone must be a string such as 'FR', 'US-CA' or 'aws:eu-west-3', got "
+            f"{quote(name, 60)}"
         )
     text = name.strip()
     if not text:
@@ -229,7 +232,10 @@ class ZoneTables:
         return out
 
     def suggestions(self, name: str, limit: int = 5) -> list[str]:
-        """Canonical keys closest to ``name`` (by key, alias or name), best first."""
+        """Canonical keys closest to ``name`` (by key, alias or name), best first (none for a
+        name longer than any zone name could be: fuzzy matching is quadratic in its length)."""
+        if not isinstance(name, str) or len(name) > _MAX_SUGGEST_LEN:
+            return []
         try:
             norm = normalize_zone(name)
         except ConfigError:
@@ -320,7 +326,7 @@ class ZoneTables:
         records = self.records()
         prefixes = sorted({r.key.split(":", 1)[0] for r in records if r.table == "cloud_regions"})
         prefixes += [t.id for t in _TABLES if t.id != "cloud_regions"]
-        msg = f"unknown carbon-intensity zone {name.strip()!r}"
+        msg = f"unknown carbon-intensity zone {quote(name.strip(), 60)}"
         if ":" in norm and norm.split(":", 1)[0] not in prefixes:
             msg += f" (known prefixes: {', '.join(prefixes)})"
         if close:
@@ -467,6 +473,7 @@ def _build(raw: list[dict[str, Any]]) -> tuple[tuple[ZoneRecord, ...], dict[str,
 
 
 # ---------------------------------------------------------------------- module-level helpers
+_MAX_SUGGEST_LEN = 64
 _default: ZoneTables | None = None
 _default_lock = threading.Lock()
 
@@ -488,6 +495,41 @@ def lookup(name: str) -> ZoneRecord:
 def search(query: str | None = None) -> list[ZoneRecord]:
     """Search the shipped tables; ``None`` lists every zone (see :meth:`ZoneTables.search`)."""
     return default_tables().search(query)
+
+
+_warned_env: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def check_env_zone(value: str, *, stacklevel: int = 3) -> str | None:
+    """Check the zone named by ``BERTWATT_ZONE``; return why it is unusable, or None.
+
+    An unusable zone is a configuration error, reported as a :class:`BertwattWarning` (once per
+    value and process) that names the fix. It stays a warning, not an exception, so a typo in an
+    environment variable never stops the training it would only label; the report's
+    ``carbon_note`` says emissions were not computed and why.
+    """
+    try:
+        lookup(value)
+    except (CarbonDataError, ConfigError) as err:
+        why = err.message
+    else:
+        return None
+    with _warned_lock:
+        first = value not in _warned_env
+        _warned_env.add(value)
+    if first:
+        import warnings
+
+        warnings.warn(
+            f"configuration error: BERTWATT_ZONE={quote(value, 60)} is not a usable "
+            f"carbon-intensity zone ({why}); emissions will not be computed. Fix: set "
+            "BERTWATT_ZONE to a zone listed by `bertwatt zones` (e.g. FR, US-CA, "
+            "aws:eu-west-3), or unset it",
+            BertwattWarning,
+            stacklevel=stacklevel,
+        )
+    return why
 
 
 def all_zones() -> tuple[ZoneRecord, ...]:

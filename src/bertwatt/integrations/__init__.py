@@ -6,8 +6,11 @@ module                      what it gives
 ``transformers``            :class:`EnergyCallback` (a ``TrainerCallback``)
 ``finetune``                :func:`measure_finetune`: a Trainer or a plain training function
 ``inference``               :func:`measure_inference`: J per query and per token
-``report``                  :class:`FinetuneReport`, :class:`InferenceReport` (pydantic)
+``report``                  :class:`FinetuneReport`, :class:`InferenceReport` (re-exported from
+                            :mod:`bertwatt.report.finetune`)
 ``session``                 :class:`FinetuneSession`: phases, steps, tokens (plain loops' tracker)
+``resume``                  a resumed Trainer run: the figures a checkpoint carries
+``runinfo``                 ``report.run``: model, sizes, precision, batching, FLOPs estimate
 ``tokens``, ``steps``       token accounting, per-step energies in bounded memory
 ``padding``, ``predict``,   padding analysis and remedies, run prediction, perspective,
 ``perspective``, ``build``  report assembly, text rendering
@@ -22,8 +25,9 @@ Trainer) import ``transformers``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bertwatt._lazy import lazy_names
 
 if TYPE_CHECKING:
     from bertwatt.integrations.finetune import measure_finetune
@@ -45,20 +49,10 @@ _LAZY = {
     "EnergyCallback": "bertwatt.integrations.transformers",
     "measure_finetune": "bertwatt.integrations.finetune",
     "measure_inference": "bertwatt.integrations.inference",
-    "FinetuneReport": "bertwatt.integrations.report",
-    "InferenceReport": "bertwatt.integrations.report",
+    "FinetuneReport": "bertwatt.report.finetune",
+    "InferenceReport": "bertwatt.report.finetune",
     "FinetuneSession": "bertwatt.integrations.session",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bertwatt.integrations' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, globals(), _LAZY)

@@ -138,6 +138,14 @@ def _prediction(session: FinetuneSession, base: EnergyReport) -> PredictionRepor
         actual_g = actual * base.emissions_g / base.energy_j
     notes = list(p.notes)
     notes.append("actual: energy from train begin to train end, evaluations and checkpoints in it")
+    prev = session.previous
+    if prev is not None:
+        carried = "unknown" if prev.energy_j is None else f"{prev.energy_j:,.1f} J"
+        notes.append(
+            f"resumed run: predicted and actual cover this session (after step {prev.from_step}); "
+            f"the earlier segments' {carried} come on top (the energy/predicted_* log keys "
+            "include them)"
+        )
     return PredictionReport(
         at_step=p.at_step,
         total_steps=p.total_steps,
@@ -151,9 +159,131 @@ def _prediction(session: FinetuneSession, base: EnergyReport) -> PredictionRepor
     )
 
 
+def _add(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
+
+
+def _continued(prev: dict[str, Any] | None, m: PhaseMetrics | None, name: str) -> PhaseMetrics:
+    """A phase's figures over every segment: the checkpointed ones plus this session's."""
+    if prev is None:
+        assert m is not None
+        return m
+    counts = WorkCounts(
+        examples=int(prev.get("examples") or 0),
+        batches=int(prev.get("batches") or 0),
+        tokens_padded=int(prev.get("tokens_padded") or 0),
+        tokens_nonpadding=int(prev.get("tokens_nonpadding") or 0),
+    )
+    energy = prev.get("energy_j")
+    duration = float(prev.get("duration_s") or 0.0)
+    steps = int(prev.get("steps") or 0)
+    emissions = prev.get("emissions_g")
+    if m is not None:
+        counts.add(WorkCounts(m.examples, m.batches, m.tokens_padded, m.tokens_nonpadding))
+        energy = _add(energy, m.energy_j)
+        duration += m.duration_s
+        steps += m.steps
+        emissions = _add(emissions, m.emissions_g)
+    return phase_metrics(name, energy, duration, counts, steps, emissions)
+
+
+def _segment(session: FinetuneSession, base: EnergyReport, index: int) -> dict[str, Any]:
+    ended_by = "running" if base.status == "running" else session.ended_by
+    if ended_by == "running" and base.status != "running":
+        ended_by = "completed"
+    return {
+        "index": index,
+        "run_id": session.run_id,
+        "started_at": base.started_at,
+        "ended_at": base.ended_at,
+        "steps": session.steps_done,
+        "energy_j": base.energy_j,
+        "ended_by": ended_by,
+    }
+
+
+def _status(session: FinetuneSession, base: EnergyReport) -> str:
+    if base.status == "running":
+        return "running"
+    if session.ended_by in ("error", "interrupted"):
+        return "interrupted"
+    return str(base.status)
+
+
+def _run_info(session: FinetuneSession, base: EnergyReport, tokens_padded: int) -> dict[str, Any]:
+    """``report.run``: the meter's (``EnergyMeter(run=...)``), the earlier segments', observed
+    facts, the model's and the Trainer's, then the ones stated with ``describe``."""
+    from bertwatt.integrations.runinfo import flops_fields, observed_batching
+
+    lengths = session.train_tokens.lengths
+    run: dict[str, Any] = base.run.model_dump(exclude_none=True) if base.run else {}
+    prev = session.previous
+    if prev is not None:
+        run.update({k: v for k, v in prev.run.items() if not k.startswith("flops_")})
+    if not session.auto_eval:  # a plain loop: batching as observed in the forward calls
+        run.update(observed_batching(lengths.batch_examples))
+    run.update(session.run_facts)
+    longest = max(lengths.padded_lengths, default=None)
+    if longest is not None:
+        run["max_seq_length"] = max(longest, int(run.get("max_seq_length") or 0))
+    sizes = dict(run.get("dataset_sizes") or {})
+    sizes.update(session.run_facts.get("dataset_sizes") or {})
+    if sizes:
+        run["dataset_sizes"] = sizes
+    run.update(session.stated_facts)
+    run.update(flops_fields(run.get("parameters_total"), tokens_padded))
+    return run
+
+
+def _resume_fields(session: FinetuneSession, base: EnergyReport) -> dict[str, Any]:
+    """Totals, basis, warnings, segments and ``resume`` of a resumed run (empty when not)."""
+    prev = session.previous
+    if prev is None:
+        return {}
+    energy = _add(prev.energy_j, base.energy_j)
+    warnings = []
+    if prev.energy_j is None and base.energy_j is not None:
+        warnings.append(
+            "resumed run: the earlier segments measured no energy, so the run's total is unknown "
+            f"(this session: {base.energy_j:,.3f} J, see segments)"
+        )
+    emissions = _add(prev.emissions_g, base.emissions_g)
+    if emissions is None and (prev.emissions_g is None) != (base.emissions_g is None):
+        which = "the earlier segments" if prev.emissions_g is None else "this session"
+        warnings.append(
+            f"resumed run: {which} had no carbon intensity, so the run's emissions are unknown"
+        )
+    carried = "not measured" if prev.energy_j is None else f"{prev.energy_j:,.3f} J"
+    return {
+        "energy_j": energy,
+        "energy_kwh": None if energy is None else energy / 3.6e6,
+        "emissions_g": emissions,
+        "total_basis": (
+            f"{base.total_basis}; plus {carried} of {len(prev.segments)} earlier segment(s) up "
+            f"to the checkpoint at step {prev.from_step} (resumed run: channels, phases and "
+            "timeline are this session's)"
+        ),
+        "resume": {
+            "from_step": prev.from_step,
+            "previous_energy_j": prev.energy_j if prev.energy_j is not None else 0.0,
+            "lost_energy_upper_j": prev.lost_energy_upper_j,
+            "basis": prev.basis,
+        },
+        "_warnings": warnings,
+    }
+
+
 def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> FinetuneReport:
-    """Combine the meter's report with the session's counts, steps, prediction and padding."""
+    """Combine the meter's report with the session's counts, steps, prediction and padding.
+
+    For a resumed run (``session.previous``), totals, ``phase_metrics`` and ``run`` continue
+    from the checkpointed figures of the earlier segments; channels, phases, the timeline and
+    per-step records stay this session's.
+    """
     session.step_log.resolve(session.meter)
+    if session.run_id is None:
+        session.run_id = base.run_id
+    prev = session.previous
     carbon_phases: dict[str, float] = dict(base.carbon.phases) if base.carbon else {}
     metrics: dict[str, PhaseMetrics] = {}
     for name, ph in base.phases.items():
@@ -177,9 +307,22 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
         if all(p is not None for p in parts):
             outside = base.energy_j - sum(p for p in parts if p is not None)
     train_counts = session.counts.get("train", WorkCounts())
+    resumed = _resume_fields(session, base)
+    if prev is not None:
+        names = list(prev.phases) + [n for n in metrics if n not in prev.phases]
+        metrics = {n: _continued(prev.phases.get(n), metrics.get(n), n) for n in names}
+        metrics["run"] = metrics.pop("run")
+        total = WorkCounts(
+            examples=train_counts.examples + prev.examples,
+            tokens_padded=train_counts.tokens_padded + prev.tokens_padded,
+            tokens_nonpadding=train_counts.tokens_nonpadding + prev.tokens_nonpadding,
+        )
+        steps = session.steps_done + prev.steps
+    else:
+        total, steps = train_counts, session.steps_done
     train_metrics = metrics.get("train")
     padding = padding_report(
-        train_counts,
+        total,
         session.train_tokens.lengths,
         j_per_token_padded=train_metrics.j_per_token_padded if train_metrics else None,
         train_energy_j=train_metrics.energy_j if train_metrics else None,
@@ -187,7 +330,7 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
         grouping_hint=session.grouping_hint,
     )
     warnings = list(base.warnings)
-    for w in session.warnings:
+    for w in session.warnings + resumed.pop("_warnings", []):
         if w not in warnings:
             warnings.append(w)
     if padding is not None and padding.large:
@@ -198,20 +341,31 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
         )
     extra: dict[str, Any] = dict(base.extra)
     extra.update(session.extra)
+    step_energy = _step_energies(session, base)
+    if step_energy is not None and prev is not None:
+        step_energy.notes.append(
+            f"resumed run: these records are this session's steps (after step {prev.from_step})"
+        )
+    earlier = prev.segments if prev is not None else []
     data = base.model_dump()
     data.update(
+        run_id=session.run_id,
+        status=_status(session, base),
         warnings=warnings,
         extra=extra,
-        examples=train_counts.examples,
-        steps=session.steps_done,
-        tokens_padded=train_counts.tokens_padded,
-        tokens_nonpadding=train_counts.tokens_nonpadding,
+        examples=total.examples,
+        steps=steps,
+        tokens_padded=total.tokens_padded,
+        tokens_nonpadding=total.tokens_nonpadding,
         figures=figures_basis(base),
         phase_metrics={k: v.model_dump() for k, v in metrics.items()},
         outside_phases_j=outside,
-        step_energy=_step_energies(session, base),
+        step_energy=step_energy,
         padding=padding,
         prediction=_prediction(session, base),
+        run=_run_info(session, base, total.tokens_padded),
+        segments=[*earlier, _segment(session, base, len(earlier))],
+        **resumed,
     )
     report = FinetuneReport.model_validate(data)
     perspective = build_perspective(

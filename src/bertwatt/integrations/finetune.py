@@ -118,6 +118,11 @@ def measure_finetune(
     return report
 
 
+def _ended_by(err: BaseException) -> str:
+    """How a session that raised ended: stopped from outside, or failed."""
+    return "interrupted" if isinstance(err, KeyboardInterrupt | SystemExit) else "error"
+
+
 def _finish(session: FinetuneSession, owns: bool, path: Path | None) -> FinetuneReport:
     meter = session.meter
     base = meter.stop(warn=False) if owns and meter.running else meter.partial_report()
@@ -157,6 +162,7 @@ def _measure_trainer(
                 evaluate()
     except BaseException as err:
         session.warn(f"training raised {type(err).__name__}: {err}; the report stops there")
+        session.ended_by = _ended_by(err)
         try:
             session.set_mode(None)
             _finish(session, owns, path)
@@ -166,6 +172,7 @@ def _measure_trainer(
     finally:
         session.unwatch()
         trainer.remove_callback(callback)
+    session.ended_by = "completed"
     report = _finish(session, owns, path)
     callback._report = report
     if path is not None:
@@ -195,6 +202,7 @@ def _measure_callable(
         session.end_train()
     except BaseException as err:
         session.warn(f"the training function raised {type(err).__name__}: {err}")
+        session.ended_by = _ended_by(err)
         try:
             session.end_train()
             _finish(session, owns, path)
@@ -205,4 +213,5 @@ def _measure_callable(
         session.unwatch()
     if result is not None:
         session.extra["result"] = _jsonable(result) if isinstance(result, Mapping) else repr(result)
+    session.ended_by = "completed"
     return _finish(session, owns, path)

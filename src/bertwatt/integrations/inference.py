@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bertwatt.errors import ConfigError
+from bertwatt.errors import ConfigError, ReportError
 from bertwatt.integrations.report import InferenceReport, figures_basis
 from bertwatt.integrations.tokens import TokenCounter, WorkCounts
 from bertwatt.report.checks import emit_warnings
@@ -136,6 +136,12 @@ def measure_inference(
         handle.remove()
         base = meter.stop(warn=False) if owns and meter.running else meter.partial_report()
     report = _report(base, counts, warm_counts, queries, batch_size, _is_trainer(target))
+    output = meter.config.output
+    if owns and output is not None:  # the meter wrote its energy report there: keep this one
+        try:
+            report.to_json(output)
+        except ReportError as err:
+            report.warnings.append(f"the inference report was not written: {err}")
     emit_warnings(report, stacklevel=2)
     return report
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bertwatt.report.render import format_energy
@@ -9,7 +10,13 @@ from bertwatt.report.render import format_energy
 if TYPE_CHECKING:
     from bertwatt.integrations.report import FinetuneReport, InferenceReport, PhaseMetrics
 
-__all__ = ["format_small_j", "render_finetune", "render_inference"]
+__all__ = [
+    "format_small_j",
+    "render_finetune",
+    "render_inference",
+    "render_resume",
+    "render_run",
+]
 
 
 def format_small_j(value: float | None) -> str:
@@ -40,9 +47,74 @@ def _phase_line(m: PhaseMetrics, emissions: bool) -> str:
     return line
 
 
+def _when(t: datetime) -> str:
+    return f"{t:%Y-%m-%d %H:%M:%S}"
+
+
+def render_resume(report: FinetuneReport) -> list[str]:
+    """Lines saying the run was resumed, its segments, and the energy lost after a checkpoint."""
+    r = report.resume
+    lines = []
+    if r is not None:
+        if r.lost_energy_upper_j is None:
+            lines.append(
+                "  resumed: the energy the interrupted run spent after its last checkpoint is "
+                "unknown (see basis)"
+            )
+        lines.append(f"  resume basis: {r.basis}")
+    if len(report.segments) > 1 or r is not None:
+        lines.append("  segments:")
+        for seg in report.segments:
+            steps = "-" if seg.steps is None else f"{seg.steps:,}"
+            lines.append(
+                f"    {seg.index}  {_when(seg.started_at)} - {_when(seg.ended_at)} UTC  "
+                f"{steps:>7} steps  {format_energy(seg.energy_j):>14}  {seg.ended_by}"
+                f"  (run {seg.run_id[:8]})"
+            )
+    return lines
+
+
+def render_run(report: FinetuneReport) -> list[str]:
+    """What was fine-tuned (``report.run``), on one or two lines."""
+    run = report.run
+    if run is None:
+        return []
+    parts = []
+    if run.model_class:
+        parts.append(run.model_class + (f" ({run.model_name})" if run.model_name else ""))
+    if run.parameters_total is not None:
+        trainable = (
+            f", {run.parameters_trainable:,} trainable"
+            if run.parameters_trainable is not None
+            and run.parameters_trainable != run.parameters_total
+            else ""
+        )
+        parts.append(f"{run.parameters_total:,} parameters{trainable}")
+    if run.precision:
+        parts.append(run.precision)
+    if run.batch_size is not None:
+        parts.append(f"batch {run.batch_size}")
+    if run.gradient_accumulation_steps not in (None, 1):
+        parts.append(f"x{run.gradient_accumulation_steps} accumulation")
+    if run.world_size not in (None, 1):
+        parts.append(f"{run.world_size} processes")
+    if run.max_seq_length is not None:
+        parts.append(f"longest sequence {run.max_seq_length}")
+    if run.dataset_sizes:
+        parts.append(
+            "data " + ", ".join(f"{k} {v:,}" for k, v in sorted(run.dataset_sizes.items()))
+        )
+    lines = [f"  run: {'; '.join(parts)}"] if parts else []
+    if run.flops_estimate is not None:
+        lines.append(f"  training FLOPs: {run.flops_estimate:.3g} ({run.flops_basis})")
+    return lines
+
+
 def render_finetune(report: FinetuneReport) -> str:
     """The fine-tuning block of :meth:`FinetuneReport.summary`."""
     lines = [f"  fine-tuning figures are {report.figures}"]
+    lines.extend(render_run(report))
+    lines.extend(render_resume(report))
     share = report.padding_share
     lines.append(
         f"  training work: {report.steps:,} optimizer steps, {report.examples:,} examples, "
@@ -57,7 +129,8 @@ def render_finetune(report: FinetuneReport) -> str:
         )
         if emissions:
             header += f" {'gCO2e':>11}"
-        lines.append("  per phase (J/token: per token processed, padding included):")
+        every = ", all segments" if report.resume is not None else ""
+        lines.append(f"  per phase (J/token: per token processed, padding included{every}):")
         lines.append(header)
         for m in report.phase_metrics.values():
             lines.append(_phase_line(m, emissions))

@@ -37,6 +37,7 @@ from bertwatt.integrations.tokens import TokenCounter, WorkCounts
 if TYPE_CHECKING:
     from bertwatt.integrations.predict import Prediction
     from bertwatt.integrations.report import FinetuneReport
+    from bertwatt.integrations.resume import Previous
     from bertwatt.meter import EnergyMeter
     from bertwatt.report.models import EnergyReport
 
@@ -110,6 +111,16 @@ class FinetuneSession:
         self.grouped_by_length: bool | None = None
         self.grouping_hint: str | None = None
         self.perspective: dict[str, Any] = {}
+        #: run facts for ``report.run`` (model, batching, data set sizes): see ``runinfo``
+        self.run_facts: dict[str, Any] = {}
+        #: the earlier sessions of a resumed run (None: not resumed, or nothing carried over)
+        self.previous: Previous | None = None
+        #: how this session ended: "running" until the caller says "completed", "error" or
+        #: "interrupted"
+        self.ended_by = "running"
+        #: run id of the meter window this session measures (pinned at the first report built)
+        self.run_id: str | None = None
+        self._stated: dict[str, Any] = {}
         self._chain: int | None = None
         self._hooks: list[Any] = []
         from bertwatt.integrations.predict import IntensityNow
@@ -281,6 +292,13 @@ class FinetuneSession:
             except Exception as err:  # counting must never break a forward call
                 session.warn(f"token counting failed and was skipped: {type(err).__name__}: {err}")
 
+        if "model_class" not in self.run_facts:
+            from bertwatt.integrations.runinfo import model_facts
+
+            try:
+                self.run_facts.update(model_facts(model))
+            except Exception as err:  # facts are a courtesy; counting goes on
+                self.warn(f"reading the model's size failed: {type(err).__name__}: {err}")
         if self.train_tokens.pad_token_id is None:
             pad = getattr(getattr(model, "config", None), "pad_token_id", None)
             if isinstance(pad, int):
@@ -296,6 +314,27 @@ class FinetuneSession:
             except Exception as err:  # pragma: no cover - defensive
                 logger.debug("removing a forward hook failed: %s", err)
         self._hooks.clear()
+
+    def describe(self, **facts: Any) -> None:
+        """State facts of the run for ``report.run`` that bertwatt cannot see in a plain loop.
+
+        Keyword arguments are :class:`~bertwatt.report.models.RunInfo` fields: ``model_class``,
+        ``model_name``, ``parameters_total``, ``parameters_trainable``, ``max_seq_length``,
+        ``precision``, ``batch_size``, ``gradient_accumulation_steps``, ``world_size``,
+        ``dataset_sizes`` (e.g. ``{"train": 6000, "eval": 600}``). What you state wins over what
+        bertwatt observes.
+
+        Raises:
+            ConfigError: an unknown field or a value of the wrong type.
+        """
+        from bertwatt.integrations.runinfo import validate_run_fields
+
+        self._stated.update(validate_run_fields(facts))
+
+    @property
+    def stated_facts(self) -> dict[str, Any]:
+        """The run facts given to :meth:`describe`."""
+        return dict(self._stated)
 
     def count(self, batch: Mapping[str, Any]) -> None:
         """Count a batch now (plain loops that do not :meth:`watch` the model)."""
@@ -342,17 +381,34 @@ class FinetuneSession:
             logger.info("bertwatt: %s", self.prediction.message())
 
     def live_metrics(self) -> dict[str, float]:
-        """``energy/...`` figures for the Trainer's log (cheap: no report is built)."""
+        """``energy/...`` figures for the Trainer's log (cheap: no report is built).
+
+        Cumulative over the segments of a resumed run: the earlier sessions' checkpointed
+        figures are added to this session's.
+        """
         from bertwatt.integrations.predict import predict_run
 
         out: dict[str, float] = {}
+        prev = self.previous
         snap = self.meter.snapshot()
-        if snap.energy_j is not None:
-            out["energy/kwh"] = snap.energy_j / _J_PER_KWH
-            if snap.duration_s > 0:
-                out["energy/mean_power_w"] = snap.energy_j / snap.duration_s
+        energy_now = snap.energy_j
+        if prev is not None and energy_now is not None:
+            energy_now = None if prev.energy_j is None else prev.energy_j + energy_now
+        if energy_now is not None:
+            out["energy/kwh"] = energy_now / _J_PER_KWH
+        if snap.energy_j is not None and snap.duration_s > 0:
+            out["energy/mean_power_w"] = snap.energy_j / snap.duration_s
         self.step_log.resolve(self.meter)
         steps, energy, counts, _ = self.step_log.totals()
+        if prev is not None:
+            r = prev.step_records
+            steps += int(r.get("steps", 0))
+            energy += r.get("energy_j", 0.0)
+            counts = WorkCounts(
+                examples=counts.examples + int(r.get("examples", 0)),
+                tokens_padded=counts.tokens_padded + int(r.get("tokens_padded", 0)),
+                tokens_nonpadding=counts.tokens_nonpadding + int(r.get("tokens_nonpadding", 0)),
+            )
         if steps:
             out["energy/j_per_step"] = energy / steps
         if counts.examples:
@@ -361,17 +417,45 @@ class FinetuneSession:
             out["energy/j_per_token"] = energy / counts.tokens_padded
         if counts.tokens_nonpadding:
             out["energy/j_per_token_nonpadding"] = energy / counts.tokens_nonpadding
-        train = self.counts.get("train")
-        if train is not None and train.padding_share is not None:
+        train = WorkCounts()
+        train.add(self.counts.get("train", WorkCounts()))
+        if prev is not None:
+            train.tokens_padded += prev.tokens_padded
+            train.tokens_nonpadding += prev.tokens_nonpadding
+        if train.padding_share is not None:
             out["energy/padding_share"] = train.padding_share
         factor = self.intensity_now()
         if factor is not None and snap.energy_j is not None:
-            out["energy/gco2e"] = snap.energy_j / _J_PER_KWH * factor
+            grams = snap.energy_j / _J_PER_KWH * factor
+            if prev is None:
+                out["energy/gco2e"] = grams
+            elif prev.emissions_g is not None:
+                out["energy/gco2e"] = prev.emissions_g + grams
         if self.prediction is not None:
             now = predict_run(self) or self.prediction
-            out["energy/predicted_kwh"] = now.energy_j / _J_PER_KWH
-            if factor is not None:
-                out["energy/predicted_gco2e"] = now.energy_j / _J_PER_KWH * factor
+            predicted: float | None = now.energy_j
+            if prev is not None and predicted is not None:
+                predicted = None if prev.energy_j is None else prev.energy_j + predicted
+            if predicted is not None:
+                out["energy/predicted_kwh"] = predicted / _J_PER_KWH
+                if factor is not None:
+                    out["energy/predicted_gco2e"] = predicted / _J_PER_KWH * factor
+        return out
+
+    def step_record_totals(self) -> dict[str, float]:
+        """Per-step record totals (steps, energy_j, examples, tokens), earlier segments included."""
+        self.step_log.resolve(self.meter)
+        steps, energy, counts, _ = self.step_log.totals()
+        out = {
+            "steps": float(steps),
+            "energy_j": energy,
+            "examples": float(counts.examples),
+            "tokens_padded": float(counts.tokens_padded),
+            "tokens_nonpadding": float(counts.tokens_nonpadding),
+        }
+        if self.previous is not None:
+            for k, v in self.previous.step_records.items():
+                out[k] = out.get(k, 0.0) + v
         return out
 
     # ------------------------------------------------------------------ report

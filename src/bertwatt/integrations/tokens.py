@@ -77,11 +77,13 @@ class LengthStats:
         padded_lengths: histogram, padded sequence length of a batch -> number of batches.
         overpadded_batches: batches padded beyond their longest example (rounded up to a
             multiple of 8): the signature of padding to a fixed length.
+        batch_examples: histogram, examples in one forward call -> number of calls.
     """
 
     lengths: dict[int, int] = field(default_factory=dict)
     padded_lengths: dict[int, int] = field(default_factory=dict)
     overpadded_batches: int = 0
+    batch_examples: dict[int, int] = field(default_factory=dict)
 
     def add_lengths(self, values: list[int]) -> None:
         """Count these per-example lengths."""
@@ -227,6 +229,8 @@ class TokenCounter:
             done.batches += 1
             done.tokens_padded += q.tokens_padded
             done.tokens_nonpadding += int(q.nonpadding)
+            sizes = self.lengths.batch_examples
+            sizes[q.examples] = sizes.get(q.examples, 0) + 1
             if q.padded_length is not None:
                 self.lengths.add_padded(q.padded_length)
             if q.lengths is not None:

@@ -44,6 +44,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from types import FrameType
@@ -56,6 +57,14 @@ from bertwatt.integrations.finetune import measure_finetune
 from bertwatt.integrations.inference import measure_inference
 from bertwatt.integrations.perspective import _positive
 from bertwatt.integrations.report import FinetuneReport, InferenceReport
+from bertwatt.integrations.resume import (
+    checkpoint_state,
+    previous_from_state,
+    read_state,
+    store_state,
+    write_progress,
+)
+from bertwatt.integrations.runinfo import dataset_size, trainer_facts
 from bertwatt.integrations.session import FinetuneSession
 from bertwatt.meter import EnergyMeter
 from bertwatt.report.checks import emit_warnings
@@ -73,6 +82,10 @@ logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: At most one progress record (last known activity) per this many ns of the meter's clock at
+#: step ends (a few µs each), and one at every log.
+_PROGRESS_PERIOD_NS = 1_000_000_000
+
 
 def _guarded(fn: F) -> F:
     """Run a callback event; log and record any exception instead of raising into training."""
@@ -85,6 +98,24 @@ def _guarded(fn: F) -> F:
             self._problem(fn.__name__, err)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _add_emissions_so_far(s: FinetuneSession, data: dict[str, Any]) -> None:
+    """Fill the emissions of checkpoint figures (a report built while running has none): the
+    earlier segments' emissions plus this session's energy x the carbon intensity (x PUE) now,
+    as in the ``energy/gco2e`` log key; left None without an intensity."""
+    factor = s.intensity_now()
+    if factor is None:
+        return
+    earlier = s.previous.phases if s.previous is not None else {}
+    for name, figures in data["phases"].items():
+        before = earlier.get(name, {})
+        energy, energy_before = figures.get("energy_j"), before.get("energy_j") or 0.0
+        grams_before = before.get("emissions_g") if before else 0.0
+        if energy is None or grams_before is None:
+            continue
+        figures["emissions_g"] = grams_before + (energy - energy_before) / 3.6e6 * factor
+    data["emissions_g"] = data["phases"].get("run", {}).get("emissions_g")
 
 
 def _value(x: Any) -> str:
@@ -207,6 +238,8 @@ class EnergyCallback(TrainerCallback):
         self._problems: set[str] = set()
         #: The job report of a distributed run, on rank 0 after ``trainer.train()``; else None.
         self.job_report: Any = None
+        self._state_step: int | None = None
+        self._last_progress_ns = 0
 
     # ------------------------------------------------------------------ public
     @property
@@ -304,7 +337,7 @@ class EnergyCallback(TrainerCallback):
             return
         self._write(s.build_report(self.meter.partial_report()))
 
-    def _after_flow(self, args: Any, control: Any) -> None:
+    def _after_flow(self, args: Any, state: Any, control: Any) -> None:
         s = self.session
         if s is None:
             return
@@ -312,6 +345,60 @@ class EnergyCallback(TrainerCallback):
             s.set_mode("eval")
         elif control.should_save and not self._best_save:
             s.set_mode("checkpoint")
+            self._store_state(args, state)
+
+    def _store_state(self, args: Any, state: Any) -> None:
+        """Put the run's figures so far into the TrainerState the Trainer is about to save."""
+        s = self.session
+        if s is None or not s.running:
+            return
+        report = s.build_report(self.meter.partial_report())
+        data = checkpoint_state(
+            report, step=int(state.global_step or 0), step_records=s.step_record_totals()
+        )
+        if data["emissions_g"] is None:  # a report built while running has no carbon applied
+            _add_emissions_so_far(s, data)
+        store_state(state, int(getattr(args, "process_index", 0) or 0), data)
+        self._state_step = int(state.global_step or 0)
+
+    def _progress(self, s: FinetuneSession, state: Any) -> None:
+        """Record the last known activity next to the report (for a resumed run's lost energy)."""
+        self._last_progress_ns = self.meter.clock.monotonic_ns()
+        if self._report_path is None or s.run_id is None or not s.running:
+            return
+        energy = self.meter.snapshot().energy_j
+        if s.previous is not None and energy is not None:
+            energy = None if s.previous.energy_j is None else s.previous.energy_j + energy
+        at = datetime.fromtimestamp(self.meter.clock.time_ns() / 1e9, tz=UTC)
+        try:
+            write_progress(
+                self._report_path,
+                run_id=s.run_id,
+                at=at,
+                step=int(state.global_step or 0),
+                energy_j=energy,
+            )
+        except OSError as err:
+            self._problem("on_log (progress file)", err)
+
+    def _resume(self, s: FinetuneSession, args: Any, state: Any, start_step: int) -> None:
+        """Continue from the figures the checkpoint carries (see :mod:`.resume`)."""
+        data, why = read_state(state, int(getattr(args, "process_index", 0) or 0))
+        if data is not None and data.get("step") != start_step:
+            why = (
+                f"the checkpoint's bertwatt figures are for step {data.get('step')}, not for "
+                f"step {start_step} (the save was decided after EnergyCallback's events)"
+            )
+            data = None
+        if data is None:
+            s.warn(
+                f"resumed from step {start_step}, but {why}: the totals cover this session only "
+                f"(steps after {start_step})"
+            )
+            return
+        s.previous, problems = previous_from_state(data, self._report_path)
+        for problem in problems:
+            s.warn(problem)
 
     def _gather_job(self, args: Any, state: Any, control: Any) -> None:
         """Distributed runs: every rank's report to rank 0, which logs job-level ``energy/job_*``
@@ -363,9 +450,11 @@ class EnergyCallback(TrainerCallback):
             prepare_for_callback(self.meter, self._report_path)  # rank files; gather at end
             self.meter.start()
             self._owns_meter = self._external is None
+        self._last_progress_ns = self.meter.clock.monotonic_ns()
         max_steps = int(getattr(state, "max_steps", 0) or 0)
+        start_step = int(state.global_step or 0)
         # a resumed run starts at global_step: predict the steps this call will run
-        s.total_steps = max(0, max_steps - int(state.global_step or 0)) or None
+        s.total_steps = max(0, max_steps - start_step) or None
         s.expected_evals, s.expected_saves = _expected_events(args, state)
         s.grouped_by_length, s.grouping_hint = _grouping(args)
         pad = getattr(kwargs.get("processing_class"), "pad_token_id", None)
@@ -374,6 +463,14 @@ class EnergyCallback(TrainerCallback):
         model = kwargs.get("model")
         if model is not None and not s._hooks:
             s.watch(model)
+        try:
+            s.run_facts.update(trainer_facts(args, model, kwargs.get("train_dataloader"), state))
+        except Exception as err:  # facts are a courtesy; measuring goes on
+            s.warn(f"reading the run's set-up failed: {type(err).__name__}: {err}")
+        s.previous = None
+        self._state_step = None
+        if start_step > 0:
+            self._resume(s, args, state, start_step)
         s.extra.setdefault("trainer", {}).update(
             {
                 "per_device_train_batch_size": args.per_device_train_batch_size,
@@ -398,27 +495,46 @@ class EnergyCallback(TrainerCallback):
     @_guarded
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Close the optimizer step; pause training if an evaluation or save follows."""
-        if self.session is not None:
-            self.session.step_end(state.global_step)
-            self._after_flow(args, control)
+        s = self.session
+        if s is not None:
+            s.step_end(state.global_step)
+            self._after_flow(args, state, control)
+            if self.meter.clock.monotonic_ns() - self._last_progress_ns >= _PROGRESS_PERIOD_NS:
+                self._progress(s, state)
 
     @_guarded
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Close ``epoch-N``; pause training if an evaluation or save follows."""
         if self.session is not None:
             self.session.epoch_end()
-            self._after_flow(args, control)
+            self._after_flow(args, state, control)
 
     @_guarded
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Close ``eval``; go on to the checkpoint or back to training."""
         s = self.session
-        if s is None or s.mode != "eval":
+        if s is None:
+            return
+        self._note_eval_size(s, kwargs.get("eval_dataloader"))
+        if s.mode != "eval":
             return
         if self._in_train and control.should_save and not self._best_save:
             s.set_mode("checkpoint")
+            self._store_state(args, state)
         else:
             s.set_mode(self._back())
+            if self._in_train and self._best_save:  # the Trainer saves if this one is the best
+                self._store_state(args, state)
+
+    @staticmethod
+    def _note_eval_size(s: FinetuneSession, loader: Any) -> None:
+        size = dataset_size(getattr(loader, "dataset", None))
+        if size is None:
+            return
+        sizes = s.run_facts.setdefault("dataset_sizes", {})
+        evals = [k for k in sizes if k == "eval" or k.startswith("eval-")]
+        if not any(sizes[k] == size for k in evals):
+            sizes["eval" if not evals else f"eval-{len(evals) + 1}"] = size
 
     @_guarded
     def on_predict(
@@ -435,6 +551,13 @@ class EnergyCallback(TrainerCallback):
         s = self.session
         if s is None:
             return
+        step = int(state.global_step or 0)
+        if self._state_step != step:
+            s.warn(
+                f"the checkpoint at step {step} was saved without bertwatt's figures (the save "
+                "was decided after EnergyCallback's events): resuming from it starts the totals "
+                "afresh"
+            )
         self._write_partial()
         if s.mode == "checkpoint":
             s.set_mode(self._back())
@@ -458,6 +581,7 @@ class EnergyCallback(TrainerCallback):
             logs.update(figures)
             if same and last is not None:
                 last.update(figures)
+        self._progress(s, state)
         interval = self.meter.config.checkpoint_interval_s
         if time.monotonic() - self._last_write >= interval:
             self._write_partial()
@@ -472,6 +596,7 @@ class EnergyCallback(TrainerCallback):
         s.end_train()
         if self._external is not None:
             return
+        s.ended_by = "completed"
         s.unwatch()
         if self._owns_meter and self.meter.running:
             self._owns_meter = False

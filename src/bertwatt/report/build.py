@@ -1,20 +1,17 @@
-"""Turn a meter window (timelines, marks, phases) into an :class:`EnergyReport`.
+"""Turn a :class:`~bertwatt.report.snapshot.WindowSnapshot` into an :class:`EnergyReport`.
 
-Runs after the window closes (or on the checkpoint thread for partial reports), never on the
-sampler's hot path. Each backend group is copied under its lock, then everything is computed from
-the copies.
+Pure: it reads plain data only (the meter side makes the snapshot under its locks) and imports
+nothing from backends, the sampler, timelines or windows. Each part of a report has its own small
+function, tested alone in ``tests/report/test_build.py``. Cost is linear in stored points,
+channels and phases: phases arrive already summed.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
 
-from bertwatt.backends.base import Channel
-from bertwatt.host import host_facts
 from bertwatt.report.models import (
     BaselineReport,
     ChannelReport,
@@ -22,83 +19,36 @@ from bertwatt.report.models import (
     HostInfo,
     PhaseReport,
     ProvenanceInfo,
+    RunInfo,
     UnavailableInfo,
     kwh,
 )
-from bertwatt.timeline import covered_ns, interpolate
+from bertwatt.report.snapshot import (
+    ChannelSnapshot,
+    PhaseSnapshot,
+    WindowSnapshot,
+)
 
-if TYPE_CHECKING:
-    from bertwatt.window import Window
-
-__all__ = ["build_report"]
+__all__ = [
+    "baseline_report",
+    "build_report",
+    "channel_energy",
+    "channel_report",
+    "channel_warnings",
+    "host_info",
+    "phase_report",
+    "total_of",
+    "total_timeline",
+    "window_warnings",
+]
 
 _CHANNEL_POINTS = 500
 _TOTAL_POINTS = 1000
 _LOW_COVERAGE = 0.95
+_NS = 1e9
 
 
-@dataclass
-class _Copy:
-    channel: Channel
-    backend: str
-    t: list[int]
-    e: list[float]
-    p: list[float]
-    marks: dict[int, float]
-    samples: int
-    rejected: int
-    failed_reads: int
-    wraps: int
-    peak_w: float
-    events: list[str]
-    event_counts: dict[str, int]
-    gaps: list[tuple[int, int]]
-    first_t: int | None
-    last_t: int | None
-    cum: float
-
-    def energy_at(self, t_ns: int) -> float:
-        return interpolate(self.t, self.e, self.cum, t_ns)
-
-    def edge(self, mark_id: int, t_ns: int) -> float:
-        v = self.marks.get(mark_id)
-        return v if v is not None else self.energy_at(t_ns)
-
-    def covered(self, t0: int, t1: int) -> int:
-        return covered_ns(self.first_t, self.last_t, self.gaps, t0, t1)
-
-
-def _copy(window: Window) -> list[_Copy]:
-    out = []
-    for g in window.groups:
-        with g.lock:
-            for tl in g.timelines:
-                t, e, p = tl.points()
-                out.append(
-                    _Copy(
-                        channel=tl.channel,
-                        backend=g.backend.name,
-                        t=list(t),
-                        e=list(e),
-                        p=list(p),
-                        marks=dict(tl.marks),
-                        samples=tl.samples,
-                        rejected=tl.rejected,
-                        failed_reads=tl.failed_reads,
-                        wraps=tl.wraps,
-                        peak_w=tl.peak_w,
-                        events=list(tl.events),
-                        event_counts=dict(tl.event_counts),
-                        gaps=list(tl.gaps),
-                        first_t=tl.first_t,
-                        last_t=tl.last_t,
-                        cum=tl.energy_j,
-                    )
-                )
-    return out
-
-
-def _finite(x: float) -> float | None:
+def _finite(x: float | None) -> float | None:
     return x if isinstance(x, float | int) and math.isfinite(x) else None
 
 
@@ -108,246 +58,314 @@ def _thin(n: int, limit: int) -> range:
 
 
 def _utc(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    return datetime.fromtimestamp(ns / _NS, tz=timezone.utc)
 
 
-def build_report(window: Window, *, final: bool) -> EnergyReport:
-    """Build the report of ``window``; ``final=False``: a partial report of a running window."""
-    from bertwatt.window import total_of
+def _duration_ns(snap: WindowSnapshot) -> int:
+    return max(0, snap.t_end_ns - snap.t_start_ns)
 
-    copies = _copy(window)
-    marks = list(window.marks)
-    clock = window.clock
-    t_start = marks[window.start_mark]
-    if window.end_mark is not None:
-        t_end = marks[window.end_mark]
-        end_id: int | None = window.end_mark
-    else:
-        t_end = clock.monotonic_ns()
-        end_id = None
-    duration_ns = max(0, t_end - t_start)
-    duration_s = duration_ns / 1e9
-    facts = host_facts()
-    hostname = str(facts["hostname"])
 
-    def at(c: _Copy, mark_id: int | None, t_ns: int) -> float:
-        return c.edge(mark_id, t_ns) if mark_id is not None else c.energy_at(t_ns)
+def channel_energy(c: ChannelSnapshot) -> float | None:
+    """The channel's energy over the window; None when it delivered no sample."""
+    return max(0.0, c.end_j - c.start_j) if c.samples else None
 
-    channels: list[ChannelReport] = []
-    energies: dict[Channel, float] = {}
-    warnings = list(window.warnings)
-    interval_s = window.config.interval_s
-    for c in copies:
-        e0 = at(c, window.start_mark, t_start)
-        e1 = at(c, end_id, t_end)
-        energy: float | None = max(0.0, e1 - e0) if c.samples else None
-        covered_ns = c.covered(t_start, t_end)
-        coverage = min(1.0, covered_ns / duration_ns) if duration_ns else 0.0
-        mean_w = energy / (covered_ns / 1e9) if covered_ns and energy is not None else None
-        in_window = [i for i, t in enumerate(c.t) if t_start <= t <= t_end]
-        if window.baseline_marks is None:
-            peak = _finite(c.peak_w)
-        else:
-            vals = [c.p[i] for i in in_window if math.isfinite(c.p[i])]
-            peak = max(vals) if vals else None
-        pts = [
-            (
-                (c.t[i] - t_start) / 1e9,
-                max(0.0, c.e[i] - e0),
-                _finite(c.p[i]),
-            )
-            for i in (in_window[j] for j in _thin(len(in_window), _CHANNEL_POINTS))
-        ]
-        prov = c.channel.provenance
-        channels.append(
-            ChannelReport(
-                name=c.channel.name,
-                backend=c.backend,
-                domain=c.channel.domain,
-                kind=c.channel.kind,
-                host=hostname,
-                counted=c.channel.counted,
-                parent=c.channel.parent,
-                energy_j=energy,
-                energy_kwh=kwh(energy),
-                mean_power_w=mean_w,
-                peak_power_w=peak,
-                samples=c.samples,
-                rejected=c.rejected,
-                failed_reads=c.failed_reads,
-                wraps=c.wraps,
-                coverage=coverage,
-                provenance=ProvenanceInfo(
-                    kind=prov.kind,
-                    source=prov.source,
-                    scope=prov.scope,
-                    method=prov.method
-                    or (
-                        f"energy counter read every {interval_s:g} s and at window edges"
-                        if c.channel.kind == "counter"
-                        else f"power polled every {interval_s:g} s, trapezoid-integrated"
-                    ),
-                    update_period_s=prov.update_period_s,
-                    averaging_window_s=prov.averaging_window_s,
-                    resolution_j=prov.resolution_j,
-                    assumptions=dict(prov.assumptions),
-                    notes=list(prov.notes),
-                ),
-                info={k: str(v) for k, v in c.channel.info.items()},
-                events=c.events,
-                timeline=pts,
-            )
+
+def total_of(
+    channels: Sequence[ChannelSnapshot], values: Mapping[str, float]
+) -> tuple[float | None, str]:
+    """Sum channel energies (``values`` by channel name) without double counting.
+
+    Channels not counted (RAPL sub-zones, psys) never add. If a counted channel covers the whole
+    ``system`` (a wall plug), it is the total and component channels are shown beside it.
+    Returns (total, basis sentence).
+    """
+    counted = [c for c in channels if c.counted and c.name in values]
+    if not counted:
+        return None, "no counted channel was measured"
+    system = [c for c in counted if c.scope == "system"]
+    if system:
+        names = ", ".join(sorted(c.name for c in system))
+        total = sum(values[c.name] for c in system)
+        return total, f"whole-system channel(s) {names}; components shown apart"
+    names = ", ".join(sorted(c.name for c in counted))
+    return sum(values[c.name] for c in counted), f"sum of {names}"
+
+
+def _method(c: ChannelSnapshot, interval_s: float) -> str:
+    if c.provenance.method:
+        return c.provenance.method
+    if c.kind == "counter":
+        return f"energy counter read every {interval_s:g} s and at window edges"
+    return f"power polled every {interval_s:g} s, trapezoid-integrated"
+
+
+def _stuck_s(c: ChannelSnapshot) -> float:
+    return sum(b - a for a, b in c.stuck_ns) / _NS
+
+
+def _provenance(c: ChannelSnapshot, interval_s: float) -> ProvenanceInfo:
+    p = c.provenance
+    notes = list(p.notes)
+    if c.stuck_ns:
+        notes.append(
+            f"stuck sensor suspected: the counter did not move for {_stuck_s(c):.1f} s of the "
+            "window although it should have; the figure is kept and may be too low"
         )
-        if energy is not None:
-            energies[c.channel] = energy
-        elif c.channel.counted:
-            warnings.append(
-                f"{c.channel.name} delivered no reading in the window: it is left out of the "
-                "total (see its events)"
-            )
-        if c.channel.counted and duration_ns and coverage < _LOW_COVERAGE:
-            warnings.append(
-                f"{c.channel.name} covered only {coverage:.0%} of the window: its energy is "
-                "a lower bound (see its events)"
-            )
-        if c.rejected:
-            warnings.append(f"{c.channel.name}: {c.rejected} implausible reading(s) rejected")
-        upd = prov.update_period_s
-        if upd and duration_s and duration_s < 10 * upd:
-            warnings.append(
-                f"{c.channel.name}: the window ({duration_s:.3g} s) is shorter than 10 sensor "
-                f"update periods ({upd:g} s); its figure is coarse"
-            )
-        if prov.kind == "estimated" and c.channel.counted:
-            warnings.append(f"{c.channel.name} is estimated ({prov.source}), not measured")
+    return ProvenanceInfo(
+        kind=p.kind,  # type: ignore[arg-type]
+        source=p.source,
+        scope=p.scope,
+        method=_method(c, interval_s),
+        update_period_s=p.update_period_s,
+        averaging_window_s=p.averaging_window_s,
+        resolution_j=p.resolution_j,
+        assumptions=dict(p.assumptions),
+        notes=notes,
+    )
 
+
+def _channel_points(
+    c: ChannelSnapshot, t_start: int, t_end: int
+) -> tuple[list[tuple[float, float, float | None]], list[float]]:
+    """Thinned (offset_s, energy_j, power_w) points inside the window, and their finite powers."""
+    inside = [i for i, t in enumerate(c.t_ns) if t_start <= t <= t_end]
+    powers = [c.power_w[i] for i in inside if math.isfinite(c.power_w[i])]
+    pts = [
+        (
+            (c.t_ns[i] - t_start) / _NS,
+            max(0.0, c.energy_j[i] - c.start_j),
+            _finite(c.power_w[i]),
+        )
+        for i in (inside[j] for j in _thin(len(inside), _CHANNEL_POINTS))
+    ]
+    return pts, powers
+
+
+def channel_report(c: ChannelSnapshot, snap: WindowSnapshot) -> ChannelReport:
+    """One channel's figures, provenance and thinned timeline over the window."""
+    duration_ns = _duration_ns(snap)
+    energy = channel_energy(c)
+    coverage = min(1.0, c.covered_ns / duration_ns) if duration_ns else 0.0
+    mean_w = energy / (c.covered_ns / _NS) if c.covered_ns and energy is not None else None
+    pts, powers = _channel_points(c, snap.t_start_ns, snap.t_end_ns)
+    # with a baseline, the peak of the window only, not of the idle baseline before it
+    window_peak = max(powers) if powers else None
+    peak = _finite(c.peak_w) if snap.baseline is None else window_peak
+    return ChannelReport(
+        name=c.name,
+        backend=c.backend,
+        domain=c.domain,
+        kind=c.kind,  # type: ignore[arg-type]
+        host=str(snap.host.get("hostname", "")),
+        node_id=snap.node_id,
+        counted=c.counted,
+        parent=c.parent,
+        energy_j=energy,
+        energy_kwh=kwh(energy),
+        mean_power_w=mean_w,
+        peak_power_w=peak,
+        samples=c.samples,
+        rejected=c.rejected,
+        failed_reads=c.failed_reads,
+        wraps=c.wraps,
+        coverage=coverage,
+        provenance=_provenance(c, snap.interval_s),
+        info=dict(c.info),
+        events=list(c.events),
+        timeline=pts,
+    )
+
+
+def channel_warnings(c: ChannelSnapshot, snap: WindowSnapshot) -> list[str]:
+    """The doubts about one channel's figure, as sentences for ``report.warnings``."""
+    out: list[str] = []
+    duration_ns = _duration_ns(snap)
+    duration_s = duration_ns / _NS
+    if not c.samples and c.counted:
+        out.append(
+            f"{c.name} delivered no reading in the window: it is left out of the total "
+            "(see its events)"
+        )
+    coverage = min(1.0, c.covered_ns / duration_ns) if duration_ns else 0.0
+    if c.counted and duration_ns and coverage < _LOW_COVERAGE:
+        out.append(
+            f"{c.name} covered only {coverage:.0%} of the window: its energy is a lower bound "
+            "(see its events)"
+        )
+    if c.rejected:
+        bound = f" (plausibility bound {c.max_power_w:g} W)" if c.max_power_w else ""
+        out.append(f"{c.name}: {c.rejected} implausible reading(s) rejected{bound}")
+    if c.stuck_ns:
+        upd = c.provenance.update_period_s
+        every = f"its sensor updates every {upd:g} s" if upd else "it should update"
+        out.append(
+            f"{c.name}: stuck sensor suspected: the counter did not move for "
+            f"{_stuck_s(c):.1f} s of the window ({len(c.stuck_ns)} span(s)) although {every}; "
+            "its figure is kept, labelled, and may be too low"
+        )
+    upd = c.provenance.update_period_s
+    if upd and duration_s and duration_s < 10 * upd:
+        out.append(
+            f"{c.name}: the window ({duration_s:.3g} s) is shorter than 10 sensor update "
+            f"periods ({upd:g} s); its figure is coarse"
+        )
+    if c.provenance.kind == "estimated" and c.counted:
+        out.append(f"{c.name} is estimated ({c.provenance.source}), not measured")
+    return out
+
+
+def window_warnings(snap: WindowSnapshot) -> list[str]:
+    """Doubts about the window as a whole (too short, empty, missed sampler ticks)."""
+    out: list[str] = []
+    duration_ns = _duration_ns(snap)
+    duration_s = duration_ns / _NS
+    interval_s = snap.interval_s
     if (
         duration_s
         and duration_s < 10 * interval_s
-        and any(c.channel.kind == "power" for c in copies)
+        and any(c.kind == "power" for c in snap.channels)
     ):
-        warnings.append(
+        out.append(
             f"the window ({duration_s:.3g} s) spans fewer than 10 sampling intervals "
             f"({interval_s:g} s): power-sampled figures rest on few samples"
         )
     if duration_ns == 0:
-        warnings.append("the window lasted 0 s: there was nothing to measure")
-    if window.sampler.missed_ticks:
-        warnings.append(
-            f"the sampler missed {window.sampler.missed_ticks} tick(s) (the process was busy or "
+        out.append("the window lasted 0 s: there was nothing to measure")
+    if snap.missed_ticks:
+        out.append(
+            f"the sampler missed {snap.missed_ticks} tick(s) (the process was busy or "
             "suspended); coverage accounts for it"
         )
+    return out
 
-    total, basis = total_of(energies) if energies else (None, "nothing was measured")
 
-    phases: dict[str, PhaseReport] = {}
-    for name, ph in window.phases.items():
-        intervals = list(ph.intervals)
-        if ph.open_mark is not None:
-            intervals.append((ph.open_mark, -1))
-        if not intervals:
-            continue
-        per: dict[Channel, float] = {}
-        dur_ns = 0
-        offs = []
-        cov_num: dict[Channel, int] = {}
-        for a, b in intervals:
-            ta = marks[a]
-            tb = marks[b] if b >= 0 else t_end
-            dur_ns += max(0, tb - ta)
-            offs.append(((ta - t_start) / 1e9, (tb - t_start) / 1e9))
-            for c in copies:
-                if not c.samples:
-                    continue
-                ea = c.edge(a, ta)
-                eb = c.edge(b, tb) if b >= 0 else c.energy_at(tb)
-                per[c.channel] = per.get(c.channel, 0.0) + max(0.0, eb - ea)
-                cov_num[c.channel] = cov_num.get(c.channel, 0) + c.covered(ta, tb)
-        ptotal, _ = total_of(per)
-        counted = [ch for ch in per if ch.counted]
-        cov = min((cov_num[ch] / dur_ns for ch in counted), default=0.0) if dur_ns else 0.0
-        phases[name] = PhaseReport(
-            name=name,
-            intervals=offs,
-            count=len(intervals),
-            duration_s=dur_ns / 1e9,
-            energy_j=ptotal,
-            energy_kwh=kwh(ptotal),
-            mean_power_w=(ptotal / (dur_ns / 1e9)) if ptotal is not None and dur_ns else None,
-            coverage=min(1.0, max(0.0, cov)),
-            channels={ch.name: v for ch, v in per.items()},
+def phase_report(
+    p: PhaseSnapshot, channels: Sequence[ChannelSnapshot], snap: WindowSnapshot
+) -> tuple[PhaseReport, str | None]:
+    """One phase's report, and a warning when not every interval could be listed."""
+    ptotal, _ = total_of(channels, p.energy_j)
+    counted = [c.name for c in channels if c.counted and c.name in p.energy_j]
+    dur_ns = p.duration_ns
+    cov = min((p.covered_ns[n] / dur_ns for n in counted), default=0.0) if dur_ns else 0.0
+    t0 = snap.t_start_ns
+    report = PhaseReport(
+        name=p.name,
+        intervals=[((a - t0) / _NS, (b - t0) / _NS) for a, b in p.intervals],
+        count=p.count,
+        duration_s=dur_ns / _NS,
+        energy_j=ptotal,
+        energy_kwh=kwh(ptotal),
+        mean_power_w=(ptotal / (dur_ns / _NS)) if ptotal is not None and dur_ns else None,
+        coverage=min(1.0, max(0.0, cov)),
+        channels=dict(p.energy_j),
+    )
+    note = None
+    if p.count > len(p.intervals):
+        note = (
+            f"phase {p.name!r} occurred {p.count} times: its intervals list the first "
+            f"{len(p.intervals)}; duration and energy cover all of them"
         )
+    return report, note
 
-    baseline = None
+
+def baseline_report(
+    snap: WindowSnapshot, total: float | None
+) -> tuple[BaselineReport | None, float | None]:
+    """Idle power from the baseline before the window, and the energy above it."""
+    b = snap.baseline
+    if b is None:
+        return None, None
+    bdur = b.duration_ns / _NS
+    per_w = {name: j / bdur for name, j in b.energy_j.items()} if bdur > 0 else {}
+    idle_w, _ = total_of(snap.channels, per_w) if per_w else (None, "")
     above = None
-    if window.baseline_marks is not None:
-        b0, b1 = window.baseline_marks
-        tb0, tb1 = marks[b0], marks[b1]
-        bdur = (tb1 - tb0) / 1e9
-        per_w: dict[Channel, float] = {}
-        if bdur > 0:
-            for c in copies:
-                if not c.samples:
-                    continue
-                per_w[c.channel] = max(0.0, c.edge(b1, tb1) - c.edge(b0, tb0)) / bdur
-        idle_w, _ = total_of(per_w) if per_w else (None, "")
-        baseline = BaselineReport(
-            duration_s=bdur,
-            power_w=idle_w,
-            channels_w={ch.name: w for ch, w in per_w.items()},
-        )
-        if total is not None and idle_w is not None:
-            above = total - idle_w * duration_s
+    if total is not None and idle_w is not None:
+        above = total - idle_w * (_duration_ns(snap) / _NS)
+    return BaselineReport(duration_s=bdur, power_w=idle_w, channels_w=per_w), above
 
-    timeline: list[tuple[float, float]] = []
-    counted_copies = [c for c in copies if c.channel.counted and c.samples]
-    if counted_copies and duration_ns:
-        has_system = any(c.channel.provenance.scope == "system" for c in counted_copies)
-        use = [
-            c for c in counted_copies if not has_system or c.channel.provenance.scope == "system"
-        ]
-        base = {id(c): at(c, window.start_mark, t_start) for c in use}
-        n = _TOTAL_POINTS
-        for k in range(n + 1):
+
+def total_timeline(snap: WindowSnapshot, total: float | None) -> list[tuple[float, float]]:
+    """(offset_s, cumulative counted J) at ``_TOTAL_POINTS`` + 1 evenly spaced times."""
+    duration_ns = _duration_ns(snap)
+    counted = [c for c in snap.channels if c.counted and c.samples]
+    if not counted or not duration_ns:
+        return []
+    if any(c.scope == "system" for c in counted):
+        counted = [c for c in counted if c.scope == "system"]
+    duration_s = duration_ns / _NS
+    t_start, n = snap.t_start_ns, _TOTAL_POINTS
+    out = []
+    for k in range(n + 1):
+        if k == n:
+            v = sum(c.end_j - c.start_j for c in counted)
+        else:
             t = t_start + duration_ns * k // n
-            if k == n:
-                v = sum(at(c, end_id, t_end) - base[id(c)] for c in use)
-            else:
-                v = sum(c.energy_at(t) - base[id(c)] for c in use)
-            timeline.append((duration_s * k / n, max(0.0, v)))
-        if total is not None:
-            timeline[-1] = (duration_s, total)
+            v = sum(c.energy_at(t) - c.start_j for c in counted)
+        out.append((duration_s * k / n, max(0.0, v)))
+    if total is not None:
+        out[-1] = (duration_s, total)
+    return out
 
-    gpu_names = sorted(
-        {str(c.channel.info["gpu_name"]) for c in copies if "gpu_name" in c.channel.info}
-    )
-    host = HostInfo(
-        hostname=hostname,
-        os=str(facts["os"]),
-        python=str(facts["python"]),
-        bertwatt_version=str(facts["bertwatt_version"]),
-        cpu_model=facts["cpu_model"],  # type: ignore[arg-type]
-        logical_cpus=facts["logical_cpus"],  # type: ignore[arg-type]
+
+def host_info(snap: WindowSnapshot) -> HostInfo:
+    """The machine, from the snapshot's host facts (GPU names from the channels' info)."""
+    h = snap.host
+    gpu_names = sorted({str(c.info["gpu_name"]) for c in snap.channels if "gpu_name" in c.info})
+    pid = h.get("pid")
+    cpus = h.get("logical_cpus")
+    cpu = h.get("cpu_model")
+    return HostInfo(
+        hostname=str(h.get("hostname", "")),
+        os=str(h.get("os", "")),
+        python=str(h.get("python", "")),
+        bertwatt_version=str(h.get("bertwatt_version", "")),
+        cpu_model=str(cpu) if cpu is not None else None,
+        logical_cpus=cpus if isinstance(cpus, int) else None,
         gpu_names=gpu_names,
-        pid=os.getpid(),
+        pid=pid if isinstance(pid, int) else None,
+        node_id=snap.node_id,
     )
+
+
+def build_report(snap: WindowSnapshot) -> EnergyReport:
+    """Build the report of a window snapshot (a partial one while ``snap.final`` is False)."""
+    duration_ns = _duration_ns(snap)
+    duration_s = duration_ns / _NS
+    hostname = str(snap.host.get("hostname", ""))
+    channels = [channel_report(c, snap) for c in snap.channels]
+    energies = {c.name: e for c in snap.channels if (e := channel_energy(c)) is not None}
+    total, basis = total_of(snap.channels, energies) if energies else (None, "nothing was measured")
+    warnings = list(snap.warnings)
+    for c in snap.channels:
+        warnings.extend(channel_warnings(c, snap))
+    warnings.extend(window_warnings(snap))
+    phases: dict[str, PhaseReport] = {}
+    for p in snap.phases:
+        phases[p.name], note = phase_report(p, snap.channels, snap)
+        if note:
+            warnings.append(note)
+    baseline, above = baseline_report(snap, total)
+    host = host_info(snap)
     unavailable = [
-        UnavailableInfo(what=u.what, reason=u.reason, fix=u.fix, host=hostname)
-        for u in window.unavailable
+        UnavailableInfo(
+            what=u.what, reason=u.reason, fix=u.fix, host=hostname, node_id=snap.node_id
+        )
+        for u in snap.unavailable
     ]
     if total is None:
         warnings.append(
             "no energy was measured: "
             + ("; ".join(f"{u.what}: {u.reason}" for u in unavailable) or "no backend")
         )
-    start_wall = window.start_wall_ns
-    extra: dict[str, Any] = {}
     return EnergyReport(
-        status="complete" if final else "running",
-        started_at=_utc(start_wall),
-        ended_at=_utc(start_wall + duration_ns),
+        kind="energy",
+        run_id=snap.run_id,
+        node_id=snap.node_id,
+        status="complete" if snap.final else "running",
+        started_at=_utc(snap.start_wall_ns),
+        ended_at=_utc(snap.start_wall_ns + duration_ns),
         duration_s=duration_s,
-        interval_s=interval_s,
+        interval_s=snap.interval_s,
         host=host,
         hosts=[host],
         energy_j=total,
@@ -360,6 +378,6 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
         warnings=list(dict.fromkeys(warnings)),
         baseline=baseline,
         energy_above_idle_j=above,
-        timeline=timeline,
-        extra=extra,
+        timeline=total_timeline(snap, total),
+        run=RunInfo.model_validate(dict(snap.run)) if snap.run is not None else None,
     )

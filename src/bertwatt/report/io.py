@@ -1,20 +1,28 @@
-"""Writing, loading and merging reports.
+"""Writing and loading reports (merging lives in :mod:`bertwatt.report.merge`).
 
 Writes are atomic: the JSON goes to a temporary file in the same directory, is flushed and fsynced,
 then renamed over the target, so a reader (or a process killed mid-write) only ever sees a whole
-report: the previous one or the new one.
+report: the previous one or the new one. Only regular files are written: a symlink is followed
+deliberately (the file it points to is replaced and the link kept), and a target that is a FIFO,
+device node, socket or directory is refused, never replaced.
+
+Loading is bounded: only regular files are read (a FIFO or ``/dev/zero`` is refused without
+blocking), at most :data:`MAX_REPORT_BYTES`, as strict UTF-8 JSON without NaN or Infinity; every
+failure is one :class:`~bertwatt.errors.ReportError` line naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
+import re
+import stat
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -24,14 +32,20 @@ if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
 
 __all__ = [
+    "MAX_REPORT_BYTES",
     "load_report",
     "merge_reports",
+    "read_report_data",
+    "report_class",
     "write_report",
     "write_text_atomic",
     "write_timeline_csv",
 ]
 
 R = TypeVar("R", bound="EnergyReport")
+
+#: Largest report file read (64 MiB; a 72 h report with default settings is a few MiB).
+MAX_REPORT_BYTES = 64 * 1024 * 1024
 
 
 def _umask() -> int:
@@ -46,28 +60,71 @@ def _umask() -> int:
     return 0o022
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and rename (ReportError on failure)."""
-    path = Path(path)
+def _file_type(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _write_target(path: Path) -> Path:
+    """The regular file a write to ``path`` replaces: symlinks followed, anything else refused."""
+    real = Path(os.path.realpath(path))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        st = os.stat(real)
+    except FileNotFoundError:
+        return real
+    except OSError as err:
+        raise ReportError(f"cannot check the report path: {err.strerror}", where=str(path)) from err
+    if not stat.S_ISREG(st.st_mode):
+        raise ReportError(
+            f"refusing to write a report over {_file_type(st.st_mode)}",
+            where=str(path),
+            fix="give a path to a regular file (or a new file)",
+        )
+    return real
+
+
+def write_text_atomic(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (str as UTF-8, or bytes) to ``path`` through a temp file and rename
+    (ReportError on failure).
+
+    ``path`` may be a symlink: the file it points to is replaced and the link stays. A path that
+    is (or points to) a FIFO, device, socket or directory is refused with a ReportError.
+    """
+    path = Path(path)
+    if "\0" in str(path):
+        raise ReportError("the report path contains a NUL byte", where=repr(str(path)))
+    target = _write_target(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as err:
         raise ReportError(
             f"cannot create the report directory or a temp file in it: {err.strerror}",
-            where=str(path.parent),
+            where=str(target.parent),
         ) from err
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
+        _write_target(path)  # again, just before the rename: the target may have changed
+        os.replace(tmp, target)
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise ReportError(f"cannot write the report: {err.strerror}", where=str(path)) from err
+        if isinstance(err, OSError):
+            raise ReportError(f"cannot write the report: {err.strerror}", where=str(path)) from err
+        raise
 
 
 def write_report(report: EnergyReport, path: Path | str) -> None:
@@ -75,193 +132,208 @@ def write_report(report: EnergyReport, path: Path | str) -> None:
     write_text_atomic(Path(path), report.model_dump_json(indent=2))
 
 
-def load_report(path: Path | str, cls: type[R] | None = None) -> R:
-    """Read and validate a JSON report; errors name the file and the first problem."""
-    from bertwatt.report.models import SCHEMA_VERSION, EnergyReport
-
-    model = cls if cls is not None else EnergyReport
-    p = Path(path)
+def _read_bounded(p: Path, max_bytes: int) -> bytes:
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        text = p.read_text(encoding="utf-8")
+        fd = os.open(p, flags)
     except OSError as err:
         raise ReportError(f"cannot read report: {err.strerror}", where=str(p)) from err
     try:
-        data = json.loads(text)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ReportError(
+                f"not a report file: {_file_type(st.st_mode)}",
+                where=str(p),
+                fix="give the path of a JSON report written by bertwatt",
+            )
+        if st.st_size > max_bytes:
+            raise ReportError(
+                f"file too large for a report ({st.st_size:,} bytes; the limit is {max_bytes:,})",
+                where=str(p),
+            )
+        chunks = []
+        left = max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as err:
+        raise ReportError(f"cannot read report: {err.strerror}", where=str(p)) from err
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ReportError(f"file too large for a report (over {max_bytes:,} bytes)", where=str(p))
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a report may hold")
+
+
+def read_report_data(path: Path | str, *, max_bytes: int = MAX_REPORT_BYTES) -> dict[str, Any]:
+    """The JSON object of a report file, upgraded to the current schema (not yet validated).
+
+    Raises:
+        ReportError: unreadable, not a regular file, too large, not UTF-8, not JSON (or JSON
+            with NaN/Infinity or nested too deeply), not a report, or a schema version this
+            bertwatt cannot read.
+    """
+    from bertwatt.report.models import SCHEMA_VERSION
+    from bertwatt.report.v1 import upgrade_v1
+
+    p = Path(path)
+    raw = _read_bounded(p, max_bytes)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ReportError(
+            f"not a JSON report: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset "
+            f"{err.start})",
+            where=str(p),
+        ) from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
         raise ReportError(
             f"not a JSON report (line {err.lineno}, column {err.colno}: {err.msg})", where=str(p)
-        ) from err
+        ) from None
+    except ValueError as err:
+        raise ReportError(f"invalid report: {err}", where=str(p)) from None
+    except RecursionError:
+        raise ReportError("not a report: JSON nested too deeply", where=str(p)) from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ReportError("not a bertwatt report (no schema_version)", where=str(p))
-    if data["schema_version"] != SCHEMA_VERSION:
+    version = data["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ReportError(
-            f"report schema version {data['schema_version']!r} is not supported by this bertwatt "
-            f"(it reads version {SCHEMA_VERSION})",
+            f"not a bertwatt report (schema_version {str(version)[:40]!r})", where=str(p)
+        )
+    if version > SCHEMA_VERSION:
+        raise ReportError(
+            f"report schema version {version} is newer than this bertwatt reads "
+            f"(versions 1 to {SCHEMA_VERSION})",
             where=str(p),
-            fix="read it with the bertwatt version that wrote it",
+            fix="upgrade bertwatt (pip install -U bertwatt)",
+        )
+    if version == 1:
+        data = upgrade_v1(data)
+    return data
+
+
+def report_class(kind: object) -> type[EnergyReport]:
+    """The report class of a file's ``kind`` (ReportError for an unknown kind)."""
+    from bertwatt.report.finetune import FinetuneReport, InferenceReport
+    from bertwatt.report.models import EnergyReport
+
+    classes: dict[object, type[EnergyReport]] = {
+        "energy": EnergyReport,
+        "finetune": FinetuneReport,
+        "inference": InferenceReport,
+    }
+    try:
+        return classes[kind]
+    except (KeyError, TypeError):
+        raise ReportError(
+            f"unknown report kind {str(kind)[:40]!r} (known: energy, finetune, inference)"
+        ) from None
+
+
+def load_report(
+    path: Path | str, cls: type[R] | None = None, *, max_bytes: int = MAX_REPORT_BYTES
+) -> R:
+    """Read a report of any kind and return its class (:class:`EnergyReport`,
+    :class:`FinetuneReport` or :class:`InferenceReport`, from the file's ``kind``).
+
+    Version 1 files are upgraded. With ``cls``, the file's class must be ``cls`` or a subclass
+    (``EnergyReport.load`` reads every kind; ``FinetuneReport.load`` only fine-tuning reports).
+
+    Raises:
+        ReportError: one line naming the file and the first problem (see
+            :func:`read_report_data`), a kind other than ``cls``, a field that does not
+            validate, or an impossible figure (NaN, infinite or negative energy).
+    """
+    from bertwatt.report.figures import check_figures
+
+    p = Path(path)
+    fast = _load_fast(p, cls, max_bytes)
+    if fast is not None:
+        check_figures(fast, where=str(p))
+        return fast
+    data = read_report_data(p, max_bytes=max_bytes)
+    try:
+        model = report_class(data.get("kind", "energy"))
+    except ReportError as err:
+        raise ReportError(err.message, where=str(p)) from None
+    if cls is not None and not issubclass(model, cls):
+        raise ReportError(
+            f"this is a {data.get('kind')} report, not a {cls.__name__}",
+            where=str(p),
+            fix="read it with bertwatt.load_report(path), which returns the file's own class",
         )
     try:
-        return model.model_validate(data)  # type: ignore[return-value]
+        report = model.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ReportError(f"invalid report: {loc}: {first['msg']}", where=str(p)) from err
+        loc = ".".join(str(x) for x in first["loc"])[:200]
+        raise ReportError(f"invalid report: {loc}: {first['msg'][:200]}", where=str(p)) from None
+    except RecursionError:
+        raise ReportError("not a report: JSON nested too deeply", where=str(p)) from None
+    check_figures(report, where=str(p))
+    return report  # type: ignore[return-value]
+
+
+# The current schema written by bertwatt starts with these two fields; such a file is validated
+# straight from its JSON text (several times faster than json.loads + validation). Anything else
+# (older versions, reordered fields, NaN/Infinity literals, any validation error) takes the
+# checked path, which gives the precise error.
+_V2_HEAD = re.compile(rb'\A\s*\{\s*"schema_version"\s*:\s*2\s*,\s*"kind"\s*:\s*"(\w+)"')
+
+
+def _load_fast(p: Path, cls: type[Any] | None, max_bytes: int) -> Any:
+    raw = _read_bounded(p, max_bytes)
+    head = _V2_HEAD.match(raw[:256])
+    if head is None or b"NaN" in raw or b"Infinity" in raw:
+        return None
+    try:
+        model = report_class(head.group(1).decode("ascii"))
+    except ReportError:
+        return None
+    if cls is not None and not issubclass(model, cls):
+        return None
+    try:
+        return model.model_validate_json(raw)
+    except (ValidationError, RecursionError, ValueError):
+        return None
+
+
+def merge_reports(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`bertwatt.report.merge.merge_reports` (kept here for the old import path)."""
+    from bertwatt.report.merge import merge_reports as merge
+
+    return merge(*args, **kwargs)
 
 
 def write_timeline_csv(report: EnergyReport, path: Path) -> None:
-    """Write every channel's stored timeline as long-format CSV."""
+    """Write every channel's stored timeline as long-format CSV (atomically, like reports:
+    only regular files; a FIFO or device is refused)."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["host", "channel", "offset_s", "energy_j", "power_w"])
+    for ch in report.channels:
+        for off, e, p in ch.timeline:
+            w.writerow(
+                [ch.host, ch.name, f"{off:.6f}", f"{e:.6f}", "" if p is None else f"{p:.4f}"]
+            )
     try:
-        with open(path, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["host", "channel", "offset_s", "energy_j", "power_w"])
-            for ch in report.channels:
-                for off, e, p in ch.timeline:
-                    w.writerow(
-                        [
-                            ch.host,
-                            ch.name,
-                            f"{off:.6f}",
-                            f"{e:.6f}",
-                            "" if p is None else f"{p:.4f}",
-                        ]
-                    )
-    except OSError as err:
-        raise ReportError(f"cannot write timeline CSV: {err.strerror}", where=str(path)) from err
-
-
-def merge_reports(reports: Sequence[EnergyReport]) -> EnergyReport:
-    """Merge reports of several processes or nodes into one job-wide report.
-
-    Channels are keyed by (host, channel name). When several reports measured the same channel of
-    the same host (ranks sharing a node), the copy with the highest coverage (then energy) is kept
-    and the others are dropped, so shared sensors count once. The merged window runs from the
-    earliest start to the latest end. Phases of the same name are merged per channel the same way.
-    """
-    from bertwatt.report.models import ChannelReport, EnergyReport, PhaseReport, kwh
-    from bertwatt.window import total_of
-
-    reps = list(reports)
-    if not reps:
-        raise ReportError("nothing to merge: no reports given")
-    versions = {r.schema_version for r in reps}
-    if len(versions) > 1:
-        raise ReportError(f"cannot merge reports of different schema versions {sorted(versions)}")
-    intervals = {r.interval_s for r in reps}
-    warnings: list[str] = []
-    if len(intervals) > 1:
-        warnings.append(f"merged reports used different sampling intervals {sorted(intervals)}")
-    best: dict[tuple[str, str], tuple[tuple[float, float], int, ChannelReport]] = {}
-    for idx, r in enumerate(reps):
-        for ch in r.channels:
-            key = (ch.host or r.host.hostname, ch.name)
-            cur = best.get(key)
-            rank = (ch.coverage, ch.energy_j if ch.energy_j is not None else -1.0)
-            if cur is None or rank > cur[0]:
-                best[key] = (rank, idx, ch)
-    dropped = sum(len(r.channels) for r in reps) - len(best)
-    if dropped:
-        warnings.append(f"{dropped} channel(s) measured by more than one process were counted once")
-
-    from bertwatt.backends.base import Channel, Provenance
-
-    def key_channel(host: str, ch: ChannelReport) -> Channel:
-        return Channel(
-            name=f"{host}/{ch.name}",
-            domain=ch.domain,
-            kind=ch.kind,
-            counted=ch.counted,
-            provenance=Provenance(
-                kind=ch.provenance.kind,
-                source="",
-                scope=ch.provenance.scope,  # type: ignore[arg-type]
+        write_text_atomic(Path(path), buf.getvalue())
+    except ReportError as err:
+        raise ReportError(
+            err.message.replace("a report", "the timeline CSV").replace(
+                "the report", "the timeline CSV"
             ),
-        )
-
-    chosen = {k: (idx, ch) for k, (_, idx, ch) in best.items()}
-    totals: dict[Channel, float] = {}
-    for (host, _), (_, ch) in chosen.items():
-        if ch.energy_j is not None:
-            totals[key_channel(host, ch)] = ch.energy_j
-    by_host: dict[str, dict[Channel, float]] = {}
-    for c, v in totals.items():
-        by_host.setdefault(c.name.split("/", 1)[0], {})[c] = v
-    host_totals = [total_of(v) for v in by_host.values()]
-    energy = None
-    if any(t is not None for t, _ in host_totals):
-        energy = sum(t for t, _ in host_totals if t is not None)
-    basis = "; ".join(f"{h}: {b}" for h, (_, b) in zip(by_host, host_totals, strict=True))
-
-    phases: dict[str, PhaseReport] = {}
-    names = {n for r in reps for n in r.phases}
-    for name in sorted(names):
-        per_host: dict[str, dict[Channel, float]] = {}
-        dur = 0.0
-        count = 0
-        cov = 1.0
-        offs: list[tuple[float, float]] = []
-        for (host, cname), (idx, ch) in chosen.items():
-            ph = reps[idx].phases.get(name)
-            if ph is None or cname not in ph.channels:
-                continue
-            per_host.setdefault(host, {})[key_channel(host, ch)] = ph.channels[cname]
-        for r in reps:
-            ph = r.phases.get(name)
-            if ph is None:
-                continue
-            if ph.duration_s > dur:
-                dur, count, offs = ph.duration_s, ph.count, ph.intervals
-            cov = min(cov, ph.coverage)
-        ptot = [total_of(v)[0] for v in per_host.values()]
-        pe = sum(t for t in ptot if t is not None) if any(t is not None for t in ptot) else None
-        phases[name] = PhaseReport(
-            name=name,
-            intervals=offs,
-            count=count,
-            duration_s=dur,
-            energy_j=pe,
-            energy_kwh=kwh(pe),
-            mean_power_w=pe / dur if pe is not None and dur else None,
-            coverage=cov,
-            channels={
-                f"{h}/{c.name.split('/', 1)[1]}": v
-                for h, d in per_host.items()
-                for c, v in d.items()
-            },
-        )
-
-    start = min(r.started_at for r in reps)
-    end = max(r.ended_at for r in reps)
-    duration = (end - start).total_seconds()
-    hosts = []
-    seen_hosts: set[tuple[str, int | None]] = set()
-    for r in reps:
-        for h in r.hosts or [r.host]:
-            if (h.hostname, h.pid) not in seen_hosts:
-                seen_hosts.add((h.hostname, h.pid))
-                hosts.append(h)
-    unavailable = []
-    seen_u: set[tuple[str, str, str]] = set()
-    for r in reps:
-        for u in r.unavailable:
-            k = (u.host, u.what, u.reason)
-            if k not in seen_u:
-                seen_u.add(k)
-                unavailable.append(u)
-    return EnergyReport(
-        status="complete" if all(r.status == "complete" for r in reps) else "running",
-        started_at=start,
-        ended_at=end,
-        duration_s=duration,
-        interval_s=max(intervals),
-        host=reps[0].host,
-        hosts=hosts,
-        energy_j=energy,
-        energy_kwh=kwh(energy),
-        mean_power_w=energy / duration if energy is not None and duration else None,
-        total_basis=basis or "nothing was measured",
-        channels=[ch for (_, ch) in chosen.values()],
-        phases=phases,
-        unavailable=unavailable,
-        warnings=list(dict.fromkeys([w for r in reps for w in r.warnings] + warnings)),
-        extra={"merged_from": len(reps)},
-    )
+            where=err.where,
+            fix=err.fix,
+        ) from err.__cause__

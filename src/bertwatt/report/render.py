@@ -1,26 +1,60 @@
-"""Plain-text rendering of reports for terminals and logs."""
+"""Plain-text rendering of reports for terminals and logs.
+
+Every string that comes from a report (names, sources, reasons, warnings) goes through
+:func:`escape_controls` first, so a report cannot send terminal control sequences (``\x1b[2J``
+clears the screen), carriage returns or bidirectional overrides to the terminal; an impossible
+figure (NaN, infinite, negative energy) is shown as invalid, never as a number.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import re
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
 
-__all__ = ["format_energy", "render_summary"]
+__all__ = ["escape_controls", "format_energy", "render_summary"]
+
+# C0 and C1 controls, DEL, and the Unicode bidirectional/format controls that reorder text.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+_CONTROLS_KEEP_NL = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]"
+)
+
+
+def _escape_one(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def escape_controls(text: Any, *, keep_newlines: bool = False) -> str:
+    """``text`` with control characters shown as ``\\xNN`` / ``\\uNNNN`` escapes."""
+    pattern = _CONTROLS_KEEP_NL if keep_newlines else _CONTROLS
+    return pattern.sub(_escape_one, str(text))
 
 
 def format_energy(energy_j: float | None) -> str:
     """Human-readable energy: J below 10 kJ, else kWh, always with the unit."""
     if energy_j is None:
         return "not measured"
+    if not math.isfinite(energy_j) or energy_j < 0:
+        return f"invalid ({energy_j!r}, not a measurement)"
     if abs(energy_j) < 10_000:
         return f"{energy_j:,.2f} J"
     return f"{energy_j / 3.6e6:,.4f} kWh ({energy_j:,.0f} J)"
 
 
 def _w(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f} W"
+    if value is None:
+        return "-"
+    if not math.isfinite(value) or value < 0:
+        return "invalid"
+    return f"{value:,.1f} W"
+
+
+_e = escape_controls
 
 
 def render_summary(report: EnergyReport) -> str:
@@ -28,29 +62,33 @@ def render_summary(report: EnergyReport) -> str:
     lines = []
     status = "" if report.status == "complete" else f" [{report.status}]"
     lines.append(
-        f"bertwatt report{status}: {report.duration_s:,.2f} s on {report.host.hostname}"
+        f"bertwatt report{status}: {report.duration_s:,.2f} s on {_e(report.host.hostname)}"
         f" ({report.started_at:%Y-%m-%d %H:%M:%S} UTC)"
     )
     lines.append(
         f"  energy: {format_energy(report.energy_j)}   mean power: {_w(report.mean_power_w)}"
     )
-    lines.append(f"  total: {report.total_basis}")
+    lines.append(f"  total: {_e(report.total_basis)}")
+    if report.resume is not None:
+        lines.append(f"  {_resume_line(report)}")
     if report.baseline is not None:
         lines.append(
             f"  idle baseline: {_w(report.baseline.power_w)} over "
             f"{report.baseline.duration_s:.1f} s; energy above idle: "
             f"{format_energy(report.energy_above_idle_j)}"
         )
+    multi_node = len({c.node_id for c in report.channels if c.node_id}) > 1
     if report.channels:
         lines.append("  channels:")
         for ch in report.channels:
             tag = "measured" if ch.provenance.kind == "measured" else "ESTIMATED"
             counted = "" if ch.counted else " (not added: inside/overlapping another)"
             energy = format_energy(ch.energy_j)
+            node = f" [{_e(ch.node_id)}]" if multi_node and ch.node_id else ""
             lines.append(
-                f"    {ch.name:<18} {energy:>22}  mean {_w(ch.mean_power_w):>10}"
+                f"    {_e(ch.name):<18} {energy:>22}  mean {_w(ch.mean_power_w):>10}"
                 f"  peak {_w(ch.peak_power_w):>10}  coverage {ch.coverage:6.1%}  {tag}: "
-                f"{ch.provenance.source}{counted}"
+                f"{_e(ch.provenance.source)}{counted}{node}"
             )
     if report.phases:
         lines.append("  phases:")
@@ -58,24 +96,59 @@ def render_summary(report: EnergyReport) -> str:
             times = f" x{ph.count}" if ph.count > 1 else ""
             energy = format_energy(ph.energy_j)
             lines.append(
-                f"    {ph.name:<18} {energy:>22}  {ph.duration_s:10.2f} s{times}"
+                f"    {_e(ph.name):<18} {energy:>22}  {ph.duration_s:10.2f} s{times}"
                 f"  mean {_w(ph.mean_power_w)}"
             )
-    if report.emissions_g is not None and report.carbon is not None:
-        c = report.carbon
-        lines.append(
-            f"  emissions: {report.emissions_g:,.3f} gCO2e  ({c.intensity_g_per_kwh:.1f} g/kWh, "
-            f"zone {c.zone or '-'}, {c.year or 'year n/a'}, {c.source}; PUE {c.pue:g})"
-        )
-    elif report.carbon_note:
-        lines.append(f"  emissions: {report.carbon_note}")
+    lines += _carbon_lines(report)
     if report.unavailable:
         lines.append("  not measured:")
         for u in report.unavailable:
             fix = f" Fix: {u.fix}" if u.fix else ""
-            lines.append(f"    {u.what}: {u.reason}.{fix}")
+            lines.append(f"    {_e(u.what)}: {_e(u.reason)}.{_e(fix)}")
     if report.warnings:
         lines.append("  warnings:")
         for w in report.warnings:
-            lines.append(f"    - {w}")
+            lines.append(f"    - {_e(w)}")
     return "\n".join(lines)
+
+
+def _resume_line(report: EnergyReport) -> str:
+    r = report.resume
+    assert r is not None
+    step = f" at step {r.from_step}" if r.from_step is not None else ""
+    lost = (
+        f"; up to {format_energy(r.lost_energy_upper_j)} of the interrupted run was spent "
+        "after its last checkpoint and is not included"
+        if r.lost_energy_upper_j is not None
+        else ""
+    )
+    return (
+        f"resumed{step} from an interrupted run: {format_energy(r.previous_energy_j)} of "
+        f"earlier sessions included ({len(report.segments)} segment(s)){lost}"
+    )
+
+
+def _carbon_lines(report: EnergyReport) -> list[str]:
+    c = report.carbon
+    if report.emissions_g is None or c is None:
+        return [f"  emissions: {_e(report.carbon_note)}"] if report.carbon_note else []
+    if not math.isfinite(report.emissions_g) or report.emissions_g < 0:
+        return ["  emissions: invalid (not a figure)"]
+    if c.kind != "merged":
+        return [
+            f"  emissions: {report.emissions_g:,.3f} gCO2e  ({c.intensity_g_per_kwh:.1f} g/kWh, "
+            f"zone {_e(c.zone or '-')}, {c.year or 'year n/a'}, {_e(c.source)}; PUE {c.pue:g})"
+        ]
+    lines = [
+        f"  emissions: {report.emissions_g:,.3f} gCO2e, added per part; the parts used "
+        f"different intensities, zones or PUEs (mean {c.intensity_g_per_kwh:.1f} g/kWh, "
+        f"PUE {c.pue:.3g}):"
+    ]
+    for p in c.parts[:20]:
+        lines.append(
+            f"    {_e(p.name)}: {p.emissions_g:,.3f} gCO2e ({p.intensity_g_per_kwh:.1f} g/kWh, "
+            f"zone {_e(p.zone or '-')}, {p.year or 'year n/a'}, {_e(p.source)}; PUE {p.pue:g})"
+        )
+    if len(c.parts) > 20:
+        lines.append(f"    ... and {len(c.parts) - 20} more parts (see carbon.parts)")
+    return lines

@@ -44,6 +44,7 @@ class _Fault:
     value: float = math.nan
     hang_s: float = 0.0
     fired: bool = False
+    call: str = "read"
 
 
 class FakeChannel:
@@ -126,7 +127,8 @@ class FakeBackend:
         name: backend name in reports.
         channels: the channels, read in order.
         clock: the clock traces are evaluated on (use the meter's FakeClock in tests).
-        blocking: declare reads as slow (the meter reads it on its own thread).
+        blocking: declare the backend blocking (never read at window edges, like a network
+            meter).
         read_delay_s: real seconds every read sleeps (only with a real clock).
         unavailable: entries probe() reports as not measurable.
     """
@@ -188,10 +190,24 @@ class FakeBackend:
         self._faults.append(_Fault(kind, channel, at_s, until_s))
         return self
 
-    def hang(self, *, at_s: float, for_s: float) -> FakeBackend:
-        """Make the first read at or after ``at_s`` block for ``for_s`` real seconds."""
-        self._faults.append(_Fault("hang", None, at_s, None, hang_s=for_s))
+    def hang(
+        self, *, at_s: float, for_s: float, call: Literal["read", "probe", "close"] = "read"
+    ) -> FakeBackend:
+        """Make the first ``call`` (``read()`` by default, or ``probe()`` / ``close()``) at or
+        after ``at_s`` block for ``for_s`` real seconds, or until :meth:`release`."""
+        if call not in ("read", "probe", "close"):
+            raise ConfigError(f"hang call must be 'read', 'probe' or 'close', got {call!r}")
+        for_s = check_number("for_s", for_s, low=0.0, unit="s")
+        self._faults.append(_Fault("hang", None, at_s, None, hang_s=for_s, call=call))
         return self
+
+    def _hang_in(self, call: str) -> None:
+        t = self.elapsed_s()
+        for f in self._faults:
+            if f.kind == "hang" and f.call == call and not f.fired and f.at_s <= t:
+                f.fired = True
+                self._hang_release.clear()
+                self._hang_release.wait(f.hang_s)
 
     def glitch(self, channel: str, *, at_s: float, value: float) -> FakeBackend:
         """Make the first read of ``channel`` at or after ``at_s`` return ``value`` once."""
@@ -213,6 +229,7 @@ class FakeBackend:
     def probe(self) -> Availability:
         """Report every channel as available (plus the scripted unavailable entries)."""
         self.probes += 1
+        self._hang_in("probe")
         return Availability(
             channels=tuple(c.channel for c in self.channels), unavailable=tuple(self.unavailable)
         )
@@ -226,7 +243,7 @@ class FakeBackend:
             active = f.at_s <= t and (f.until_s is None or t < f.until_s)
             if not active:
                 continue
-            if f.kind == "hang" and not f.fired:
+            if f.kind == "hang" and f.call == "read" and not f.fired:
                 f.fired = True
                 self._hang_release.clear()
                 self._hang_release.wait(f.hang_s)
@@ -254,5 +271,6 @@ class FakeBackend:
         return values, errors or None
 
     def close(self) -> None:
-        """Count the call (nothing to release)."""
+        """Count the call (nothing to release; a scheduled ``close`` hang blocks here)."""
         self.closed += 1
+        self._hang_in("close")

@@ -14,13 +14,18 @@ provider's :meth:`~LiveProvider.fetch` is called.
 
 from __future__ import annotations
 
+import base64
+import html
 import http.client
 import json
 import logging
 import math
 import os
+import re
 import time
+import unicodedata
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -30,7 +35,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from bertwatt.carbon.providers._cache import DiskCache
 from bertwatt.carbon.series import parse_timestamp as parse_time
-from bertwatt.errors import CarbonDataError, ConfigError
+from bertwatt.errors import BertwattError, CarbonDataError, ConfigError
 
 __all__ = [
     "HTTPProvider",
@@ -50,16 +55,23 @@ _MAX_BACKOFF_S = 30.0
 
 
 class Secret:
-    """A token or password. Prints as ``***``; :meth:`reveal` returns the text for a request."""
+    """A token or password. Prints as ``***``; :meth:`reveal` returns the text for a request.
+
+    Surrounding whitespace (a token read from a file ends in a newline) is stripped at
+    construction; any other control character is refused with a :class:`ConfigError` that names
+    the position, never the text.
+
+    Args:
+        value: the secret text (or another Secret).
+        what: what it is, for error messages (``"token"``, ``"password"``).
+    """
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str | Secret) -> None:
+    def __init__(self, value: str | Secret, *, what: str = "token or password") -> None:
         if isinstance(value, Secret):
             value = value.reveal()
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError("a token or password must be a non-empty string")
-        self._value = value
+        self._value = check_credential(value, what)
 
     def reveal(self) -> str:
         """The secret text itself (only for building a request)."""
@@ -80,13 +92,114 @@ class Secret:
         raise TypeError("bertwatt does not pickle secrets")
 
 
+def check_credential(value: object, what: str) -> str:
+    """``value`` with surrounding whitespace stripped; ConfigError if it is not a non-empty string
+    or holds a control character. The message never contains the value."""
+    if not isinstance(value, str):
+        raise ConfigError(f"the {what} must be a string, got {type(value).__name__}")
+    text = value.strip()
+    if not text:
+        raise ConfigError(f"the {what} must be a non-empty string")
+    for pos, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            raise ConfigError(
+                f"the {what} contains a control character (U+{ord(char):04X} at position {pos})",
+                fix=f"pass the {what} exactly as issued, without line breaks or escape codes "
+                "(a value read from a file: strip it first)",
+            )
+    return text
+
+
+_MIN_FRAGMENT = 6  # a cut echo shorter than this says too little about a secret to matter
+
+
+def _forms(value: str) -> set[str]:
+    """Every spelling of ``value`` a server or a library may echo back."""
+    raw = value.encode("utf-8")
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote(value),
+        urllib.parse.quote_plus(value),
+        html.escape(value),
+        repr(value)[1:-1],
+        repr(raw)[2:-1],
+        base64.b64encode(raw).decode("ascii"),
+        base64.urlsafe_b64encode(raw).decode("ascii"),
+        base64.b64encode(raw).decode("ascii").rstrip("="),
+        base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="),
+    }
+    forms |= {f.replace("/", "\\/") for f in list(forms)}  # JSON's optional escaped solidus
+    forms |= {re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), f) for f in list(forms)}
+    return {f for f in forms if f}
+
+
 def redact(text: str, secrets: Iterable[Secret | str]) -> str:
-    """``text`` with every secret's value replaced by ``***``."""
+    """``text`` with every secret replaced by ``***``.
+
+    Covers each secret's raw text and its JSON-escaped (``\\/`` included), URL-encoded,
+    HTML-escaped, Python-repr and base64 forms, in any letter case, and any echo of one cut
+    short (at least six characters of the start of a form). Redact *before* truncating anything.
+    """
+    forms: set[str] = set()
     for s in secrets:
         value = s.reveal() if isinstance(s, Secret) else s
         if value:
-            text = text.replace(value, "***")
-    return text
+            forms |= _forms(value)
+    if not forms or not text:
+        return text
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a few characters change length in lower case
+        lowered = text
+    spans: list[tuple[int, int]] = []
+    for form in forms:
+        spans += _spans(lowered, form.lower() if lowered is not text else form)
+    if not spans:
+        return text
+    spans.sort()
+    out: list[str] = []
+    pos = 0
+    cur_start, cur_end = spans[0]
+    for a, b in spans[1:]:
+        if a <= cur_end:
+            cur_end = max(cur_end, b)
+            continue
+        out += [text[pos:cur_start], "***"]
+        pos = cur_end
+        cur_start, cur_end = a, b
+    out += [text[pos:cur_start], "***", text[cur_end:]]
+    return "".join(out)
+
+
+def _spans(text: str, form: str) -> list[tuple[int, int]]:
+    """Where ``form`` occurs in ``text``, whole or cut short (a prefix of six characters or
+    more; a form shorter than that only whole)."""
+    head = form[: min(len(form), _MIN_FRAGMENT)]
+    spans = []
+    at = text.find(head)
+    while at >= 0:
+        end = at + len(head)
+        while end < len(text) and end - at < len(form) and text[end] == form[end - at]:
+            end += 1
+        spans.append((at, end))
+        at = text.find(head, end)
+    return spans
+
+
+def redact_error(err: BaseException, secrets: Iterable[Secret | str]) -> None:
+    """Redact a bertwatt error's message, ``where``, ``fix`` and ``args`` in place."""
+    secret_list = list(secrets)
+    if isinstance(err, BertwattError):
+        err.message = redact(err.message, secret_list)
+        if err.where:
+            err.where = redact(err.where, secret_list)
+        if err.fix:
+            err.fix = redact(err.fix, secret_list)
+        err.args = (err.message,)
+    else:
+        err.args = tuple(redact(str(a), secret_list) for a in err.args)
 
 
 class ProviderHTTPError(CarbonDataError):
@@ -219,6 +332,7 @@ def get_json(
     hdrs = {"Accept": "application/json", "User-Agent": _user_agent()}
     hdrs.update(headers or {})
     opener = urllib.request.build_opener(_NoRedirect)
+    where = redact(url, secret_list)
     attempt = 0
     while True:
         req = urllib.request.Request(url, headers=hdrs, method="GET")
@@ -227,13 +341,8 @@ def get_json(
             with opener.open(req, timeout=timeout_s) as resp:
                 body = resp.read(_MAX_BODY + 1)
         except urllib.error.HTTPError as err:
-            snippet = _snippet(err)
-            failure = ProviderHTTPError(
-                redact(f"HTTP {err.code} {err.reason}{snippet}", secret_list),
-                backend=provider,
-                where=redact(url, secret_list),
-                status=err.code,
-            )
+            text = redact(f"HTTP {err.code} {err.reason}{_snippet(err)}", secret_list)
+            failure = ProviderHTTPError(_cut(text), backend=provider, where=where, status=err.code)
             retry = err.code in _RETRY_STATUS
         except (urllib.error.URLError, TimeoutError, OSError) as err:
             reason = getattr(err, "reason", err)
@@ -242,35 +351,40 @@ def get_json(
             else:
                 text = f"cannot connect ({reason})"
             failure = ProviderHTTPError(
-                redact(text, secret_list), backend=provider, where=redact(url, secret_list)
+                _cut(redact(text, secret_list)), backend=provider, where=where
             )
             retry = True
         except http.client.HTTPException as err:
-            failure = ProviderHTTPError(
-                redact(f"bad HTTP answer ({type(err).__name__}: {err})", secret_list),
-                backend=provider,
-                where=redact(url, secret_list),
-            )
+            text = redact(f"bad HTTP answer ({type(err).__name__}: {err})", secret_list)
+            failure = ProviderHTTPError(_cut(text), backend=provider, where=where)
             retry = True
+        except (ValueError, UnicodeError):
+            # http.client refuses a header value (its message quotes the header: a secret)
+            failure = ProviderHTTPError(
+                "the request was refused before sending: a header value is not valid HTTP",
+                backend=provider,
+                where=where,
+                fix="check the token or password for stray characters",
+            )
+            retry = False
         else:
             if len(body) > _MAX_BODY:
                 raise CarbonDataError(
-                    "answer larger than 1 MiB; refusing to parse it",
-                    backend=provider,
-                    where=redact(url, secret_list),
+                    "answer larger than 1 MiB; refusing to parse it", backend=provider, where=where
                 )
-            try:
-                return json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as err:
-                raise CarbonDataError(
-                    redact(f"malformed JSON in the answer ({err})", secret_list),
-                    backend=provider,
-                    where=redact(url, secret_list),
-                    fix="check base_url points at the provider's API; retry later",
-                ) from None
+            parsed, bad = _parse_json(body)
+            if bad is None:
+                return parsed
+            raise CarbonDataError(
+                _cut(redact(f"malformed JSON in the answer ({bad})", secret_list)),
+                backend=provider,
+                where=where,
+                fix="check base_url points at the provider's API; retry later",
+            )
         if not retry or attempt >= retries:
             if attempt:
                 failure.message += f" (after {attempt + 1} attempts)"
+                failure.args = (failure.message,)
             raise failure
         delay = min(_MAX_BACKOFF_S, backoff_s * (2**attempt))
         logger.debug("%s: %s; retrying in %.3g s", provider, failure.message, delay)
@@ -278,12 +392,28 @@ def get_json(
         attempt += 1
 
 
+_MAX_ERROR_BODY = 64 << 10  # read this much of an error answer, redact it whole, then cut
+_MAX_MESSAGE = 300
+
+
+def _cut(text: str) -> str:
+    """A provider's (already redacted) text cut to a readable length."""
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "... (cut)"
+
+
+def _parse_json(body: bytes) -> tuple[Any, str | None]:
+    try:
+        return json.loads(body.decode("utf-8")), None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        return None, str(err)
+
+
 def _snippet(err: urllib.error.HTTPError) -> str:
     try:
-        raw = err.read(300)
+        raw = err.read(_MAX_ERROR_BODY)
     except Exception:
         return ""
-    text = raw.decode("utf-8", "replace").strip().replace("\n", " ")
+    text = raw.decode("utf-8", "replace").strip().replace("\r", " ").replace("\n", " ")
     return f": {text}" if text else ""
 
 
@@ -371,9 +501,41 @@ class HTTPProvider:
                     notes=(*cached.notes, f"served from the on-disk cache ({age_s:.0f} s old)"),
                     from_cache=True,
                 )
-        reading = self._fetch_remote()
+        reading = self._fetch_redacted()
         self.cache.put(identity, reading.to_json(), reading.fetched_at.timestamp())
         return reading
+
+    def _fetch_redacted(self) -> LiveReading:
+        """``_fetch_remote()`` behind the last barrier: every error and every text of the reading
+        (the provider's own words may quote what it was sent) is redacted before it leaves."""
+        failure: BaseException | None = None
+        try:
+            reading = self._fetch_remote()
+        except BertwattError as err:
+            redact_error(err, self._secrets())  # asked after the call: a login adds a token
+            failure = err
+        except Exception as err:  # a parsing bug must not carry the answer out unredacted
+            secrets = self._secrets()
+            failure = CarbonDataError(
+                _cut(redact(f"unexpected answer ({type(err).__name__}: {err})", secrets)),
+                backend=self.name,
+                where=redact(self.base_url, secrets),
+            )
+        if failure is not None:
+            failure.__context__ = None  # the original exception may quote a secret
+            failure.__cause__ = None
+            raise failure
+        secrets = self._secrets()
+
+        def clean(text: str) -> str:
+            return _cut(redact(text, secrets))
+
+        return replace(
+            reading,
+            zone=clean(reading.zone),
+            source=clean(reading.source),
+            notes=tuple(clean(n) for n in reading.notes),
+        )
 
     def _get(self, path: str, *, headers: Mapping[str, str] | None = None) -> Any:
         return get_json(

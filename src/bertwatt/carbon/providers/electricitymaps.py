@@ -72,7 +72,12 @@ class ElectricityMaps(HTTPProvider):
                 f"electricitymaps zone must look like 'DE' or 'US-CAL-CISO', got {zone!r}"
             )
         self.zone = zone.strip()
-        self._token = Secret(token)
+        self._token = Secret(token, what="Electricity Maps token")
+        if not self._token.reveal().isascii():
+            raise ConfigError(
+                "the Electricity Maps token must be ASCII (it is sent as an HTTP header)",
+                fix="pass the token exactly as shown in the Electricity Maps portal",
+            )
         super().__init__(
             base_url=base_url,
             timeout_s=timeout_s,

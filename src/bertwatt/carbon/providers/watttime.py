@@ -36,6 +36,7 @@ from bertwatt.carbon.providers._http import (
     LiveReading,
     ProviderHTTPError,
     Secret,
+    check_credential,
     now_utc,
     number,
     parse_time,
@@ -87,14 +88,19 @@ class WattTime(HTTPProvider):
     ) -> None:
         if not isinstance(region, str) or not _REGION.match(region.strip()):
             raise ConfigError(f"watttime region must look like 'CAISO_NORTH', got {region!r}")
-        if not isinstance(username, str) or not username.strip():
-            raise ConfigError("watttime username must be a non-empty string")
+        username = check_credential(username, "WattTime username")
+        if ":" in username:
+            raise ConfigError(
+                "the WattTime username must not contain ':' (HTTP Basic auth separates the "
+                "username from the password with it)"
+            )
         if not isinstance(signal_index, bool):
             raise ConfigError(f"signal_index must be True or False, got {signal_index!r}")
         self.zone = region.strip()
         self.username = username
         self.signal_index = signal_index
-        self._password = Secret(password)
+        self._password = Secret(password, what="WattTime password")
+        self._login_text = Secret(f"{username}:{self._password.reveal()}", what="WattTime login")
         self._basic = Secret(
             base64.b64encode(f"{username}:{self._password.reveal()}".encode()).decode("ascii")
         )
@@ -118,7 +124,9 @@ class WattTime(HTTPProvider):
 
     def _secrets(self) -> tuple[Secret, ...]:
         token = self._token
-        return (self._password, self._basic) + ((token,) if token is not None else ())
+        return (self._password, self._login_text, self._basic) + (
+            (token,) if token is not None else ()
+        )
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -145,7 +153,14 @@ class WattTime(HTTPProvider):
                 where=self.base_url + "/login",
                 fix="check base_url points at the WattTime API",
             )
-        return Secret(token)
+        try:
+            return Secret(token, what="WattTime login token")
+        except ConfigError:
+            raise CarbonDataError(
+                "login answer has a token with control characters; refusing to use it",
+                backend=self.name,
+                where=self.base_url + "/login",
+            ) from None
 
     def _bearer(self, *, fresh: bool = False) -> Secret:
         with self._token_lock:
