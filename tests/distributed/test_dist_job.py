@@ -86,7 +86,12 @@ def test_two_nodes_two_ranks_each_sensor_once() -> None:
         ]
     assert [r.rank for r in job.ranks] == [0, 1, 2, 3]
     assert job.ranks[1].energy_j == pytest.approx((GPU_W[1] + CPU_W) * SECONDS, rel=1e-6)
-    assert job.world_size == 4 and job.job_id == "j1" and job.launcher == "torchrun"
+    assert job.extra["job"] == {
+        "world_size": 4,
+        "job_id": "j1",
+        "launcher": "torchrun",
+        "restart": 0,
+    }
 
 
 def test_nodes_sharing_a_hostname_stay_apart() -> None:

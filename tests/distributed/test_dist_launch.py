@@ -115,7 +115,7 @@ def test_one_node_two_ranks_group_created_after_meter_start(tmp_path: Path) -> N
     wait([torchrun(tmp_path, 2, scenario="late_group", port=free_port())])
     j = job(tmp_path)
     ranks = rank_reports(tmp_path)
-    assert j.status == "complete" and j.missing_ranks == [] and j.world_size == 2
+    assert j.status == "complete" and j.missing_ranks == [] and j.extra["job"]["world_size"] == 2
     assert [(r.rank, r.source) for r in j.ranks] == [(0, "self"), (1, "gathered")]
     (node,) = j.nodes
     assert node.ranks == [0, 1]
@@ -131,6 +131,17 @@ def test_one_node_two_ranks_group_created_after_meter_start(tmp_path: Path) -> N
     check_counted_once(j, ranks)
     outs = [json.loads(p.read_text()) for p in tmp_path.glob("worker-*.out")]
     assert [o["collective_ok"] for o in outs] == [True, True]
+    # `bertwatt merge DIR` skips job.json (a merge output) and agrees with the job report
+    done = subprocess.run(
+        [sys.executable, "-m", "bertwatt", "merge", str(tmp_path), "-o", str(tmp_path / "m.out")],
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert EnergyReport.load(tmp_path / "m.out").energy_j == pytest.approx(j.energy_j, rel=1e-6)
+    assert EnergyReport.load(tmp_path / "job.json").nodes == j.nodes  # any loader reads it
 
 
 def test_two_nodes_two_ranks_on_one_host(tmp_path: Path) -> None:
@@ -150,7 +161,7 @@ def test_two_nodes_two_ranks_on_one_host(tmp_path: Path) -> None:
         "node-node-1-rank3.json",
     ]
     assert [(n.node_id, n.ranks) for n in j.nodes] == [("node-0", [0, 1]), ("node-1", [2, 3])]
-    assert j.status == "complete" and j.world_size == 4
+    assert j.status == "complete" and j.extra["job"]["world_size"] == 4
     check_counted_once(j, rank_reports(tmp_path))
 
 
@@ -192,7 +203,7 @@ def test_killed_rank_leaves_files_that_merge_into_the_job(tmp_path: Path) -> Non
     merged = tmp_path / "merged.json"
     env = dict(os.environ, PYTHONPATH=str(SRC))
     done = subprocess.run(
-        [sys.executable, "-m", "bertwatt", "merge", *map(str, files), "-o", str(merged)],
+        [sys.executable, "-m", "bertwatt", "merge", str(tmp_path), "-o", str(merged)],
         env=env,
         capture_output=True,
         text=True,
@@ -233,7 +244,7 @@ def test_accelerate_launch(tmp_path: Path) -> None:
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     j = job(tmp_path)
-    assert j.launcher == "accelerate" and j.status == "complete"
+    assert j.extra["job"]["launcher"] == "accelerate" and j.status == "complete"
     assert [n.ranks for n in j.nodes] == [[0, 1]]
     check_counted_once(j, rank_reports(tmp_path))
 

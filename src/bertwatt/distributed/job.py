@@ -335,6 +335,8 @@ def build_job_report(
         base = EnergyReport
     data = merged.model_dump()
     data.pop("extra", None)
+    if "run" in data and data.get("run") is not None:
+        data["run"]["world_size"] = world_size
     fields = {k: v for k, v in data.items() if k in base.model_fields}
     carbon = _carbon_of(ordered)
     fields.update(
@@ -371,19 +373,23 @@ def build_job_report(
     if base is not EnergyReport:
         fields.update(_finetune_fields(ordered, energy))
     job = dict(job or {})
+    extra = {k: v for k, v in merged.extra.items() if k != DIST_KEY}
+    extra.setdefault("merged_from", [p.file or f"rank {p.rank}" for p in ordered])
+    extra["job"] = {
+        "world_size": world_size,
+        "job_id": job.get("job_id"),
+        "launcher": job.get("launcher"),
+        "restart": int(job.get("restart") or 0),
+    }
     cls = job_report_class(base)
     return cls.model_validate(
         {
             **fields,
             "status": "partial" if missing_ranks else merged.status,
-            "extra": {"merged_from": len(ordered)},
+            "extra": extra,
             "nodes": [n.model_dump() for n in nodes],
             "ranks": [r.model_dump() for r in ranks],
             "missing_ranks": missing_ranks,
-            "world_size": world_size,
-            "job_id": job.get("job_id"),
-            "launcher": job.get("launcher"),
-            "restart": int(job.get("restart") or 0),
         }
     )
 

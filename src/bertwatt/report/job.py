@@ -9,7 +9,8 @@ fine-tuning / inference report when the ranks wrote those) with these fields add
 - ``nodes``: one :class:`NodeReport` per node: its ranks, channels, GPUs, energy and emissions;
 - ``ranks``: one :class:`RankReport` per rank: where its report came from and its own figures;
 - ``missing_ranks``: ranks whose report did not reach rank 0 (``status`` is then ``"partial"``);
-- ``world_size``, ``job_id``, ``launcher``, ``restart``.
+
+and ``extra["job"]`` holds ``world_size``, ``job_id``, ``launcher`` and ``restart``.
 """
 
 from __future__ import annotations
@@ -104,8 +105,4 @@ def _make(base: type[Any]) -> type[Any]:
         nodes=(list[NodeReport], Field(default_factory=list)),
         ranks=(list[RankReport], Field(default_factory=list)),
         missing_ranks=(list[int], Field(default_factory=list)),
-        world_size=(int, 1),
-        job_id=(str | None, None),
-        launcher=(str | None, None),
-        restart=(int, 0),
     )

@@ -9,6 +9,8 @@ Schema history (``schema_version``):
   unavailable entries), ``run`` (:class:`RunInfo`: what was run), ``segments``
   (:class:`Segment`: the sessions of a resumed run) and ``resume`` (:class:`ResumeInfo`).
   Version 1 files are upgraded on load (:func:`bertwatt.report.v1.upgrade_v1`).
+  The job report of a distributed run adds ``nodes``, ``ranks`` and ``missing_ranks``
+  (:mod:`bertwatt.report.job`; empty in every other report).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any, Literal
 from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bertwatt.report.job import NodeReport, RankReport
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -277,6 +281,15 @@ class EnergyReport(_Model):
     run: RunInfo | None = None
     segments: list[Segment] = Field(default_factory=list)
     resume: ResumeInfo | None = None
+    nodes: list[NodeReport] = Field(
+        default_factory=list, description="job report of a distributed run: one entry per node"
+    )
+    ranks: list[RankReport] = Field(
+        default_factory=list, description="job report of a distributed run: one entry per rank"
+    )
+    missing_ranks: list[int] = Field(
+        default_factory=list, description="ranks whose report did not reach rank 0 (partial)"
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
