@@ -265,7 +265,7 @@ def _resume_fields(session: FinetuneSession, base: EnergyReport) -> dict[str, An
         ),
         "resume": {
             "from_step": prev.from_step,
-            "previous_energy_j": prev.energy_j if prev.energy_j is not None else 0.0,
+            "previous_energy_j": prev.energy_j,
             "lost_energy_upper_j": prev.lost_energy_upper_j,
             "basis": prev.basis,
         },

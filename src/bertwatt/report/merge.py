@@ -416,13 +416,19 @@ def merge_reports(
         ReportError: no reports; an impossible figure (NaN, infinite, negative); different or
             future schema versions; copies of one run whose clocks disagree.
     """
-    from bertwatt.report.merge_work import merge_carbon, merge_work, result_class
+    from bertwatt.report.merge_work import (
+        add_earlier_segments,
+        merge_carbon,
+        merge_work,
+        result_class,
+    )
 
     parts = make_parts(reports, names)
     check_parts(parts)
     kept, notes = drop_copies(parts)
     notes += clock_notes(kept)
     fields, used = merge_energy(kept, notes)
+    add_earlier_segments(kept, fields, used, notes)
     first = kept[0].report
     nodes = sorted({p.node for p in kept})
     fields.update(

@@ -233,8 +233,10 @@ class ResumeInfo(_Model):
     """How a resumed run continued from its interrupted predecessor."""
 
     from_step: int | None = Field(default=None, description="checkpoint step it resumed from")
-    previous_energy_j: float = Field(
-        ge=0.0, description="energy of earlier sessions up to their last checkpoint, included"
+    previous_energy_j: float | None = Field(
+        ge=0.0,
+        description="energy of earlier sessions up to their last checkpoint, included (None: "
+        "they measured none, and the run's total is unknown)",
     )
     lost_energy_upper_j: float | None = Field(
         default=None,
