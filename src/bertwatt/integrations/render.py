@@ -120,6 +120,11 @@ def render_finetune(report: FinetuneReport) -> str:
         f"  training work: {report.steps:,} optimizer steps, {report.examples:,} examples, "
         f"{report.tokens_padded:,} tokens processed, {report.tokens_nonpadding:,} non-padding"
         + (f" (padding {share:.1%})" if share is not None else "")
+        + (
+            f" (padding unknown for {report.tokens_unknown:,} tokens: no attention mask, no pad id)"
+            if report.tokens_unknown
+            else ""
+        )
     )
     if report.phase_metrics:
         emissions = any(m.emissions_g is not None for m in report.phase_metrics.values())

@@ -46,6 +46,16 @@ __all__ = ["FinetuneSession"]
 logger = logging.getLogger(__name__)
 
 _J_PER_KWH = 3.6e6
+_EVAL_IN_TRAIN_FIX = (
+    "the watched model ran forward calls in eval mode (model.eval()) inside training, outside "
+    'tracker.phase("eval"): their examples and tokens are counted apart from training, but their '
+    'energy stays in the train phase. Fix: wrap the evaluation in `with tracker.phase("eval"):`'
+)
+#: A step record covers at least this many times the cost of one meter mark (marks then take
+#: at most ~0.1 % of training time) ...
+_MARK_SHARE_INV = 1000
+#: ... but never waits longer than this for its closing mark.
+_MAX_RECORD_WAIT_NS = 1_000_000_000
 #: Modes a non-training forward call may leave for an automatically opened ``eval``.
 _EVAL_FROM = (None, "train", "checkpoint")
 
@@ -91,6 +101,9 @@ class FinetuneSession:
         self.step_log = StepLog(max_step_records)
         self.train_tokens = TokenCounter(pad_token_id)
         self.other_tokens = TokenCounter(pad_token_id)
+        #: forward calls in eval mode (``model.eval()``) while training, outside any phase
+        self.eval_in_train_tokens = TokenCounter(pad_token_id)
+        self._eval_in_train = WorkCounts()
         self.auto_eval = auto_eval
         self.predict_after_steps = predict_after_steps
         self.total_steps = total_steps
@@ -122,6 +135,8 @@ class FinetuneSession:
         self.run_id: str | None = None
         self._stated: dict[str, Any] = {}
         self._chain: int | None = None
+        self._chain_ns = 0  # meter clock time of the last mark
+        self._mark_cost_ns = 0.0  # smoothed time one meter mark takes (meter clock)
         self._hooks: list[Any] = []
         from bertwatt.integrations.predict import IntensityNow
 
@@ -149,7 +164,7 @@ class FinetuneSession:
     # ------------------------------------------------------------------ modes
     def begin_train(self) -> None:
         """Training starts: remember the edge and enter the ``train`` mode."""
-        self.train_start_mark = self.meter.mark()
+        self.train_start_mark = self._mark()
         self.train_end_mark = None
         self.set_mode("train")
 
@@ -159,7 +174,7 @@ class FinetuneSession:
             self.epoch_end()
         self.set_mode(None)
         if self.running:
-            self.train_end_mark = self.meter.mark()
+            self.train_end_mark = self._mark()
 
     def set_mode(self, mode: str | None) -> None:
         """Leave the current mode and enter ``mode`` (None: no phase open)."""
@@ -176,7 +191,7 @@ class FinetuneSession:
         if mode != "train":
             self.meter.begin(mode)
             return
-        m = self.meter.mark()  # one edge shared by the phases and the first step record
+        m = self._mark()  # one edge shared by the phases and the first step record
         self.meter.begin(mode, at=m)
         if self.epoch is not None:
             self.meter.begin(self.epoch, at=m)
@@ -241,12 +256,39 @@ class FinetuneSession:
     def restart_chain(self) -> None:
         """Start the next step's record here (leaves work just done, e.g. a save, out of steps)."""
         if self.mode == "train" and self.running and self.step_log.pending_steps == 0:
-            self._chain = self.meter.mark()
+            self._chain = self._mark()
 
     # ------------------------------------------------------------------ steps and tokens
+    def _mark(self) -> int:
+        """A meter mark, timed: the step records' length adapts to what a mark costs."""
+        clock = self.meter.clock
+        t0 = clock.monotonic_ns()
+        m = self.meter.mark()
+        t1 = clock.monotonic_ns()
+        self._mark_cost_ns += (t1 - t0 - self._mark_cost_ns) * 0.2
+        self._chain_ns = t1
+        return m
+
+    def _record_due(self) -> bool:
+        """True when the open step record is long enough to close: it covers at least
+        ``_MARK_SHARE_INV`` times what a mark costs (at most 1 s), so marks take at most about
+        0.1 % of training time. With a fake clock marks cost nothing: every step is closed."""
+        cost = self._mark_cost_ns
+        if cost <= 0:
+            return True
+        elapsed = self.meter.clock.monotonic_ns() - self._chain_ns
+        return elapsed >= min(cost * _MARK_SHARE_INV, _MAX_RECORD_WAIT_NS)
+
+    def chain_point(self) -> tuple[int, int]:
+        """``(mark, optimizer steps done at that mark)``: the latest edge that closed a step
+        record while training runs, else a new mark now (for predictions)."""
+        if self._chain is not None and self.mode == "train":
+            return self._chain, self.steps_done - self.step_log.pending_steps
+        return self._mark(), self.steps_done
+
     def _close_block(self) -> int:
         """Mark an edge now; close the pending step records there. Returns the mark."""
-        m = self.meter.mark()
+        m = self._mark()
         if self.step_log.pending_steps and self._chain is not None:
             self.step_log.close(self._chain, m, self.meter)
             self._chain = m
@@ -261,7 +303,9 @@ class FinetuneSession:
         counts = self.train_tokens.take()
         self.steps_done += 1
         self._count(("train", self.epoch), counts, 1)
-        if self.step_log.add_step(step if step is not None else self.steps_done, counts):
+        if self.step_log.add_step(step if step is not None else self.steps_done, counts) and (
+            self._record_due()
+        ):
             self._close_block()
         self._maybe_predict()
 
@@ -278,6 +322,11 @@ class FinetuneSession:
             self.other_tokens.observe(args, kwargs)
             return
         if self.mode in (None, "train"):
+            if not training:  # evaluation inside the loop without tracker.phase("eval")
+                if not self.eval_in_train_tokens.pending and not self._eval_in_train.batches:
+                    logger.warning("bertwatt: %s", _EVAL_IN_TRAIN_FIX)
+                self.eval_in_train_tokens.observe(args, kwargs)
+                return
             self.train_tokens.observe(args, kwargs)
         else:
             self.other_tokens.observe(args, kwargs)
@@ -304,6 +353,7 @@ class FinetuneSession:
             if isinstance(pad, int):
                 self.train_tokens.pad_token_id = pad
                 self.other_tokens.pad_token_id = pad
+                self.eval_in_train_tokens.pad_token_id = pad
         self._hooks.append(model.register_forward_pre_hook(hook, with_kwargs=True))
 
     def unwatch(self) -> None:
@@ -363,6 +413,14 @@ class FinetuneSession:
             nonpad = int(tokens_nonpadding if tokens_nonpadding is not None else padded)
             self.train_tokens.add_counts(WorkCounts(int(examples or 0), 1, padded, nonpad), [])
         self.step_end()
+
+    def eval_in_train(self) -> WorkCounts:
+        """Work of forward calls made in eval mode during training outside any phase (a plain
+        loop evaluating without ``tracker.phase("eval")``): kept out of the training counts."""
+        self._eval_in_train.add(self.eval_in_train_tokens.take())
+        out = WorkCounts()
+        out.add(self._eval_in_train)
+        return out
 
     # ------------------------------------------------------------------ prediction and live figures
     def _maybe_predict(self) -> None:

@@ -174,6 +174,10 @@ class FinetuneReport(EnergyReport):
     steps: int = 0
     tokens_padded: int = 0
     tokens_nonpadding: int = 0
+    tokens_unknown: int = Field(
+        default=0,
+        description="training tokens whose padding is unknown (no attention mask, no pad id)",
+    )
     figures: str = ""
     phase_metrics: dict[str, PhaseMetrics] = Field(default_factory=dict)
     outside_phases_j: float | None = Field(
@@ -191,8 +195,8 @@ class FinetuneReport(EnergyReport):
 
     @property
     def padding_share(self) -> float | None:
-        """Padding tokens / tokens processed in training."""
-        if self.tokens_padded <= 0:
+        """Padding tokens / tokens processed in training (None: none, or padding unknown)."""
+        if self.tokens_padded <= 0 or self.tokens_unknown > 0:
             return None
         return (self.tokens_padded - self.tokens_nonpadding) / self.tokens_padded
 

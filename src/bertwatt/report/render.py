@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
 
-__all__ = ["escape_controls", "format_energy", "render_summary"]
+__all__ = ["escape_controls", "estimate_line", "format_energy", "render_summary"]
 
 # C0 and C1 controls, DEL, and the Unicode bidirectional/format controls that reorder text.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
@@ -65,10 +65,14 @@ def render_summary(report: EnergyReport) -> str:
         f"bertwatt report{status}: {report.duration_s:,.2f} s on {_e(report.host.hostname)}"
         f" ({report.started_at:%Y-%m-%d %H:%M:%S} UTC)"
     )
-    lines.append(
-        f"  energy: {format_energy(report.energy_j)}   mean power: {_w(report.mean_power_w)}"
-    )
+    total = format_energy(report.energy_j) + _iv(report.energy_j, report.energy_interval_j)
+    lines.append(f"  energy: {total}   mean power: {_w(report.mean_power_w)}")
     lines.append(f"  total: {_e(report.total_basis)}")
+    if report.interval_basis:
+        lines.append(f"  interval: {_e(report.interval_basis)}")
+    est = estimate_line(report)
+    if est:
+        lines.append(f"  {est}")
     if report.resume is not None:
         lines.append(f"  {_resume_line(report)}")
     if report.baseline is not None:
@@ -83,7 +87,7 @@ def render_summary(report: EnergyReport) -> str:
         for ch in report.channels:
             tag = "measured" if ch.provenance.kind == "measured" else "ESTIMATED"
             counted = "" if ch.counted else " (not added: inside/overlapping another)"
-            energy = format_energy(ch.energy_j)
+            energy = format_energy(ch.energy_j) + _iv(ch.energy_j, ch.energy_interval_j)
             node = f" [{_e(ch.node_id)}]" if multi_node and ch.node_id else ""
             lines.append(
                 f"    {_e(ch.name):<18} {energy:>22}  mean {_w(ch.mean_power_w):>10}"
@@ -94,7 +98,7 @@ def render_summary(report: EnergyReport) -> str:
         lines.append("  phases:")
         for ph in report.phases.values():
             times = f" x{ph.count}" if ph.count > 1 else ""
-            energy = format_energy(ph.energy_j)
+            energy = format_energy(ph.energy_j) + _iv(ph.energy_j, ph.energy_interval_j)
             lines.append(
                 f"    {_e(ph.name):<18} {energy:>22}  {ph.duration_s:10.2f} s{times}"
                 f"  mean {_w(ph.mean_power_w)}"
@@ -110,6 +114,38 @@ def render_summary(report: EnergyReport) -> str:
         for w in report.warnings:
             lines.append(f"    - {_e(w)}")
     return "\n".join(lines)
+
+
+def _iv(energy_j: float | None, interval: tuple[float, float] | None) -> str:
+    from bertwatt.report.uncertainty import format_interval
+
+    text = format_interval(energy_j, interval)
+    return f" [{text}]" if text else ""
+
+
+_ESTIMATE_KEYS = (
+    ("tdp_w", "TDP"),
+    ("tdp_source", "from"),
+    ("utilisation", "utilisation"),
+    ("w_per_gib", "memory W/GiB"),
+)
+
+
+def estimate_line(report: EnergyReport) -> str:
+    """One line with the key assumptions of every estimated channel ("" when none).
+
+    TDP and where it came from (or the fallback), and whose utilisation was used (this process
+    tree or the whole machine), so nobody has to dig them out of the JSON.
+    """
+    parts = []
+    for ch in report.channels:
+        if ch.provenance.kind != "estimated":
+            continue
+        a = ch.provenance.assumptions
+        facts = [f"{label} {_e(a[key])}" for key, label in _ESTIMATE_KEYS if a.get(key)]
+        if facts:
+            parts.append(f"{_e(ch.name)}: " + "; ".join(facts))
+    return ("ESTIMATE assumptions: " + " | ".join(parts)) if parts else ""
 
 
 def _resume_line(report: EnergyReport) -> str:
