@@ -286,6 +286,7 @@ def test_a_window_shorter_than_a_few_update_periods_is_flagged() -> None:
     with fake.install(), EnergyMeter(backends=[NVMLBackend()], clock=clock) as m:
         clock.advance(0.35)
     assert any("shorter than 10 sensor update periods (0.1 s)" in w for w in m.report.warnings)
+    assert m.report.host.gpu_names == [A100]
     with fake.install(), EnergyMeter(backends=[NVMLBackend()], clock=clock) as m:
         clock.advance(5.0)
     assert not any("sensor update periods" in w for w in m.report.warnings)
@@ -610,3 +611,98 @@ def test_a_resumed_report_moves_its_interval_with_the_earlier_segments() -> None
     assert low <= fields["energy_j"] <= high
     assert low == pytest.approx(base.energy_interval_j[0] + 500.0)
     assert "earlier segments" in fields["interval_basis"]
+
+
+# -- self-characterisation ---------------------------------------------------------------------
+
+
+def test_a_counter_update_period_is_detected_from_faster_polls() -> None:
+    from bertwatt.report.uncertainty import counter_update_period
+
+    t = [i * 20_000_000 for i in range(100)]  # polled every 20 ms
+    stepped = [150.0 * math.floor(ti / 100_000_000) for ti in t]  # updates every 100 ms
+    assert counter_update_period(t, stepped) == pytest.approx(0.1)
+    smooth = [1.5 * ti / 1e7 for ti in t]  # moves at every poll
+    assert counter_update_period(t, smooth) is None
+    idle = [0.0] * 40 + [1.0 * i for i in range(20)] + [20.0] * 40  # idle, not stepping
+    assert counter_update_period(t, idle) is None
+
+
+def test_an_averaged_power_reading_is_told_from_an_instant_one() -> None:
+    from bertwatt.report.uncertainty import power_averaging_window
+
+    true = PowerTrace([(0.0, 100.0), (1.0, 300.0), (2.5, 100.0), (4.0, 300.0), (6.0, 100.0)])
+    t = [int(i * 0.1 * 1e9) for i in range(15, 80)]
+    instant = [true.power_w(ti / 1e9) for ti in t]
+    averaged = [true.energy_j(ti / 1e9) - true.energy_j(ti / 1e9 - 1.0) for ti in t]
+    assert power_averaging_window(t, instant) == 0.0
+    w = power_averaging_window(t, averaged)
+    assert w is not None and 0.8 <= w <= 1.3
+    assert power_averaging_window(t, [200.0] * len(t)) is None
+
+
+def test_a_detected_averaged_reading_is_recorded_and_widens_the_interval() -> None:
+    true = PowerTrace([(i * 1.5, 100.0 if i % 2 else 350.0) for i in range(40)])
+    clock = FakeClock()
+    gpus = [
+        FakeGPU(A100, power_w=_reading("averaged", true, 1.0, 0.0), supports_energy_counter=False),
+        FakeGPU(A100, power_w=_reading("instant", true, 1.0, 0.0), supports_energy_counter=False),
+    ]
+    fake = FakeNVML(gpus, clock=clock)
+    with fake.install():
+        clock.advance(2.0)
+        with EnergyMeter(backends=[NVMLBackend()], clock=clock) as m:
+            clock.advance(30.0)
+    averaged, instant = m.report.channels
+    assert "averaged over about" in averaged.provenance.characterised["detected_reading"]
+    assert "averaged reading" in (averaged.interval_basis or "")
+    assert instant.provenance.characterised["detected_reading"].startswith("instant")
+    assert "averaged reading" not in (instant.interval_basis or "")
+
+
+# -- the estimate, honest ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected", "whole_machine"),
+    [
+        ({"utilisation": "system"}, ["TDP 24 W", "FALLBACK", "whole machine"], True),
+        ({"utilisation": "process"}, ["TDP 24 W", "FALLBACK", "this process only"], False),
+        (
+            {"cpu_model": "Intel Xeon Gold 6248", "utilisation": "process"},
+            ["TDP 150 W per package", "table row", "this process only"],
+            False,
+        ),
+    ],
+)
+def test_every_summary_states_the_estimates_key_assumptions_in_one_line(
+    tmp_path: Path, kwargs: dict[str, object], expected: list[str], whole_machine: bool
+) -> None:
+    from bertwatt.backends.estimate import EstimateBackend
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Unknown CPU 9000\n", encoding="utf-8")
+    backend = EstimateBackend(cpu_count=2, cpuinfo_path=cpuinfo, **kwargs)  # type: ignore[arg-type]
+    with pytest.warns(Warning), EnergyMeter(backends=[backend]) as m:
+        pass
+    lines = [ln for ln in m.report.summary().splitlines() if "ESTIMATE assumptions:" in ln]
+    assert len(lines) == 1
+    for text in expected:
+        assert text in lines[0]
+    flagged = any("charges the whole machine's CPU load" in w for w in m.report.warnings)
+    assert flagged == whole_machine
+
+
+def test_bertwatt_show_prints_the_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bertwatt.cli import main
+
+    r = _window(FakeClock(), 10.0, 100.0)
+    path = tmp_path / "r.json"
+    r.to_json(path)
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert r.energy_j is not None
+    assert format_interval(r.energy_j, r.energy_interval_j) in out
+    assert "\u00b1" in out and "interval:" in out

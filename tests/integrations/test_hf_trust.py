@@ -207,3 +207,271 @@ def test_step_records_adapt_to_what_a_mark_costs() -> None:
     assert se.records <= 10
     assert se.total_energy_j == pytest.approx(report.phases["train"].energy_j, rel=1e-6)
     assert sum(se.tokens_padded) == 60 * 8
+
+
+def test_measure_inference_states_batch_size_lengths_and_what_was_included() -> None:
+    torch = pytest.importorskip("torch")
+    from hf_helpers import TINY
+
+    from bertwatt.integrations.demo import sentences, tiny_bert, tokenizer
+    from bertwatt.integrations.inference import measure_inference
+
+    tok = tokenizer()
+    model = tiny_bert(len(tok), **TINY)
+    texts = [t for t, _ in sentences(12, seed=3)]
+    clock = FakeClock()
+    with_tok = measure_inference(
+        model, texts, tokenizer=tok, batch_size=4, backends=[fake_sensor(clock)], clock=clock
+    )
+    assert with_tok.tokenization_included is True
+    assert with_tok.sequence_length_mean == pytest.approx(with_tok.tokens_padded / 12)
+    assert with_tok.sequence_length_max is not None
+    assert "batch size 4" in with_tok.setting and "tokenisation and model forward" in (
+        with_tok.setting
+    )
+    batches = [
+        {
+            "input_ids": torch.ones(4, 6, dtype=torch.long),
+            "attention_mask": torch.ones(4, 6, dtype=torch.long),
+        }
+    ] * 2
+    pre = measure_inference(
+        model, batches, warmup_batches=0, backends=[fake_sensor(clock)], clock=clock
+    )
+    assert pre.tokenization_included is False
+    assert pre.sequence_length_mean == 6 and pre.sequence_length_max == 6
+    assert "tokenisation not included" in pre.setting
+    assert "setting:" in pre.summary()
+
+
+def test_the_queries_comparison_states_its_setting() -> None:
+    torch = pytest.importorskip("torch")
+    model = _tiny_bert()
+    clock = FakeClock()
+    ids = torch.tensor([[2, 3, 4, 0], [5, 6, 0, 0]])
+
+    def train(tracker: Any) -> None:
+        tracker.watch(model)
+        model(input_ids=ids, attention_mask=(ids != 0).long())
+        clock.advance(1.0)
+        tracker.step()
+        with tracker.phase("eval"):
+            model.eval()
+            model(input_ids=ids, attention_mask=(ids != 0).long())
+            clock.advance(0.5)
+
+    report = measure_finetune(train, backends=[fake_sensor(clock)], clock=clock)
+    pv = report.perspective
+    assert pv is not None and pv.inference_queries == pytest.approx(1.5 / (0.25))
+    assert pv.inference_setting is not None
+    assert "batch size 2" in pv.inference_setting and "4 tokens per query" in pv.inference_setting
+    assert "tokenisation not included" in pv.inference_setting
+    assert "at this setting only" in report.summary()
+    other = report.with_perspective(0.5)
+    assert other.perspective is not None and "stated by the user" in (
+        other.perspective.inference_setting or ""
+    )
+
+
+def _callback(clock: FakeClock, **options: Any) -> Any:
+    from bertwatt.integrations.transformers import EnergyCallback
+
+    return EnergyCallback(backends=[fake_sensor(clock)], clock=clock, **options)
+
+
+def test_trainer_logs_a_short_default_set_once_per_step(make_trainer: Any) -> None:
+    from transformers import TrainerCallback
+
+    from bertwatt.integrations.logkeys import DEFAULT_LOG_KEYS
+
+    seen: list[tuple[int, dict[str, Any]]] = []
+
+    class Reporter(TrainerCallback):  # a report_to integration (TensorBoard) listed before us
+        def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append((state.global_step, dict(logs or {})))
+
+    clock = FakeClock()
+    cb = _callback(clock, predict_after_steps=2)
+    trainer = make_trainer(
+        callbacks=[Reporter(), cb], clock=clock, logging_steps=2, eval_strategy="steps",
+        eval_steps=2,
+    )  # fmt: skip
+    trainer.train()
+    with_energy = [(n, logs) for n, logs in seen if any(k.startswith("energy/") for k in logs)]
+    steps = [step for step, _ in with_energy]
+    assert steps and len(steps) == len(set(steps))  # one point per step
+    # a train line, an eval line (and at the end the summary) share a step: only the first counts
+    assert len(seen) > len(with_energy)
+    for _, logs in with_energy:
+        keys = {k for k in logs if k.startswith("energy/")}
+        assert keys <= set(DEFAULT_LOG_KEYS) and len(keys) <= 5
+        assert "energy/j_per_token_padded" in keys and "energy/j_per_token" not in keys
+    # the log key and the report field share one name
+    r = cb.report
+    assert r.phase_metrics["train"].j_per_token_padded is not None
+
+
+def test_more_log_keys_on_request_and_unknown_names_refused(make_trainer: Any) -> None:
+    from bertwatt.errors import ConfigError
+    from bertwatt.integrations.logkeys import ALL_LOG_KEYS, log_keys
+
+    clock = FakeClock()
+    cb = _callback(clock, log_metrics=["j_per_step", "energy/padding_share"])
+    trainer = make_trainer(callbacks=[cb], clock=clock, logging_steps=2)
+    trainer.train()
+    first = next(h for h in trainer.state.log_history if "loss" in h)
+    assert {k for k in first if k.startswith("energy/")} == {
+        "energy/j_per_step",
+        "energy/padding_share",
+    }
+    assert log_keys("all") == frozenset(ALL_LOG_KEYS) and not log_keys(False)
+    with pytest.raises(ConfigError, match="unknown log_metrics key 'j_per_token'"):
+        _callback(clock, log_metrics=["j_per_token"])
+
+
+def test_the_callback_takes_a_session_and_hands_it_a_plan(make_trainer: Any) -> None:
+    from bertwatt.integrations.plan import RunPlan
+    from bertwatt.integrations.session import FinetuneSession
+    from bertwatt.integrations.transformers import EnergyCallback
+    from bertwatt.meter import EnergyMeter
+
+    clock = FakeClock()
+    meter = EnergyMeter(backends=[fake_sensor(clock)], clock=clock)
+    session = FinetuneSession(meter, auto_eval=True)
+    cb = EnergyCallback(session=session, output=False)
+    assert cb.meter is meter and not hasattr(cb, "_external")
+    trainer = make_trainer(clock=clock, eval_strategy="steps", eval_steps=2, save_strategy="no")
+    cb.attach(trainer)
+    meter.start()
+    trainer.train()
+    report = session.build_report(meter.stop(warn=False))
+    assert report.steps == session.steps_done > 0
+    assert session.expected_evals is not None and session.expected_saves == 0
+    assert session.extra["trainer"]["start_step"] == 0
+    plan = RunPlan(total_steps=10, expected_evals=2, pad_token_id=3, trainer={"x": 1})
+    other = FinetuneSession(EnergyMeter(backends=[fake_sensor(clock)], clock=clock))
+    other.meter.start()
+    other.begin_train(plan)
+    assert (other.total_steps, other.expected_evals) == (10, 2)
+    assert other.train_tokens.pad_token_id == 3 and other.extra["trainer"] == {"x": 1}
+    other.end_train()
+    other.meter.stop(warn=False)
+
+
+def test_integrations_have_no_import_cycles() -> None:
+    import ast
+    from pathlib import Path
+
+    import bertwatt
+
+    src = Path(bertwatt.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in src.rglob("*.py"):
+        name = ".".join(("bertwatt", *path.relative_to(src).with_suffix("").parts))
+        name = name.removesuffix(".__init__")
+
+        class Imports(ast.NodeVisitor):
+            found: set[str]
+
+            def visit_If(self, node: ast.If) -> None:
+                if "TYPE_CHECKING" in ast.unparse(node.test):
+                    for child in node.orelse:
+                        self.visit(child)
+                    return
+                self.generic_visit(node)
+
+            def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+                if node.module and node.level == 0:
+                    self.found.add(node.module)
+                    self.found.update(f"{node.module}.{a.name}" for a in node.names)
+
+        visitor = Imports()
+        visitor.found = set()
+        visitor.visit(ast.parse(path.read_text()))
+        found = visitor.found
+        graph[name] = {m for m in found if m.startswith("bertwatt")}
+
+    def reaches(start: str, goal: str) -> bool:
+        todo, seen = [start], set()
+        while todo:
+            m = todo.pop()
+            if m == goal:
+                return True
+            if m in seen:
+                continue
+            seen.add(m)
+            todo.extend(graph.get(m, ()))
+        return False
+
+    ours = [m for m in graph if m.startswith("bertwatt.integrations.")]
+    cycles = [m for m in ours if any(reaches(d, m) for d in graph[m] if d in graph)]
+    assert cycles == []
+
+
+def test_numbers_people_read() -> None:
+    from bertwatt.integrations.render import render_finetune, render_inference
+    from bertwatt.report.finetune import FinetuneReport, InferenceReport, PhaseMetrics
+    from bertwatt.units import fmt_count, fmt_g, fmt_j, fmt_num
+
+    assert fmt_g(0.000237) == "237 ugCO2e" and "0.000" not in fmt_g(0.000237)
+    assert fmt_j(-0.001) == "-1 mJ" and fmt_j(-1e-12) != "-0 J"
+    assert fmt_num(-0.0000001) == "-1e-7" and fmt_num(-0.0) == "0"
+    assert fmt_j(1507 * 3.6e6) == "5.425 GJ"  # never '1,507.0000 kWh'
+    assert fmt_count(1, "batch") == "1 batch" and fmt_count(2, "batch") == "2 batches"
+    metrics = PhaseMetrics(
+        name="train", energy_j=12.5, duration_s=1.0, mean_power_w=12.5, emissions_g=0.000237
+    )
+    clock = FakeClock()
+
+    def train(tracker: Any) -> None:
+        clock.advance(1.0)
+        tracker.step(examples=1, tokens_padded=8)
+
+    measured = measure_finetune(train, backends=[fake_sensor(clock)], clock=clock)
+    report = measured.model_copy(
+        update={"phase_metrics": {"train": metrics}, "outside_phases_j": -0.0001}
+    )
+    assert isinstance(report, FinetuneReport)
+    text = render_finetune(report)
+    assert "1 optimizer step," in text and "1 example," in text
+    assert "237 ugCO2e" in text and "0.000 g" not in text
+    assert "-0.00" not in text
+    base = {k: v for k, v in measured.model_dump().items() if k in InferenceReport.model_fields}
+    inference = InferenceReport.model_validate(
+        {**base, "kind": "inference", "queries": 1, "batches": 1}
+    )
+    assert "1 query in 1 batch" in render_inference(inference)
+
+
+def test_the_early_prediction_includes_scheduled_evaluations(make_trainer: Any) -> None:
+    # 20 steps, an evaluation every 5: asked for at step 2, the prediction waits for the first
+    # evaluation (step 5) and counts the ones to come; it then equals the actual energy
+    clock = FakeClock()
+    cb = _callback(clock, predict_after_steps=2)
+    trainer = make_trainer(
+        callbacks=[cb], clock=clock, max_steps=20, eval_strategy="steps", eval_steps=5,
+        save_strategy="no",
+    )  # fmt: skip
+    trainer.train()
+    p = cb.report.prediction
+    assert p is not None and p.at_step == 5 and p.total_steps == 20
+    assert "evaluation" in p.basis
+    assert p.predicted_energy_j == pytest.approx(p.actual_energy_j, rel=1e-6)
+
+
+def test_run_plan_from_training_arguments(tmp_path: Any) -> None:
+    from transformers import TrainerState, TrainingArguments
+
+    from bertwatt.integrations.plan import trainer_plan
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), eval_strategy="steps", eval_steps=50, save_strategy="steps",
+        save_steps=80, report_to=[],
+    )  # fmt: skip
+    state = TrainerState(max_steps=200, eval_steps=50, save_steps=80, num_train_epochs=1)
+    plan = trainer_plan(args, state)
+    assert (plan.total_steps, plan.expected_evals, plan.expected_saves) == (200, 4, 3)
+    assert (plan.first_eval_step, plan.first_save_step) == (50, 80)
+    state.global_step = 120  # resumed
+    plan = trainer_plan(args, state)
+    assert (plan.total_steps, plan.expected_evals, plan.first_eval_step) == (80, 2, 30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from bertwatt.report.render import format_energy
+from bertwatt.units import fmt_count, fmt_g, fmt_j, fmt_w
 
 if TYPE_CHECKING:
     from bertwatt.integrations.report import FinetuneReport, InferenceReport, PhaseMetrics
@@ -20,30 +20,22 @@ __all__ = [
 
 
 def format_small_j(value: float | None) -> str:
-    """Energy with an SI prefix suited to per-token and per-example figures."""
-    if value is None:
-        return "-"
-    a = abs(value)
-    if a >= 1000:
-        return f"{value / 1000:.3g} kJ"
-    if a >= 1 or a == 0:
-        return f"{value:.3g} J"
-    if a >= 1e-3:
-        return f"{value * 1e3:.3g} mJ"
-    return f"{value * 1e6:.3g} uJ"
+    """Energy in the one style of the fine-tuning and inference blocks
+    (:func:`bertwatt.units.fmt_j`: 4 significant figures, SI prefix, never ``-0``)."""
+    return fmt_j(value)
 
 
 def _phase_line(m: PhaseMetrics, emissions: bool) -> str:
     line = (
         f"    {m.name:<12} {format_small_j(m.energy_j):>10} {m.duration_s:9.2f} s "
-        f"{(f'{m.mean_power_w:.1f} W' if m.mean_power_w is not None else '-'):>9} "
+        f"{fmt_w(m.mean_power_w):>9} "
         f"{format_small_j(m.j_per_example):>10} {format_small_j(m.j_per_step):>10} "
         f"{format_small_j(m.j_per_token_padded):>10} "
         f"{format_small_j(m.j_per_token_nonpadding):>10} "
         f"{m.examples:>9,} {m.tokens_padded:>11,}"
     )
     if emissions:
-        line += f" {('-' if m.emissions_g is None else f'{m.emissions_g:.4g} g'):>11}"
+        line += f" {fmt_g(m.emissions_g):>12}"
     return line
 
 
@@ -68,7 +60,7 @@ def render_resume(report: FinetuneReport) -> list[str]:
             steps = "-" if seg.steps is None else f"{seg.steps:,}"
             lines.append(
                 f"    {seg.index}  {_when(seg.started_at)} - {_when(seg.ended_at)} UTC  "
-                f"{steps:>7} steps  {format_energy(seg.energy_j):>14}  {seg.ended_by}"
+                f"{steps:>7} steps  {fmt_j(seg.energy_j):>14}  {seg.ended_by}"
                 f"  (run {seg.run_id[:8]})"
             )
     return lines
@@ -117,8 +109,10 @@ def render_finetune(report: FinetuneReport) -> str:
     lines.extend(render_resume(report))
     share = report.padding_share
     lines.append(
-        f"  training work: {report.steps:,} optimizer steps, {report.examples:,} examples, "
-        f"{report.tokens_padded:,} tokens processed, {report.tokens_nonpadding:,} non-padding"
+        f"  training work: {fmt_count(report.steps, 'optimizer step')}, "
+        f"{fmt_count(report.examples, 'example')}, "
+        f"{fmt_count(report.tokens_padded, 'token')} processed, {report.tokens_nonpadding:,} "
+        "non-padding"
         + (f" (padding {share:.1%})" if share is not None else "")
         + (
             f" (padding unknown for {report.tokens_unknown:,} tokens: no attention mask, no pad id)"
@@ -133,7 +127,7 @@ def render_finetune(report: FinetuneReport) -> str:
             f"{'J/step':>10} {'J/token':>10} {'J/real tok':>10} {'examples':>9} {'tokens':>11}"
         )
         if emissions:
-            header += f" {'gCO2e':>11}"
+            header += f" {'emissions':>12}"
         every = ", all segments" if report.resume is not None else ""
         lines.append(f"  per phase (J/token: per token processed, padding included{every}):")
         lines.append(header)
@@ -180,12 +174,12 @@ def render_finetune(report: FinetuneReport) -> str:
     if p is not None:
         actual = ""
         if p.actual_energy_j is not None:
-            actual = f", actual {format_energy(p.actual_energy_j)}"
+            actual = f", actual {fmt_j(p.actual_energy_j)}"
             if p.error is not None:
                 actual += f" (prediction error {p.error:+.1%})"
         lines.append(
             f"  prediction at step {p.at_step}/{p.total_steps}: "
-            f"{format_energy(p.predicted_energy_j)}{actual}"
+            f"{fmt_j(p.predicted_energy_j)}{actual}"
         )
         lines.append(f"    basis: {p.basis}")
         for n in p.notes:
@@ -194,14 +188,16 @@ def render_finetune(report: FinetuneReport) -> str:
     if pv is not None:
         if pv.inference_queries is not None:
             lines.append(
-                f"  perspective: the run's {format_energy(pv.energy_j)} equal "
+                f"  perspective: the run's {fmt_j(pv.energy_j)} equal "
                 f"{pv.inference_queries:,.0f} inference queries at "
                 f"{format_small_j(pv.inference_j_per_query)} per query ({pv.inference_source})"
             )
+            if pv.inference_setting:
+                lines.append(f"    at this setting only: {pv.inference_setting}")
         if pv.pretraining_fraction is not None:
             lines.append(
                 f"  perspective: {pv.pretraining_fraction:.3g} of one pre-training run "
-                f"({format_energy(pv.pretraining_energy_j)}; {pv.pretraining_source})"
+                f"({fmt_j(pv.pretraining_energy_j)}; {pv.pretraining_source})"
             )
     return "\n".join(lines)
 
@@ -210,7 +206,7 @@ def render_inference(report: InferenceReport) -> str:
     """The per-query block of :meth:`InferenceReport.summary`."""
     lines = [f"  inference figures are {report.figures}"]
     lines.append(
-        f"  {report.queries:,} queries in {report.batches:,} batches"
+        f"  {fmt_count(report.queries, 'query', 'queries')} in {fmt_count(report.batches, 'batch')}"
         + (f" of {report.batch_size}" if report.batch_size else "")
         + f" ({report.warmup_queries} warm-up queries measured apart), "
         f"{report.tokens_padded:,} tokens processed, {report.tokens_nonpadding:,} non-padding"
@@ -220,4 +216,6 @@ def render_inference(report: InferenceReport) -> str:
         f"{format_small_j(report.j_per_token_padded)}; per non-padding token: "
         f"{format_small_j(report.j_per_token_nonpadding)}"
     )
+    if report.setting:
+        lines.append(f"  setting: {report.setting}")
     return "\n".join(lines)

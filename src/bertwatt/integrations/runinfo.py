@@ -200,3 +200,15 @@ def flops_fields(parameters_total: int | None, tokens_padded: int) -> dict[str, 
             "weight gradients of frozen parameters too."
         ),
     }
+
+
+def note_eval_size(run_facts: dict[str, Any], loader: Any) -> None:
+    """Add the size of an evaluation data set to ``run_facts["dataset_sizes"]`` (``eval``, then
+    ``eval-2``, ... for further data sets of other sizes)."""
+    size = dataset_size(getattr(loader, "dataset", None))
+    if size is None:
+        return
+    sizes = run_facts.setdefault("dataset_sizes", {})
+    evals = [k for k in sizes if k == "eval" or k.startswith("eval-")]
+    if not any(sizes[k] == size for k in evals):
+        sizes["eval" if not evals else f"eval-{len(evals) + 1}"] = size

@@ -35,6 +35,7 @@ from bertwatt.integrations.steps import StepLog
 from bertwatt.integrations.tokens import TokenCounter, WorkCounts
 
 if TYPE_CHECKING:
+    from bertwatt.integrations.plan import RunPlan
     from bertwatt.integrations.predict import Prediction
     from bertwatt.integrations.report import FinetuneReport
     from bertwatt.integrations.resume import Previous
@@ -45,7 +46,6 @@ __all__ = ["FinetuneSession"]
 
 logger = logging.getLogger(__name__)
 
-_J_PER_KWH = 3.6e6
 _EVAL_IN_TRAIN_FIX = (
     "the watched model ran forward calls in eval mode (model.eval()) inside training, outside "
     'tracker.phase("eval"): their examples and tokens are counted apart from training, but their '
@@ -109,6 +109,8 @@ class FinetuneSession:
         self.total_steps = total_steps
         self.expected_evals: int | None = None
         self.expected_saves: int | None = None
+        #: steps before the first evaluation / checkpoint (the prediction waits for them)
+        self.first_event_steps: dict[str, int] = {}
         self.counts: dict[str, WorkCounts] = {}
         self.phase_steps: dict[str, int] = {}
         self.mode_energies: dict[str, list[float]] = {}
@@ -144,6 +146,11 @@ class FinetuneSession:
 
     # ------------------------------------------------------------------ state
     @property
+    def watching(self) -> bool:
+        """True while forward hooks installed by :meth:`watch` are in place."""
+        return bool(self._hooks)
+
+    @property
     def running(self) -> bool:
         """True while the meter runs."""
         return self.meter.running
@@ -162,11 +169,35 @@ class FinetuneSession:
             self.phase_steps[name] = self.phase_steps.get(name, 0) + steps
 
     # ------------------------------------------------------------------ modes
-    def begin_train(self) -> None:
-        """Training starts: remember the edge and enter the ``train`` mode."""
+    def begin_train(self, plan: RunPlan | None = None) -> None:
+        """Training starts: take the run ``plan`` (what the run will do, as far as known),
+        remember the edge and enter the ``train`` mode."""
+        if plan is not None:
+            self._apply(plan)
         self.train_start_mark = self._mark()
         self.train_end_mark = None
         self.set_mode("train")
+
+    def _apply(self, plan: RunPlan) -> None:
+        if plan.total_steps is not None:
+            self.total_steps = plan.total_steps
+        self.expected_evals = plan.expected_evals
+        self.expected_saves = plan.expected_saves
+        self.first_event_steps = {
+            mode: n
+            for mode, n, expected in (
+                ("eval", plan.first_eval_step, plan.expected_evals),
+                ("checkpoint", plan.first_save_step, plan.expected_saves),
+            )
+            if n is not None and expected
+        }
+        self.grouped_by_length = plan.grouped_by_length
+        self.grouping_hint = plan.grouping_hint
+        if plan.pad_token_id is not None:
+            for counter in (self.train_tokens, self.other_tokens, self.eval_in_train_tokens):
+                counter.pad_token_id = plan.pad_token_id
+        if plan.trainer:
+            self.extra.setdefault("trainer", {}).update(plan.trainer)
 
     def end_train(self) -> None:
         """Training ends: close every phase and remember the edge."""
@@ -216,6 +247,8 @@ class FinetuneSession:
         we = self.meter.end(mode)
         if we.energy_j is not None:
             self.mode_energies.setdefault(mode, []).append(we.energy_j)
+            if self.prediction is None and self.steps_done:
+                self._maybe_predict()
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -432,6 +465,12 @@ class FinetuneSession:
             after = max(10, math.ceil(0.1 * total))
         if self.steps_done < after or self.steps_done >= total:
             return
+        # Scheduled evaluations and checkpoints are part of the run: wait until the first of
+        # each has been measured when it comes in the first half of the run (later ones are
+        # named in the prediction's notes instead).
+        for mode, first in self.first_event_steps.items():
+            if first <= total // 2 and not self.mode_energies.get(mode):
+                return
         from bertwatt.integrations.predict import predict_run
 
         self.prediction = predict_run(self)
@@ -439,82 +478,17 @@ class FinetuneSession:
             logger.info("bertwatt: %s", self.prediction.message())
 
     def live_metrics(self) -> dict[str, float]:
-        """``energy/...`` figures for the Trainer's log (cheap: no report is built).
+        """Every ``energy/...`` figure for the Trainer's log (cheap: no report is built);
+        see :func:`bertwatt.integrations.figures.live_metrics`."""
+        from bertwatt.integrations.figures import live_metrics
 
-        Cumulative over the segments of a resumed run: the earlier sessions' checkpointed
-        figures are added to this session's.
-        """
-        from bertwatt.integrations.predict import predict_run
-
-        out: dict[str, float] = {}
-        prev = self.previous
-        snap = self.meter.snapshot()
-        energy_now = snap.energy_j
-        if prev is not None and energy_now is not None:
-            energy_now = None if prev.energy_j is None else prev.energy_j + energy_now
-        if energy_now is not None:
-            out["energy/kwh"] = energy_now / _J_PER_KWH
-        if snap.energy_j is not None and snap.duration_s > 0:
-            out["energy/mean_power_w"] = snap.energy_j / snap.duration_s
-        self.step_log.resolve(self.meter)
-        steps, energy, counts, _ = self.step_log.totals()
-        if prev is not None:
-            r = prev.step_records
-            steps += int(r.get("steps", 0))
-            energy += r.get("energy_j", 0.0)
-            counts = WorkCounts(
-                examples=counts.examples + int(r.get("examples", 0)),
-                tokens_padded=counts.tokens_padded + int(r.get("tokens_padded", 0)),
-                tokens_nonpadding=counts.tokens_nonpadding + int(r.get("tokens_nonpadding", 0)),
-            )
-        if steps:
-            out["energy/j_per_step"] = energy / steps
-        if counts.examples:
-            out["energy/j_per_example"] = energy / counts.examples
-        if counts.tokens_padded:
-            out["energy/j_per_token"] = energy / counts.tokens_padded
-        if counts.tokens_nonpadding:
-            out["energy/j_per_token_nonpadding"] = energy / counts.tokens_nonpadding
-        train = WorkCounts()
-        train.add(self.counts.get("train", WorkCounts()))
-        if prev is not None:
-            train.tokens_padded += prev.tokens_padded
-            train.tokens_nonpadding += prev.tokens_nonpadding
-        if train.padding_share is not None:
-            out["energy/padding_share"] = train.padding_share
-        factor = self.intensity_now()
-        if factor is not None and snap.energy_j is not None:
-            grams = snap.energy_j / _J_PER_KWH * factor
-            if prev is None:
-                out["energy/gco2e"] = grams
-            elif prev.emissions_g is not None:
-                out["energy/gco2e"] = prev.emissions_g + grams
-        if self.prediction is not None:
-            now = predict_run(self) or self.prediction
-            predicted: float | None = now.energy_j
-            if prev is not None and predicted is not None:
-                predicted = None if prev.energy_j is None else prev.energy_j + predicted
-            if predicted is not None:
-                out["energy/predicted_kwh"] = predicted / _J_PER_KWH
-                if factor is not None:
-                    out["energy/predicted_gco2e"] = predicted / _J_PER_KWH * factor
-        return out
+        return live_metrics(self)
 
     def step_record_totals(self) -> dict[str, float]:
         """Per-step record totals (steps, energy_j, examples, tokens), earlier segments included."""
-        self.step_log.resolve(self.meter)
-        steps, energy, counts, _ = self.step_log.totals()
-        out = {
-            "steps": float(steps),
-            "energy_j": energy,
-            "examples": float(counts.examples),
-            "tokens_padded": float(counts.tokens_padded),
-            "tokens_nonpadding": float(counts.tokens_nonpadding),
-        }
-        if self.previous is not None:
-            for k, v in self.previous.step_records.items():
-                out[k] = out.get(k, 0.0) + v
-        return out
+        from bertwatt.integrations.figures import step_record_totals
+
+        return step_record_totals(self)
 
     # ------------------------------------------------------------------ report
     def build_report(self, base: EnergyReport) -> FinetuneReport:

@@ -22,9 +22,9 @@ What the callback does, at negligible cost per step:
 - counts examples, tokens processed (padding included) and non-padding tokens of every forward
   call of the model, with a forward pre-hook: the tensors the model really receives, whatever the
   collator, in the main process, so DataLoader workers and gradient accumulation are handled;
-- adds ``energy/...`` keys (kWh so far, mean W, J per step / example / token, padding share,
-  gCO2e when a carbon intensity is configured, the predicted total) to every Trainer log, so they
-  reach TensorBoard, W&B, MLflow and the rest through ``report_to``;
+- adds a short set of ``energy/...`` keys to one Trainer log line per step (the rest on request,
+  :mod:`~bertwatt.integrations.logkeys`), so they reach TensorBoard, W&B, MLflow and the rest;
+- shows the live line (power now, energy so far) in the progress bar on a terminal;
 - writes the report (``report.json`` and ``summary.txt``) to ``<output_dir>/bertwatt/`` at the end
   and on every checkpoint;
 - never raises into the training loop (every event is guarded; problems go to the report's
@@ -39,43 +39,40 @@ at train begin (:meth:`EnergyCallback.attach` does it explicitly).
 from __future__ import annotations
 
 import functools
+import gc
+import importlib
 import logging
 import math
-import sys
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
 from os import PathLike
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 from transformers import TrainerCallback
 
 from bertwatt.errors import ConfigError
-from bertwatt.integrations.finetune import measure_finetune
-from bertwatt.integrations.inference import measure_inference
-from bertwatt.integrations.perspective import _positive
+from bertwatt.integrations.logkeys import log_keys
+from bertwatt.integrations.plan import trainer_plan
 from bertwatt.integrations.report import FinetuneReport, InferenceReport
-from bertwatt.integrations.resume import (
-    checkpoint_state,
-    previous_from_state,
-    read_state,
-    store_state,
-    write_progress,
-)
-from bertwatt.integrations.runinfo import dataset_size, trainer_facts
+from bertwatt.integrations.runinfo import note_eval_size, trainer_facts
 from bertwatt.integrations.session import FinetuneSession
+from bertwatt.integrations.trainer_state import (
+    continue_from_checkpoint,
+    live_line,
+    record_progress,
+    store_figures,
+)
+from bertwatt.live import LiveLine
 from bertwatt.meter import EnergyMeter
 from bertwatt.report.checks import emit_warnings
+from bertwatt.report.finetune import positive_number as _positive
 
 __all__ = [
     "EnergyCallback",
     "FinetuneReport",
     "FinetuneSession",
     "InferenceReport",
-    "measure_finetune",
-    "measure_inference",
 ]
 
 logger = logging.getLogger(__name__)
@@ -100,67 +97,17 @@ def _guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _add_emissions_so_far(s: FinetuneSession, data: dict[str, Any]) -> None:
-    """Fill the emissions of checkpoint figures (a report built while running has none): the
-    earlier segments' emissions plus this session's energy x the carbon intensity (x PUE) now,
-    as in the ``energy/gco2e`` log key; left None without an intensity."""
-    factor = s.intensity_now()
-    if factor is None:
-        return
-    earlier = s.previous.phases if s.previous is not None else {}
-    for name, figures in data["phases"].items():
-        before = earlier.get(name, {})
-        energy, energy_before = figures.get("energy_j"), before.get("energy_j") or 0.0
-        grams_before = before.get("emissions_g") if before else 0.0
-        if energy is None or grams_before is None:
-            continue
-        figures["emissions_g"] = grams_before + (energy - energy_before) / 3.6e6 * factor
-    data["emissions_g"] = data["phases"].get("run", {}).get("emissions_g")
+#: Names this module re-exports lazily (importing them here would make an import cycle).
+_REEXPORTS = {
+    "measure_finetune": "bertwatt.integrations.finetune",
+    "measure_inference": "bertwatt.integrations.inference",
+}
 
 
-def _value(x: Any) -> str:
-    return str(getattr(x, "value", x))
-
-
-def _expected_events(args: Any, state: Any) -> tuple[int | None, int | None]:
-    """Evaluations and checkpoints this ``train()`` call will run (None: unknown).
-
-    Counted from the Trainer's strategies over the steps still to run (a resumed run starts at
-    ``state.global_step``), including the evaluation and save the Trainer adds at the last step.
-    """
-    max_steps = int(getattr(state, "max_steps", 0) or 0)
-    start = int(getattr(state, "global_step", 0) or 0)
-    epochs = math.ceil(float(getattr(state, "num_train_epochs", 0) or 0))
-    epochs_done = math.floor(float(getattr(state, "epoch", 0) or 0))
-
-    def count(strategy: str, every: Any) -> int | None:
-        if strategy == "steps":
-            n = int(every or 0)
-            if n <= 0 or max_steps <= 0:
-                return None
-            return max_steps // n - start // n + (1 if max_steps % n else 0)
-        if strategy == "epoch":
-            return max(0, epochs - epochs_done)
-        if strategy == "no":
-            return 0
-        return None
-
-    evals = count(_value(args.eval_strategy), getattr(state, "eval_steps", None))
-    if evals is not None and getattr(args, "eval_on_start", False):
-        evals += 1
-    saves = count(_value(args.save_strategy), getattr(state, "save_steps", None))
-    return evals, saves
-
-
-def _grouping(args: Any) -> tuple[bool, str]:
-    """Whether batches are grouped by length, and the setting that groups them in this version."""
-    strategy = getattr(args, "train_sampling_strategy", None)
-    if strategy is not None:
-        return (
-            strategy == "group_by_length",
-            "TrainingArguments(train_sampling_strategy='group_by_length')",
-        )
-    return bool(getattr(args, "group_by_length", False)), "TrainingArguments(group_by_length=True)"
+def __getattr__(name: str) -> Any:
+    if name in _REEXPORTS:
+        return getattr(importlib.import_module(_REEXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class EnergyCallback(TrainerCallback):
@@ -172,7 +119,10 @@ class EnergyCallback(TrainerCallback):
             train end; the report is built when it is stopped).
         output: report JSON path. None: ``<output_dir>/bertwatt/report.json`` (one file per
             process when ``world_size > 1``); False: write nothing.
-        log_metrics: add ``energy/...`` keys to the Trainer's logs.
+        log_metrics: ``energy/...`` keys added to the Trainer's logs, once per logged step: True
+            (a short default set: kWh so far, mean W, J per token processed, gCO2e, the
+            predicted kWh), ``"all"``, key names (``["j_per_step", "padding_share"]``), or False.
+            See :mod:`bertwatt.integrations.logkeys`.
         max_step_records: per-step records kept before neighbours merge (bounds memory).
         predict_after_steps: predict the run's energy after this many steps (None: 10% of the
             run, at least 10; 0: never).
@@ -180,6 +130,10 @@ class EnergyCallback(TrainerCallback):
             :class:`InferenceReport` or J per query (None: this run's evaluation, if any).
         pretraining_energy_kwh: energy of one pre-training run of the base model, to express the
             run as a fraction of it; ``pretraining_source`` says where the figure is from.
+        live: the live line (power now, energy so far) while training: None/True shows it when
+            stderr is a terminal (in the Trainer's progress bar when there is one), False never.
+        session: record into this :class:`FinetuneSession` (as :func:`measure_finetune` does);
+            whoever made it owns the meter and builds the report, the callback only feeds it.
         **meter_options: any other :class:`~bertwatt.EnergyMeter` option (``interval_s``,
             ``carbon``, ``pue``, ``baseline_s``, ``sync_cuda``, ``clock``, ...).
 
@@ -193,14 +147,22 @@ class EnergyCallback(TrainerCallback):
         *,
         meter: EnergyMeter | None = None,
         output: str | PathLike[str] | bool | None = None,
-        log_metrics: bool = True,
+        log_metrics: bool | str | Iterable[str] = True,
         max_step_records: int = 2048,
         predict_after_steps: int | None = None,
         inference: InferenceReport | float | None = None,
         pretraining_energy_kwh: float | None = None,
         pretraining_source: str | None = None,
+        live: bool | None = None,
+        session: FinetuneSession | None = None,
         **meter_options: Any,
     ) -> None:
+        if session is not None:
+            if not isinstance(session, FinetuneSession):
+                raise ConfigError(f"session must be a FinetuneSession, got {session!r}")
+            if meter is not None and meter is not session.meter:
+                raise ConfigError("session= records on its own meter: leave meter= out")
+            meter = session.meter
         if meter is not None:
             if not isinstance(meter, EnergyMeter):
                 raise ConfigError(f"meter must be an EnergyMeter, got {meter!r}")
@@ -216,7 +178,8 @@ class EnergyCallback(TrainerCallback):
             _positive("pretraining_energy_kwh", pretraining_energy_kwh)
         self.meter = meter if meter is not None else EnergyMeter(backends, **meter_options)
         self.output = output
-        self.log_metrics = bool(log_metrics)
+        self.log_keys = log_keys(log_metrics)
+        self.log_metrics = bool(self.log_keys)
         self._session_options: dict[str, Any] = {
             "max_step_records": max_step_records,
             "predict_after_steps": predict_after_steps,
@@ -228,7 +191,10 @@ class EnergyCallback(TrainerCallback):
             "pretraining_source": pretraining_source,
         }
         self.session: FinetuneSession | None = None
-        self._external: FinetuneSession | None = None
+        self._given = session
+        self.live = live
+        self._live: LiveLine | None = None
+        self._logged_step: int | None = None
         self._report: FinetuneReport | None = None
         self._owns_meter = False
         self._in_train = False
@@ -240,6 +206,8 @@ class EnergyCallback(TrainerCallback):
         self.job_report: Any = None
         self._state_step: int | None = None
         self._last_progress_ns = 0
+        self._attached = False
+        self._callbacks: list[Any] | None = None
 
     # ------------------------------------------------------------------ public
     @property
@@ -266,6 +234,8 @@ class EnergyCallback(TrainerCallback):
         if not any(cb is self for cb in callbacks):
             callbacks.append(self)
         self._run_before_reporters(callbacks)
+        self._attached = True
+        self._callbacks = callbacks
         return self
 
     # ------------------------------------------------------------------ internals
@@ -294,17 +264,24 @@ class EnergyCallback(TrainerCallback):
             callbacks.insert(target, self)
 
     def _find_callback_list(self) -> list[Any] | None:
-        """The Trainer's callback list, found on the calling ``CallbackHandler`` frame."""
-        frame: FrameType | None = sys._getframe(1)
-        for _ in range(8):
-            if frame is None:
-                return None
-            owner = frame.f_locals.get("self")
-            callbacks = getattr(owner, "callbacks", None)
-            if isinstance(callbacks, list) and any(cb is self for cb in callbacks):
-                return callbacks
-            frame = frame.f_back
+        """The Trainer's callback list holding this callback (the lists that refer to it)."""
+        for ref in gc.get_referrers(self):
+            if isinstance(ref, list) and any(cb is self for cb in ref):
+                return ref
         return None
+
+    def _start_live(self, callbacks: list[Any] | None) -> None:
+        if self.live is not False and self._live is None:
+            self._live = live_line(self.meter, callbacks, self.live)
+
+    def _stop_live(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()
+
+    def report_path(self, args: Any) -> Path | None:
+        """Where the report goes for these ``TrainingArguments`` (None: nowhere)."""
+        return self._path(args)
 
     def _path(self, args: Any) -> Path | None:
         if self.output is False:
@@ -350,55 +327,22 @@ class EnergyCallback(TrainerCallback):
     def _store_state(self, args: Any, state: Any) -> None:
         """Put the run's figures so far into the TrainerState the Trainer is about to save."""
         s = self.session
-        if s is None or not s.running:
-            return
-        report = s.build_report(self.meter.partial_report())
-        data = checkpoint_state(
-            report, step=int(state.global_step or 0), step_records=s.step_record_totals()
-        )
-        if data["emissions_g"] is None:  # a report built while running has no carbon applied
-            _add_emissions_so_far(s, data)
-        store_state(state, int(getattr(args, "process_index", 0) or 0), data)
-        self._state_step = int(state.global_step or 0)
+        if s is not None and s.running:
+            self._state_step = store_figures(s, args, state)
 
     def _progress(self, s: FinetuneSession, state: Any) -> None:
         """Record the last known activity next to the report (for a resumed run's lost energy)."""
         self._last_progress_ns = self.meter.clock.monotonic_ns()
         if self._report_path is None or s.run_id is None or not s.running:
             return
-        energy = self.meter.snapshot().energy_j
-        if s.previous is not None and energy is not None:
-            energy = None if s.previous.energy_j is None else s.previous.energy_j + energy
-        at = datetime.fromtimestamp(self.meter.clock.time_ns() / 1e9, tz=UTC)
         try:
-            write_progress(
-                self._report_path,
-                run_id=s.run_id,
-                at=at,
-                step=int(state.global_step or 0),
-                energy_j=energy,
-            )
+            record_progress(s, self._report_path, state)
         except OSError as err:
             self._problem("on_log (progress file)", err)
 
     def _resume(self, s: FinetuneSession, args: Any, state: Any, start_step: int) -> None:
         """Continue from the figures the checkpoint carries (see :mod:`.resume`)."""
-        data, why = read_state(state, int(getattr(args, "process_index", 0) or 0))
-        if data is not None and data.get("step") != start_step:
-            why = (
-                f"the checkpoint's bertwatt figures are for step {data.get('step')}, not for "
-                f"step {start_step} (the save was decided after EnergyCallback's events)"
-            )
-            data = None
-        if data is None:
-            s.warn(
-                f"resumed from step {start_step}, but {why}: the totals cover this session only "
-                f"(steps after {start_step})"
-            )
-            return
-        s.previous, problems = previous_from_state(data, self._report_path)
-        for problem in problems:
-            s.warn(problem)
+        continue_from_checkpoint(s, args, state, start_step, self._report_path)
 
     def _gather_job(self, args: Any, state: Any, control: Any) -> None:
         """Distributed runs: every rank's report to rank 0, which logs job-level ``energy/job_*``
@@ -413,17 +357,23 @@ class EnergyCallback(TrainerCallback):
         history = getattr(state, "log_history", None)
         if isinstance(history, list):
             history.append({**logs, "step": getattr(state, "global_step", 0)})
-        frame: FrameType | None = sys._getframe(1)
-        for _ in range(8):
-            if frame is None:
-                break
-            owner = frame.f_locals.get("self")
-            if callable(getattr(owner, "on_log", None)) and any(
-                cb is self for cb in getattr(owner, "callbacks", ())
-            ):
-                owner.on_log(args, state, control, logs)
-                break
-            frame = frame.f_back
+        handler = self._find_handler()
+        if handler is not None:
+            handler.on_log(args, state, control, logs)
+
+    def _find_handler(self) -> Any:
+        """The Trainer's CallbackHandler (it owns the callback list holding this callback)."""
+        callbacks = self._find_callback_list()
+        if callbacks is None:
+            return None
+        for ref in gc.get_referrers(callbacks):
+            owners = gc.get_referrers(ref) if isinstance(ref, dict) else [ref]
+            for owner in owners:
+                if getattr(owner, "callbacks", None) is callbacks and callable(
+                    getattr(owner, "on_log", None)
+                ):
+                    return owner
+        return None
 
     def _back(self) -> str | None:
         return "train" if self._in_train else None
@@ -432,14 +382,15 @@ class EnergyCallback(TrainerCallback):
     @_guarded
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Start the meter (unless running), watch the model, open ``train``."""
-        callbacks = self._find_callback_list()
-        if callbacks is not None:
+        callbacks = self._callbacks if self._attached else self._find_callback_list()
+        if callbacks is not None and not self._attached:
             self._run_before_reporters(callbacks)
         self._report = None
         self._report_path = self._path(args)
-        self._best_save = _value(args.save_strategy) == "best"
-        if self._external is not None:
-            s = self._external
+        self._best_save = str(getattr(args.save_strategy, "value", args.save_strategy)) == "best"
+        self._logged_step = None
+        if self._given is not None:
+            s = self._given
         else:
             s = FinetuneSession(self.meter, auto_eval=True, **self._session_options)
             s.perspective = dict(self._perspective)
@@ -449,19 +400,11 @@ class EnergyCallback(TrainerCallback):
 
             prepare_for_callback(self.meter, self._report_path)  # rank files; gather at end
             self.meter.start()
-            self._owns_meter = self._external is None
+            self._owns_meter = self._given is None
         self._last_progress_ns = self.meter.clock.monotonic_ns()
-        max_steps = int(getattr(state, "max_steps", 0) or 0)
-        start_step = int(state.global_step or 0)
-        # a resumed run starts at global_step: predict the steps this call will run
-        s.total_steps = max(0, max_steps - start_step) or None
-        s.expected_evals, s.expected_saves = _expected_events(args, state)
-        s.grouped_by_length, s.grouping_hint = _grouping(args)
-        pad = getattr(kwargs.get("processing_class"), "pad_token_id", None)
-        if isinstance(pad, int):
-            s.train_tokens.pad_token_id = s.other_tokens.pad_token_id = pad
+        plan = trainer_plan(args, state, kwargs.get("processing_class"))
         model = kwargs.get("model")
-        if model is not None and not s._hooks:
+        if model is not None and not s.watching:
             s.watch(model)
         try:
             s.run_facts.update(trainer_facts(args, model, kwargs.get("train_dataloader"), state))
@@ -469,19 +412,11 @@ class EnergyCallback(TrainerCallback):
             s.warn(f"reading the run's set-up failed: {type(err).__name__}: {err}")
         s.previous = None
         self._state_step = None
-        if start_step > 0:
-            self._resume(s, args, state, start_step)
-        s.extra.setdefault("trainer", {}).update(
-            {
-                "per_device_train_batch_size": args.per_device_train_batch_size,
-                "gradient_accumulation_steps": args.gradient_accumulation_steps,
-                "max_steps": max_steps,
-                "start_step": int(state.global_step or 0),
-                "world_size": int(getattr(args, "world_size", 1) or 1),
-            }
-        )
+        if plan.start_step > 0:
+            self._resume(s, args, state, plan.start_step)
+        self._start_live(callbacks)
         self._in_train = True
-        s.begin_train()
+        s.begin_train(plan)
         if getattr(args, "eval_on_start", False):
             s.set_mode("eval")
         self._last_write = time.monotonic()
@@ -515,7 +450,7 @@ class EnergyCallback(TrainerCallback):
         s = self.session
         if s is None:
             return
-        self._note_eval_size(s, kwargs.get("eval_dataloader"))
+        note_eval_size(s.run_facts, kwargs.get("eval_dataloader"))
         if s.mode != "eval":
             return
         if self._in_train and control.should_save and not self._best_save:
@@ -525,16 +460,6 @@ class EnergyCallback(TrainerCallback):
             s.set_mode(self._back())
             if self._in_train and self._best_save:  # the Trainer saves if this one is the best
                 self._store_state(args, state)
-
-    @staticmethod
-    def _note_eval_size(s: FinetuneSession, loader: Any) -> None:
-        size = dataset_size(getattr(loader, "dataset", None))
-        if size is None:
-            return
-        sizes = s.run_facts.setdefault("dataset_sizes", {})
-        evals = [k for k in sizes if k == "eval" or k.startswith("eval-")]
-        if not any(sizes[k] == size for k in evals):
-            sizes["eval" if not evals else f"eval-{len(evals) + 1}"] = size
 
     @_guarded
     def on_predict(
@@ -570,14 +495,19 @@ class EnergyCallback(TrainerCallback):
         s = self.session
         if s is None or not s.running:
             return
-        if self.log_metrics and isinstance(logs, dict):
+        step = int(getattr(state, "global_step", 0) or 0)
+        if self.log_keys and isinstance(logs, dict) and step != self._logged_step:
+            # one point per step: a second log line at the same step (evaluation, the train
+            # summary) gets no energy keys, so TensorBoard & co. plot each step once
+            self._logged_step = step
             history = getattr(state, "log_history", None)
             last = history[-1] if history and isinstance(history[-1], dict) else None
             # Trainer.log appended a copy of these logs (plus "step") just before on_log
             same = last is not None and all(
                 k == "step" or (k in logs and logs[k] is v) for k, v in last.items()
             )
-            figures = s.live_metrics()
+            keys = self.log_keys
+            figures = {k: v for k, v in s.live_metrics().items() if k in keys}
             logs.update(figures)
             if same and last is not None:
                 last.update(figures)
@@ -591,10 +521,11 @@ class EnergyCallback(TrainerCallback):
         """Close the phases; stop the meter (if this callback started it) and write the report."""
         s = self.session
         self._in_train = False
+        self._stop_live()
         if s is None:
             return
         s.end_train()
-        if self._external is not None:
+        if self._given is not None:  # its owner builds the report
             return
         s.ended_by = "completed"
         s.unwatch()

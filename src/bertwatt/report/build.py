@@ -31,7 +31,10 @@ from bertwatt.report.snapshot import (
 from bertwatt.report.uncertainty import (
     Interval,
     SensorModel,
+    characterise,
+    counter_update_period,
     energy_interval,
+    power_averaging_window,
     sensor_model_for,
 )
 
@@ -117,9 +120,14 @@ def _stuck_s(c: ChannelSnapshot) -> float:
     return sum(b - a for a, b in c.stuck_ns) / _NS
 
 
+def _gpu_name(c: ChannelSnapshot) -> str:
+    """The GPU's name: ``info["gpu_name"]``, or an NVML channel's ``info["name"]``."""
+    return str(c.info.get("gpu_name") or (c.info.get("name", "") if c.backend == "nvml" else ""))
+
+
 def channel_model(c: ChannelSnapshot, snap: WindowSnapshot) -> SensorModel | None:
     """The sensor model of a channel: by backend, kind and device (GPU name or CPU model)."""
-    device = c.info.get("gpu_name") or (c.info.get("name", "") if c.backend == "nvml" else "")
+    device = _gpu_name(c)
     if not device and c.backend == "rapl":
         device = str(snap.host.get("cpu_model") or "")
     return sensor_model_for(c.backend, c.kind, str(device))
@@ -156,6 +164,7 @@ def channel_interval(
     cov = c.covered_ns if covered_ns is None else covered_ns
     if powers is None:
         powers = _window_powers(c, snap.t_start_ns, snap.t_end_ns)
+    update_s, averaging_s = _detected(c, model)
     return energy_interval(
         energy_j=energy,
         kind=c.kind,
@@ -166,11 +175,27 @@ def channel_interval(
         sample_interval_s=snap.interval_s,
         powers_w=powers,
         peak_w=_finite(c.peak_w),
-        update_period_s=c.provenance.update_period_s,
-        averaging_window_s=c.provenance.averaging_window_s,
+        update_period_s=update_s,
+        averaging_window_s=averaging_s,
         resolution_j=c.provenance.resolution_j,
         edges=edges,
     )
+
+
+def _detected(c: ChannelSnapshot, model: SensorModel | None) -> tuple[float | None, float | None]:
+    """Update period and averaging window for the interval: declared, or detected when the
+    first samples show a slower counter or an averaged reading the model does not know of."""
+    upd, avg = c.provenance.update_period_s, c.provenance.averaging_window_s
+    if c.kind == "counter":
+        seen = counter_update_period(c.t_ns, c.energy_j)
+        known = upd or (model.update_period_s if model else None)
+        if seen is not None and (known is None or seen > known):
+            upd = seen
+    elif avg is None and not (model and model.averaging_window_s):
+        seen = power_averaging_window(c.t_ns, c.power_w)
+        if seen:
+            avg = seen
+    return upd, avg
 
 
 def total_interval(
@@ -210,6 +235,7 @@ def _provenance(
         notes=notes,
         sensor_model=model.id if model is not None else None,
         sensor_model_source=model.source if model is not None else None,
+        characterised=characterise(c.kind, c.t_ns, c.energy_j, c.power_w),
     )
 
 
@@ -304,6 +330,14 @@ def channel_warnings(c: ChannelSnapshot, snap: WindowSnapshot) -> list[str]:
         )
     if c.provenance.kind == "estimated" and c.counted:
         out.append(f"{c.name} is estimated ({c.provenance.source}), not measured")
+        util = c.provenance.assumptions.get("utilisation", "")
+        if util and "this process" not in util and c.domain == "cpu":
+            whose = util.split(",")[0]
+            out.append(
+                f"{c.name} charges the whole machine's CPU load to this window ({whose}): "
+                "on a shared machine other users' work is counted; "
+                "EstimateBackend(utilisation='process') counts this process only"
+            )
     return out
 
 
@@ -456,7 +490,7 @@ def total_timeline(snap: WindowSnapshot, total: float | None) -> list[tuple[floa
 def host_info(snap: WindowSnapshot) -> HostInfo:
     """The machine, from the snapshot's host facts (GPU names from the channels' info)."""
     h = snap.host
-    gpu_names = sorted({str(c.info["gpu_name"]) for c in snap.channels if "gpu_name" in c.info})
+    gpu_names = sorted({d for c in snap.channels if (d := _gpu_name(c))})
     pid = h.get("pid")
     cpus = h.get("logical_cpus")
     cpu = h.get("cpu_model")

@@ -12,8 +12,9 @@ Schema history (``schema_version``):
   Later additions within version 2, all optional so older files load unchanged:
   ``energy_interval_j`` and ``interval_basis`` beside every ``energy_j`` (report, channels,
   phases; :mod:`bertwatt.report.uncertainty`), ``provenance.sensor_model`` and
-  ``provenance.sensor_model_source``; ``nodes``, ``ranks`` and ``missing_ranks`` of the job
-  report of a distributed run (:mod:`bertwatt.report.job`; empty in every other report).
+  ``provenance.sensor_model_source``, ``provenance.characterised``; ``nodes``, ``ranks`` and
+  ``missing_ranks`` of the job report of a distributed run (:mod:`bertwatt.report.job`; empty in
+  every other report).
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class ProvenanceInfo(_Model):
     )
     sensor_model_source: str | None = Field(
         default=None, description="where the sensor model's figures come from"
+    )
+    characterised: dict[str, str] = Field(
+        default_factory=dict,
+        description="what the channel's first samples showed about its sensor (update period, "
+        "averaged or instant reading)",
     )
 
 

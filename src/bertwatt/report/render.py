@@ -123,28 +123,47 @@ def _iv(energy_j: float | None, interval: tuple[float, float] | None) -> str:
     return f" [{text}]" if text else ""
 
 
-_ESTIMATE_KEYS = (
-    ("tdp_w", "TDP"),
-    ("tdp_source", "from"),
-    ("utilisation", "utilisation"),
-    ("w_per_gib", "memory W/GiB"),
-)
+def _clip(text: str, at: str = " (", limit: int = 70) -> str:
+    head = text.split(at, 1)[0].strip()
+    return head if len(head) <= limit else head[: limit - 3] + "..."
+
+
+def _estimate_facts(a: dict[str, str]) -> list[str]:
+    facts = []
+    tdp = a.get("tdp_w")
+    src = a.get("tdp_source", "")
+    if tdp:
+        number, _, rest = tdp.partition(" ")
+        if src.startswith("fallback"):
+            why = _clip(src.removeprefix("fallback:"), " (").replace(";", ",")
+            facts.append(f"TDP {number} W {rest} (FALLBACK: {why.strip()})")
+        else:
+            facts.append(f"TDP {number} W {rest} ({_clip(src)})")
+    util = a.get("utilisation", "")
+    model = a.get("power_model", "")
+    if "this process" in util or "this process" in model:
+        child = " (child processes not counted)" if "not child processes" in util else ""
+        facts.append(f"utilisation of this process only{child}")
+    elif util:
+        facts.append(f"utilisation of the whole machine ({_clip(util, ' (psutil')})")
+    if a.get("w_per_gib"):
+        facts.append(f"memory {_clip(a['w_per_gib'])} W/GiB")
+    return facts
 
 
 def estimate_line(report: EnergyReport) -> str:
     """One line with the key assumptions of every estimated channel ("" when none).
 
     TDP and where it came from (or the fallback), and whose utilisation was used (this process
-    tree or the whole machine), so nobody has to dig them out of the JSON.
+    or the whole machine), so nobody has to dig them out of the JSON.
     """
     parts = []
     for ch in report.channels:
         if ch.provenance.kind != "estimated":
             continue
-        a = ch.provenance.assumptions
-        facts = [f"{label} {_e(a[key])}" for key, label in _ESTIMATE_KEYS if a.get(key)]
+        facts = _estimate_facts(ch.provenance.assumptions)
         if facts:
-            parts.append(f"{_e(ch.name)}: " + "; ".join(facts))
+            parts.append(f"{_e(ch.name)}: " + "; ".join(_e(f) for f in facts))
     return ("ESTIMATE assumptions: " + " | ".join(parts)) if parts else ""
 
 

@@ -32,19 +32,24 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from bertwatt.errors import ConfigError
 
 __all__ = [
+    "CHARACTERISE_POINTS",
     "DEFAULT_ESTIMATE_ERROR",
     "DEFAULT_MODELS_PATH",
     "Interval",
     "SensorModel",
+    "characterise",
+    "counter_update_period",
     "energy_interval",
     "estimate_interval",
     "format_interval",
     "load_sensor_models",
+    "power_averaging_window",
     "sensor_model_for",
     "sensor_models",
     "set_sensor_models",
@@ -349,9 +354,92 @@ def format_interval(energy_j: float | None, interval: tuple[float, float] | None
     scale, unit = next(
         ((s, u) for s, u in _PREFIXES if abs(energy_j) >= s or s == 1e-3), (1.0, "J")
     )
+    if energy_j == 0:
+        scale, unit = 1.0, "J"
     up, down = (high - energy_j) / scale, (energy_j - low) / scale
     e = energy_j / scale
     digits = 0 if abs(e) >= 100 else (1 if abs(e) >= 10 else 2)
     if math.isclose(up, down, rel_tol=0.05, abs_tol=10**-digits):
         return f"{e:.{digits}f} \u00b1 {max(up, down):.{digits}f} {unit}"
     return f"{e:.{digits}f} {unit} (+{up:.{digits}f}/-{down:.{digits}f} {unit})"
+
+
+# ------------------------------------------------------------------------ self-characterisation
+#: Points from the start of a channel's samples used to characterise its sensor.
+CHARACTERISE_POINTS = 200
+_AVERAGING_RANGE_S = (0.25, 3.0)
+
+
+def counter_update_period(t_ns: Sequence[int], energy_j: Sequence[float]) -> float | None:
+    """A counter's update period from polls faster than it updates (None: not resolvable).
+
+    Polls that find the counter unchanged reveal its steps: the period is the median time
+    between changes. Needs at least 4 changes, some polls that saw no change, and regular gaps
+    (an idle stretch also leaves a counter unchanged); a counter that moves at every poll
+    updates at least as fast as it was polled, which says nothing more.
+    """
+    n = min(len(t_ns), len(energy_j), CHARACTERISE_POINTS)
+    changes = [t_ns[i] for i in range(1, n) if energy_j[i] != energy_j[i - 1]]
+    if len(changes) < 4 or len(changes) >= n - 1:
+        return None
+    gaps = sorted(b - a for a, b in pairwise(changes))
+    median = gaps[len(gaps) // 2]
+    # periodic updates give regular gaps; idle stretches (no energy to count) do not
+    if gaps[len(gaps) // 4] < 0.7 * median or gaps[3 * len(gaps) // 4] > 1.3 * median:
+        return None
+    polls = sorted(t_ns[i] - t_ns[i - 1] for i in range(1, n))
+    if median < 1.5 * polls[len(polls) // 2]:
+        return None  # it changed at (nearly) every poll: as fast as it was polled, or faster
+    return median / 1e9
+
+
+def power_averaging_window(t_ns: Sequence[int], power_w: Sequence[float]) -> float | None:
+    """Estimate the averaging window of a power reading from its largest step between polls.
+
+    An instant reading can jump by its whole range between two polls; a reading averaged over
+    ``w`` seconds moves at most ``range x dt / w`` in ``dt``. Returns ``w`` (0.0 for an instant
+    reading, whose largest step is most of its range), or None when the power hardly varied or
+    only drifted (``w`` outside 0.25-3 s: a slow ramp looks the same read instantly).
+    """
+    n = min(len(t_ns), len(power_w), CHARACTERISE_POINTS)
+    pts = [(t_ns[i], power_w[i]) for i in range(n) if math.isfinite(power_w[i])]
+    if len(pts) < 10:
+        return None
+    values = [w for _, w in pts]
+    span = max(values) - min(values)
+    if span <= 0.05 * max(max(values), 1e-9):
+        return None
+    steps = [(abs(b[1] - a[1]), (b[0] - a[0]) / 1e9) for a, b in pairwise(pts) if b[0] > a[0]]
+    step, dt = max(steps)
+    if step >= 0.5 * span:
+        return 0.0
+    w = dt * span / step if step > 0 else math.inf
+    # sensors average over a fraction of a second to a few seconds; a slower drift is the
+    # power itself changing slowly (a ramp), which an instant reading shows the same way
+    return w if _AVERAGING_RANGE_S[0] <= w <= _AVERAGING_RANGE_S[1] else None
+
+
+def characterise(
+    kind: str, t_ns: Sequence[int], energy_j: Sequence[float], power_w: Sequence[float]
+) -> dict[str, str]:
+    """What the first samples of a channel say about its sensor, as provenance text."""
+    poll = ""
+    if len(t_ns) > 1:
+        k = min(len(t_ns), CHARACTERISE_POINTS) - 1
+        poll = f" (from {k + 1} polls every {(t_ns[k] - t_ns[0]) / k / 1e9:.3g} s)"
+    if kind == "counter":
+        upd = counter_update_period(t_ns, energy_j)
+        text = (
+            f"{upd:.3g} s{poll}"
+            if upd is not None
+            else f"not resolved: it changed at every poll or too rarely{poll}"
+        )
+        return {"detected_update_period_s": text}
+    w = power_averaging_window(t_ns, power_w)
+    if w is None:
+        text = f"not resolved: the power hardly varied or only drifted{poll}"
+    elif w == 0.0:
+        text = f"instant: it jumped by most of its range between two polls{poll}"
+    else:
+        text = f"averaged over about {w:.2g} s{poll}"
+    return {"detected_reading": text}

@@ -1,0 +1,98 @@
+"""The ``energy/...`` figures of a running fine-tuning session (for the Trainer's log lines).
+
+Cheap: no report is built; the meter's snapshot, the step records and the counts so far. For a
+resumed run the earlier sessions' checkpointed figures are added, so the figures are cumulative.
+Which of them reach a log line is chosen by :mod:`~bertwatt.integrations.logkeys`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bertwatt.integrations.predict import predict_run
+from bertwatt.integrations.tokens import WorkCounts
+
+if TYPE_CHECKING:
+    from bertwatt.integrations.session import FinetuneSession
+
+__all__ = ["live_metrics", "step_record_totals"]
+
+_J_PER_KWH = 3.6e6
+
+
+def live_metrics(session: FinetuneSession) -> dict[str, float]:
+    """``energy/...`` figures for the Trainer's log (cheap: no report is built).
+
+    Cumulative over the segments of a resumed run: the earlier sessions' checkpointed
+    figures are added to this session's.
+    """
+    out: dict[str, float] = {}
+    prev = session.previous
+    snap = session.meter.snapshot()
+    energy_now = snap.energy_j
+    if prev is not None and energy_now is not None:
+        energy_now = None if prev.energy_j is None else prev.energy_j + energy_now
+    if energy_now is not None:
+        out["energy/kwh"] = energy_now / _J_PER_KWH
+    if snap.energy_j is not None and snap.duration_s > 0:
+        out["energy/mean_power_w"] = snap.energy_j / snap.duration_s
+    session.step_log.resolve(session.meter)
+    steps, energy, counts, _ = session.step_log.totals()
+    if prev is not None:
+        r = prev.step_records
+        steps += int(r.get("steps", 0))
+        energy += r.get("energy_j", 0.0)
+        counts = WorkCounts(
+            examples=counts.examples + int(r.get("examples", 0)),
+            tokens_padded=counts.tokens_padded + int(r.get("tokens_padded", 0)),
+            tokens_nonpadding=counts.tokens_nonpadding + int(r.get("tokens_nonpadding", 0)),
+        )
+    if steps:
+        out["energy/j_per_step"] = energy / steps
+    if counts.examples:
+        out["energy/j_per_example"] = energy / counts.examples
+    if counts.tokens_padded:
+        out["energy/j_per_token_padded"] = energy / counts.tokens_padded
+    if counts.tokens_nonpadding:
+        out["energy/j_per_token_nonpadding"] = energy / counts.tokens_nonpadding
+    train = WorkCounts()
+    train.add(session.counts.get("train", WorkCounts()))
+    if prev is not None:
+        train.tokens_padded += prev.tokens_padded
+        train.tokens_nonpadding += prev.tokens_nonpadding
+    if train.padding_share is not None:
+        out["energy/padding_share"] = train.padding_share
+    factor = session.intensity_now()
+    if factor is not None and snap.energy_j is not None:
+        grams = snap.energy_j / _J_PER_KWH * factor
+        if prev is None:
+            out["energy/gco2e"] = grams
+        elif prev.emissions_g is not None:
+            out["energy/gco2e"] = prev.emissions_g + grams
+    if session.prediction is not None:
+        now = predict_run(session) or session.prediction
+        predicted: float | None = now.energy_j
+        if prev is not None and predicted is not None:
+            predicted = None if prev.energy_j is None else prev.energy_j + predicted
+        if predicted is not None:
+            out["energy/predicted_kwh"] = predicted / _J_PER_KWH
+            if factor is not None:
+                out["energy/predicted_gco2e"] = predicted / _J_PER_KWH * factor
+    return out
+
+
+def step_record_totals(session: FinetuneSession) -> dict[str, float]:
+    """Per-step record totals (steps, energy_j, examples, tokens), earlier segments included."""
+    session.step_log.resolve(session.meter)
+    steps, energy, counts, _ = session.step_log.totals()
+    out = {
+        "steps": float(steps),
+        "energy_j": energy,
+        "examples": float(counts.examples),
+        "tokens_padded": float(counts.tokens_padded),
+        "tokens_nonpadding": float(counts.tokens_nonpadding),
+    }
+    if session.previous is not None:
+        for k, v in session.previous.step_records.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
