@@ -43,7 +43,13 @@ def host_facts() -> dict[str, object]:
 def node_identity() -> str:
     """The identity of the node a channel belongs to, for merging reports of several machines.
 
-    The hostname for now (a configurable identity comes with distributed runs). Never empty:
-    ``"unknown-host"`` when the system reports no name.
+    ``BERTWATT_NODE_ID`` when set, else the kernel boot id (every container of one host shares
+    it, and so shares the host's sensors), else the hostname; see
+    :func:`bertwatt.distributed.node_identity`. Never empty.
     """
-    return str(host_facts()["hostname"]) or "unknown-host"
+    from bertwatt.distributed.ranks import node_identity as identity
+
+    try:
+        return identity()
+    except Exception:  # a malformed BERTWATT_NODE_ID is reported where it is configured
+        return str(host_facts()["hostname"]) or "unknown-host"

@@ -103,6 +103,14 @@ class EnergyMeter:
             :attr:`bertwatt.config.MeterConfig.max_power_w`); readings implying more are rejected.
         run: what is being run (fields of :class:`bertwatt.report.RunInfo`, e.g. ``command``,
             ``cwd``), put on every checkpoint and the final report; also settable as ``.run``.
+        distributed: ``"auto"`` (default), ``True`` or ``False``: in a job of several processes
+            (torchrun, accelerate, DeepSpeed, Slurm, MPI), each rank measures its own GPU and the
+            node sensors, writes ``<output_dir>/node-<id>-rank<R>.json``, and with ``True`` rank 0
+            gathers the job report at :meth:`stop` (:attr:`job_report`). ``False``: this
+            process alone. See docs/distributed.md.
+        output_dir: directory of the per-rank files and the job report (default: the directory
+            of ``output``).
+        gather_timeout_s: how long rank 0 waits for the other ranks' reports at :meth:`stop`.
 
     A ``fork()`` inside a metered block leaves the child a copy of the meter that never writes
     ``output`` (only the process that started the meter does); its report stays in memory.
@@ -127,7 +135,13 @@ class EnergyMeter:
         clock: Clock | None = None,
         max_power_w: Mapping[str, float] | None = None,
         run: Mapping[str, object] | None = None,
+        distributed: bool | str = "auto",
+        output_dir: str | PathLike[str] | None = None,
+        gather_timeout_s: float = 300.0,
     ) -> None:
+        from bertwatt.distributed.binding import MeterDistribution
+
+        self._dist = MeterDistribution(distributed, output_dir, gather_timeout_s)
         self.config = MeterConfig(
             interval_s=interval_s,
             output=output,  # type: ignore[arg-type]
@@ -187,8 +201,9 @@ class EnergyMeter:
         return w is not None and not w.stopped
 
     def _resolve_backends(self) -> list[Backend]:
-        if self._explicit is not None:
-            return list(self._explicit)
+        chosen = self._dist.backends(self._explicit)  # a rank's own GPU; plugs on one rank
+        if chosen is not None:
+            return list(chosen)
         from bertwatt.backends import default_backends
 
         return default_backends()
@@ -234,7 +249,8 @@ class EnergyMeter:
                     window.start_wall_ns = self.clock.time_ns()
                 else:
                     window.start_mark = self._mark_locked(window, read=False)
-                if cfg.output is not None:
+                self._dist.begin(cfg.output)
+                if cfg.output is not None or self._dist.path is not None:
                     self._start_checkpointer()
             except BaseException:  # e.g. Ctrl-C during the baseline: stop threads, release backends
                 sampler.stop(time.monotonic(), 0.0)
@@ -280,7 +296,7 @@ class EnergyMeter:
             w.stopped = True
             _running.discard(self)
         self._stop_checkpointer()
-        report = self._build(final=True)
+        report = self._dist.annotate(self._build(final=True))
         self._report = report
         forked = os.getpid() != w.pid
         if forked and w.config.output is not None:
@@ -288,7 +304,7 @@ class EnergyMeter:
                 f"this process (pid {os.getpid()}) is a fork() child of the one that started the "
                 f"meter (pid {w.pid}): its report was not written to {w.config.output}"
             )
-        elif w.config.output is not None:
+        elif w.config.output is not None and self._writes_output():
             from bertwatt.errors import ReportError
             from bertwatt.report.io import write_report
 
@@ -302,6 +318,8 @@ class EnergyMeter:
                     MeasurementWarning,
                     stacklevel=stacklevel,
                 )
+        if not forked:
+            self._dist.finish(report)  # rank file first, then the gather (never raises)
         if warn:
             emit_warnings(report, stacklevel)
         return report
@@ -338,6 +356,16 @@ class EnergyMeter:
             self._stop(stacklevel=3)
         except Exception:  # never mask the user's exception with ours
             logger.exception("bertwatt: stopping the meter after an exception failed")
+
+    @property
+    def job_report(self) -> EnergyReport | None:
+        """The job report of a distributed run on rank 0 (see ``distributed``); None elsewhere,
+        before :meth:`stop`, or when nothing was gathered."""
+        return self._dist.job_report
+
+    def _writes_output(self) -> bool:
+        # several ranks must not write one ``output``: rank 0 keeps it, the others their files
+        return not self._dist.active or self._dist.info.rank == 0
 
     @property
     def report(self) -> EnergyReport:
@@ -586,11 +614,16 @@ class EnergyMeter:
     def checkpoint(self) -> None:
         """Write the partial report to ``output`` now (atomic replace). No-op without output."""
         w = self._window
-        if w is None or w.config.output is None or os.getpid() != w.pid:
+        if w is None or (w.config.output is None and self._dist.path is None):
+            return
+        if os.getpid() != w.pid:
             return  # a fork() child never writes the parent's file
         from bertwatt.report.io import write_report
 
-        write_report(self._build(final=False), w.config.output)
+        partial = self._build(final=False)
+        self._dist.write(partial)
+        if w.config.output is not None and self._writes_output():
+            write_report(self._dist.annotate(partial), w.config.output)
 
     def _checkpoint_loop(self) -> None:
         period = self.config.checkpoint_interval_s

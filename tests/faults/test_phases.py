@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import socket
 import sys
 import threading
 import time
@@ -272,7 +271,9 @@ def test_run_id_is_new_at_each_start_and_node_id_is_the_host(clock):
     assert partial.run_id == first.run_id != second.run_id
     assert len(first.run_id) == 32 and int(first.run_id, 16) >= 0
     assert first.kind == "energy"
-    assert node_identity() == socket.gethostname()
+    from bertwatt.distributed import node_identity as distributed_node_identity
+
+    assert node_identity() == distributed_node_identity()  # BERTWATT_NODE_ID, boot id, host
     assert first.node_id == first.host.node_id == node_identity()
     assert all(c.node_id == first.node_id for c in first.channels)
 

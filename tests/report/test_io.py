@@ -136,7 +136,7 @@ def test_merge_counts_channels_shared_on_one_host_once():
     a = measure(
         FakeChannel("gpu:0", 100.0, kind="counter"), FakeChannel("gpu:1", 50.0, kind="counter")
     )
-    b = on_host(a, a.host.hostname, pid=2)  # a second rank on the same node, same sensors
+    b = on_host(a, a.node_id, pid=2)  # a second rank on the same node, same sensors
     merged = EnergyReport.merge([a, b])
     assert merged.energy_j == pytest.approx(1500.0, rel=1e-12)
     assert sorted(c.name for c in merged.channels) == ["gpu:0", "gpu:1"]
@@ -148,7 +148,7 @@ def test_merge_counts_channels_shared_on_one_host_once():
 
 def test_merge_adds_different_channels_of_one_host():
     a = measure(FakeChannel("gpu:0", 100.0, kind="counter"))  # rank 0 reads its GPU
-    b = on_host(measure(FakeChannel("gpu:1", 200.0, kind="counter")), a.host.hostname, pid=2)
+    b = on_host(measure(FakeChannel("gpu:1", 200.0, kind="counter")), a.node_id, pid=2)
     merged = merge_reports([a, b])
     assert merged.energy_j == pytest.approx(3000.0, rel=1e-12)
     assert not any("counted once" in w for w in merged.warnings)

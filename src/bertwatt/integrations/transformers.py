@@ -202,6 +202,8 @@ class EnergyCallback(TrainerCallback):
         self._report_path: Path | None = None
         self._last_write = 0.0
         self._problems: set[str] = set()
+        #: The job report of a distributed run, on rank 0 after ``trainer.train()``; else None.
+        self.job_report: Any = None
         self._state_step: int | None = None
         self._last_progress_ns = 0
         self._attached = False
@@ -342,6 +344,37 @@ class EnergyCallback(TrainerCallback):
         """Continue from the figures the checkpoint carries (see :mod:`.resume`)."""
         continue_from_checkpoint(s, args, state, start_step, self._report_path)
 
+    def _gather_job(self, args: Any, state: Any, control: Any) -> None:
+        """Distributed runs: every rank's report to rank 0, which logs job-level ``energy/job_*``
+        figures (through the Trainer's callback handler, so ``report_to`` sees them)."""
+        from bertwatt.distributed.binding import gather_for_callback
+        from bertwatt.distributed.job import job_log_metrics
+
+        self.job_report = gather_for_callback(self.meter, self._report)
+        if self.job_report is None or not self.log_metrics:
+            return
+        logs = job_log_metrics(self.job_report)
+        history = getattr(state, "log_history", None)
+        if isinstance(history, list):
+            history.append({**logs, "step": getattr(state, "global_step", 0)})
+        handler = self._find_handler()
+        if handler is not None:
+            handler.on_log(args, state, control, logs)
+
+    def _find_handler(self) -> Any:
+        """The Trainer's CallbackHandler (it owns the callback list holding this callback)."""
+        callbacks = self._find_callback_list()
+        if callbacks is None:
+            return None
+        for ref in gc.get_referrers(callbacks):
+            owners = gc.get_referrers(ref) if isinstance(ref, dict) else [ref]
+            for owner in owners:
+                if getattr(owner, "callbacks", None) is callbacks and callable(
+                    getattr(owner, "on_log", None)
+                ):
+                    return owner
+        return None
+
     def _back(self) -> str | None:
         return "train" if self._in_train else None
 
@@ -363,6 +396,9 @@ class EnergyCallback(TrainerCallback):
             s.perspective = dict(self._perspective)
         self.session = s
         if not self.meter.running:
+            from bertwatt.distributed.binding import prepare_for_callback
+
+            prepare_for_callback(self.meter, self._report_path)  # rank files; gather at end
             self.meter.start()
             self._owns_meter = self._given is None
         self._last_progress_ns = self.meter.clock.monotonic_ns()
@@ -498,6 +534,7 @@ class EnergyCallback(TrainerCallback):
             base = self.meter.stop(warn=False)
             self._report = s.build_report(base)
             self._write(self._report)
+            self._gather_job(args, state, control)
             # Last, once the report is kept and written: with warnings turned into errors this
             # may raise out of trainer.train(), but training is over and nothing is lost.
             emit_warnings(self._report, stacklevel=2)

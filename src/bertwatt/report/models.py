@@ -12,7 +12,9 @@ Schema history (``schema_version``):
   Later additions within version 2, all optional so older files load unchanged:
   ``energy_interval_j`` and ``interval_basis`` beside every ``energy_j`` (report, channels,
   phases; :mod:`bertwatt.report.uncertainty`), ``provenance.sensor_model`` and
-  ``provenance.sensor_model_source``, ``provenance.characterised``.
+  ``provenance.sensor_model_source``, ``provenance.characterised``; ``nodes``, ``ranks`` and
+  ``missing_ranks`` of the job report of a distributed run (:mod:`bertwatt.report.job`; empty in
+  every other report).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any, Literal
 from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bertwatt.report.job import NodeReport, RankReport
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -306,6 +310,15 @@ class EnergyReport(_Model):
     run: RunInfo | None = None
     segments: list[Segment] = Field(default_factory=list)
     resume: ResumeInfo | None = None
+    nodes: list[NodeReport] = Field(
+        default_factory=list, description="job report of a distributed run: one entry per node"
+    )
+    ranks: list[RankReport] = Field(
+        default_factory=list, description="job report of a distributed run: one entry per rank"
+    )
+    missing_ranks: list[int] = Field(
+        default_factory=list, description="ranks whose report did not reach rank 0 (partial)"
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

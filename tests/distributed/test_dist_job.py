@@ -1,0 +1,248 @@
+"""The job report built from real rank reports (EnergyMeter over fakes), without launching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bertwatt.distributed import RankInfo, RankSession, build_job_report
+from bertwatt.distributed.gpus import GPUOwnership
+from bertwatt.distributed.job import Part, annotate, rank_meta, thin_report
+from bertwatt.distributed.session import decode_report, encode_report
+from bertwatt.errors import ConfigError
+from bertwatt.meter import EnergyMeter
+from bertwatt.testing import FakeBackend, FakeChannel, FakeClock
+
+GPU_W = {0: 100.0, 1: 250.0}
+CPU_W = 30.0
+SECONDS = 10.0
+
+
+def rank(r: int, node: str, local: int, world: int = 4) -> RankInfo:
+    return RankInfo(
+        rank=r,
+        local_rank=local,
+        world_size=world,
+        local_world_size=2,
+        node_rank=0 if node == "node-a" else 1,
+        node_id=node,
+        node_name=node,
+        launcher="torchrun",
+        job_id="j1",
+        restart=0,
+    )
+
+
+def measure(clock: FakeClock, info: RankInfo, *, process_cpu: bool = False, **kw: Any) -> Any:
+    """One rank's report: its own GPU and the node's CPU package counter (read by every rank)."""
+    uuid = f"GPU-{info.node_id}-{info.local_rank}"
+    gpu = FakeChannel(
+        f"gpu:{info.local_rank}",
+        GPU_W[info.local_rank],
+        kind="counter",
+        domain="gpu",
+        scope="gpu-board",
+        info={"uuid": uuid},
+    )
+    channels = [
+        gpu,
+        FakeChannel("cpu:package-0", CPU_W, kind="counter", domain="cpu", scope="cpu-package"),
+    ]
+    backends: list[Any] = [FakeBackend(channels=channels, clock=clock)]
+    with EnergyMeter(backends=backends, clock=clock, **kw) as meter:
+        clock.advance(SECONDS)
+    own = GPUOwnership(
+        owned=(uuid,), visible=(f"GPU-{info.node_id}-0", f"GPU-{info.node_id}-1"), how="test"
+    )
+    facts = info.as_dict() | {"gpus": own.as_dict()}
+    return annotate(meter.report, facts)
+
+
+def two_by_two(clock: FakeClock, **kw: Any) -> list[Part]:
+    infos = [rank(0, "node-a", 0), rank(1, "node-a", 1), rank(2, "node-b", 0), rank(3, "node-b", 1)]
+    # the ranks measure the same window: reset the fake clock between them
+    parts = []
+    for i in infos:
+        c = FakeClock()
+        parts.append(Part(i.rank, measure(c, i, **kw), "self" if i.rank == 0 else "gathered"))
+    return parts
+
+
+def test_two_nodes_two_ranks_each_sensor_once() -> None:
+    parts = two_by_two(FakeClock())
+    job = build_job_report(parts, world_size=4, job={"job_id": "j1", "launcher": "torchrun"})
+    per_node = (GPU_W[0] + GPU_W[1] + CPU_W) * SECONDS
+    assert job.energy_j == pytest.approx(2 * per_node, rel=1e-6)
+    assert job.status == "complete" and job.missing_ranks == []
+    assert [n.node_id for n in job.nodes] == ["node-a", "node-b"]
+    for node in job.nodes:
+        assert node.energy_j == pytest.approx(per_node, rel=1e-6)
+        assert sorted(node.channels) == ["cpu:package-0", "gpu:0", "gpu:1"]
+        assert [(g.ranks, g.counted) for g in node.gpus] == [
+            ([node.ranks[0]], True),
+            ([node.ranks[1]], True),
+        ]
+    assert [r.rank for r in job.ranks] == [0, 1, 2, 3]
+    assert job.ranks[1].energy_j == pytest.approx((GPU_W[1] + CPU_W) * SECONDS, rel=1e-6)
+    assert job.extra["job"] == {
+        "world_size": 4,
+        "job_id": "j1",
+        "launcher": "torchrun",
+        "restart": 0,
+    }
+
+
+def test_nodes_sharing_a_hostname_stay_apart() -> None:
+    parts = two_by_two(FakeClock())
+    assert len({p.report.host.hostname for p in parts}) == 1
+    job = build_job_report(parts, world_size=4)
+    assert len(job.nodes) == 2
+    assert len([c for c in job.channels if c.name == "cpu:package-0"]) == 2
+
+
+def test_missing_rank_makes_a_partial_job() -> None:
+    parts = two_by_two(FakeClock())[:3]
+    job = build_job_report(parts, world_size=4, missing={3: "no report within 5 s"})
+    assert job.status == "partial"
+    assert job.missing_ranks == [3]
+    assert job.ranks[3].source == "missing" and "5 s" in (job.ranks[3].problem or "")
+    assert any("rank 3: no report within 5 s" in w for w in job.warnings)
+    # rank 3's GPU is lost, node-b's CPU package still counted once through rank 2
+    assert job.nodes[1].energy_j == pytest.approx((GPU_W[0] + CPU_W) * SECONDS, rel=1e-6)
+
+
+def test_missing_rank_with_its_file_is_merged_and_still_named() -> None:
+    parts = two_by_two(FakeClock())
+    parts[3].source = "file"
+    job = build_job_report(parts, world_size=4, missing={3: "timed out"})
+    assert job.status == "partial" and job.missing_ranks == [3]
+    assert job.ranks[3].source == "file"
+    assert job.energy_j == pytest.approx(2 * (GPU_W[0] + GPU_W[1] + CPU_W) * SECONDS, rel=1e-6)
+
+
+def test_uneven_three_plus_one() -> None:
+    infos = [rank(0, "node-a", 0), rank(1, "node-a", 1), rank(2, "node-a", 0), rank(3, "node-b", 0)]
+    parts = [Part(i.rank, measure(FakeClock(), i), "gathered") for i in infos]
+    job = build_job_report(parts, world_size=4)
+    a, b = job.nodes
+    assert a.ranks == [0, 1, 2] and b.ranks == [3]
+    # ranks 0 and 2 share GPU 0 of node-a: counted once, both listed
+    shared = next(g for g in a.gpus if g.uuid == "GPU-node-a-0")
+    assert shared.ranks == [0, 2] and shared.counted
+    assert a.energy_j == pytest.approx((GPU_W[0] + GPU_W[1] + CPU_W) * SECONDS, rel=1e-6)
+    assert b.energy_j == pytest.approx((GPU_W[0] + CPU_W) * SECONDS, rel=1e-6)
+    unused = next(g for g in b.gpus if g.uuid == "GPU-node-b-1")
+    assert not unused.counted and unused.ranks == []
+
+
+def test_per_process_estimate_is_summed_machine_wide_counted_once() -> None:
+    def report(r: int, mode: str) -> Part:
+        ch = FakeChannel("cpu:estimate", 20.0, domain="cpu", scope="cpu-package", estimated=True)
+        clock = FakeClock()
+        with EnergyMeter(backends=[FakeBackend(channels=[ch], clock=clock)], clock=clock) as m:
+            clock.advance(SECONDS)
+        rep = m.report
+        model = "P = capacity_w x u: this process's share" if mode == "process" else "linear"
+        chans = [
+            c.model_copy(
+                update={
+                    "provenance": c.provenance.model_copy(
+                        update={"assumptions": {"power_model": model}}
+                    )
+                }
+            )
+            for c in rep.channels
+        ]
+        rep = rep.model_copy(update={"channels": chans})
+        return Part(r, annotate(rep, rank(r, "node-a", r).as_dict()), "gathered")
+
+    per_process = build_job_report([report(0, "process"), report(1, "process")], world_size=2)
+    assert per_process.energy_j == pytest.approx(2 * 20.0 * SECONDS, rel=1e-6)
+    assert sorted(per_process.nodes[0].channels) == ["cpu:estimate@rank0", "cpu:estimate@rank1"]
+    machine = build_job_report([report(0, "system"), report(1, "system")], world_size=2)
+    assert machine.energy_j == pytest.approx(20.0 * SECONDS, rel=1e-6)
+
+
+def test_carbon_per_node() -> None:
+    parts = two_by_two(FakeClock(), carbon="FR")
+    job = build_job_report(parts, world_size=4)
+    intensity = parts[0].report.carbon.intensity_g_per_kwh
+    for node in job.nodes:
+        assert node.emissions_g == pytest.approx(node.energy_j / 3.6e6 * intensity, rel=1e-6)
+    assert job.emissions_g == pytest.approx(sum(n.emissions_g for n in job.nodes), rel=1e-9)
+    assert job.carbon is not None and job.carbon.emissions_g == pytest.approx(job.emissions_g)
+
+
+def test_thin_and_wire_round_trip() -> None:
+    rep = measure(FakeClock(), rank(1, "node-a", 1), interval_s=0.01)
+    assert max(len(c.timeline) for c in rep.channels) > 64
+    thin = thin_report(rep, 16)
+    assert max(len(c.timeline) for c in thin.channels) <= 16
+    assert thin.channels[0].timeline[-1] == rep.channels[0].timeline[-1]
+    back = decode_report(encode_report(rep, 16))
+    assert type(back) is type(rep)
+    assert back.energy_j == rep.energy_j and rank_meta(back)["rank"] == 1
+
+
+def test_session_without_process_group_writes_files_only(tmp_path: Path) -> None:
+    info = rank(1, "node-a", 1, world=2)
+    session = RankSession(tmp_path / "out", gather_timeout_s=1, info=info).start()
+    rep = measure(FakeClock(), info)
+    assert session.finish(rep) is None
+    assert session.path is not None and session.path.name == "node-node-a-rank1.json"
+    from bertwatt.report.models import EnergyReport
+
+    loaded = EnergyReport.load(session.path)
+    assert rank_meta(loaded)["rank"] == 1 and loaded.energy_j == rep.energy_j
+    assert any("bertwatt merge" in p for p in session.problems)
+
+
+def test_session_single_process_needs_no_gather(tmp_path: Path) -> None:
+    info = rank(0, "solo", 0, world=1)
+    session = RankSession(tmp_path, info=info).start()
+    assert session.finish(measure(FakeClock(), info)) is None
+    assert session.problems == []
+    assert [p.name for p in tmp_path.iterdir()] == ["node-solo-rank0.json"]
+
+
+def test_session_write_failure_is_recorded_not_raised(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    info = rank(0, "solo", 0, world=1)
+    session = RankSession(blocker / "sub", info=info).start()
+    assert session.finish(measure(FakeClock(), info)) is None
+    assert session.problems and "failed" in session.problems[0]
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), "5", True, 1e9])
+def test_bad_gather_timeout(bad: object, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="gather_timeout_s"):
+        RankSession(tmp_path, gather_timeout_s=bad)  # type: ignore[arg-type]
+
+
+def test_bad_output_dir() -> None:
+    with pytest.raises(ConfigError, match="output_dir"):
+        RankSession("")
+
+
+def test_rank_report_states_its_own_share_of_node_energy() -> None:
+    parts = two_by_two(FakeClock())
+    rep = parts[1].report  # rank 1 of node-a: gpu:1 (250 W) + the node's CPU package (30 W)
+    share = rank_meta(rep)["own_share"]
+    assert share["own_j"] == pytest.approx(GPU_W[1] * SECONDS, rel=1e-6)
+    assert share["node_level_j"] == pytest.approx(CPU_W * SECONDS, rel=1e-6)
+    assert share["energy_j"] == pytest.approx((GPU_W[1] + CPU_W / 2) * SECONDS, rel=1e-6)
+    assert any(
+        "own share" in w and "1/2 of the node-level cpu:package-0" in w for w in rep.warnings
+    )
+    # the shares of a node's ranks add up to the node's energy in the job report
+    job = build_job_report(parts, world_size=4)
+    shares = [rank_meta(p.report)["own_share"]["energy_j"] for p in parts[:2]]
+    assert sum(shares) == pytest.approx(job.nodes[0].energy_j, rel=1e-6)
+
+
+def test_job_report_drops_the_ranks_share_notes() -> None:
+    job = build_job_report(two_by_two(FakeClock()), world_size=4)
+    assert not any("own share" in w for w in job.warnings)
