@@ -58,7 +58,7 @@ class MeterDistribution:
             raise ConfigError(f"output_dir must be a directory path, got {output_dir!r}")
         if output_dir is not None and "\0" in str(output_dir):
             raise ConfigError("output_dir contains a NUL byte")
-        from bertwatt.distributed.session import _check_timeout
+        from bertwatt.distributed.ranks import _check_timeout
 
         self.mode = mode
         self.output_dir = None if output_dir is None else Path(output_dir)

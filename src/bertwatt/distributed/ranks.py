@@ -24,6 +24,7 @@ plain dictionaries without launching anything.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -42,6 +43,17 @@ BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
 #: Environment variable that names the node explicitly (wins over the boot id and hostname).
 NODE_ID_ENV = "BERTWATT_NODE_ID"
+
+def _check_timeout(value: object) -> float:
+    """``gather_timeout_s`` checked: seconds in (0, 86400] (here so a meter's construction
+    checks it without importing the gather's modules)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(float(value)) or not 0 < float(value) <= 86400:  # type: ignore[arg-type]
+        raise ConfigError(
+            f"gather_timeout_s must be a number of seconds in (0, 86400], got {value!r}"
+        )
+    return float(value)  # type: ignore[arg-type]
+
 
 # Node ids go into file names: letters, digits, dot, dash, underscore; at most 128 characters.
 _NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

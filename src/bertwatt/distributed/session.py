@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 from bertwatt.distributed.files import claim_rank_path, job_file_name, rank_files
 from bertwatt.distributed.gpus import GPUOwnership
 from bertwatt.distributed.job import Part, annotate, build_job_report, rank_meta, thin_report
-from bertwatt.distributed.ranks import RankInfo, rank_info
+from bertwatt.distributed.ranks import RankInfo, _check_timeout, rank_info
 from bertwatt.errors import ConfigError
 
 __all__ = ["RankSession", "decode_report", "encode_report"]
@@ -62,15 +61,6 @@ def decode_report(payload: bytes) -> Any:
         if isinstance(found, type) and issubclass(found, EnergyReport):
             cls = found
     return cls.model_validate_json(body)
-
-
-def _check_timeout(value: object) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not math.isfinite(float(value)) or not 0 < float(value) <= 86400:  # type: ignore[arg-type]
-        raise ConfigError(
-            f"gather_timeout_s must be a number of seconds in (0, 86400], got {value!r}"
-        )
-    return float(value)  # type: ignore[arg-type]
 
 
 class RankSession:
