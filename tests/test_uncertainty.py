@@ -667,10 +667,10 @@ def test_a_detected_averaged_reading_is_recorded_and_widens_the_interval() -> No
     ("kwargs", "expected", "whole_machine"),
     [
         ({"utilisation": "system"}, ["TDP 24 W", "FALLBACK", "whole machine"], True),
-        ({"utilisation": "process"}, ["TDP 24 W", "FALLBACK", "this process only"], False),
+        ({}, ["TDP 24 W", "FALLBACK", "this process tree"], False),
         (
             {"cpu_model": "Intel Xeon Gold 6248", "utilisation": "process"},
-            ["TDP 150 W per package", "table row", "this process only"],
+            ["TDP 150 W per package", "table row", "this process tree"],
             False,
         ),
     ],

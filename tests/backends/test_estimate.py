@@ -261,7 +261,7 @@ def test_backend_meets_the_protocol() -> None:
     assert isinstance(backend, Backend)
     assert (backend.name, backend.blocking) == ("estimate", False)
     assert backend.read() == ([], None)  # nothing probed yet: no channels, no invented zeros
-    assert "utilisation='system'" in repr(backend)
+    assert "utilisation='process'" in repr(backend)
 
 
 def test_arguments_are_keyword_only() -> None:
@@ -442,7 +442,7 @@ def test_busy_thread_raises_process_power() -> None:
 
 
 def test_memory_channel_uses_installed_memory_or_rss() -> None:
-    backend = EstimateBackend(memory=True)
+    backend = EstimateBackend(memory=True, utilisation="system")
     av = backend.probe()
     assert [c.name for c in av.channels] == ["cpu:estimate", "dram:estimate"]
     dram = av.channels[1]
@@ -454,7 +454,7 @@ def test_memory_channel_uses_installed_memory_or_rss() -> None:
     total_w = psutil.virtual_memory().total / GIB * DEFAULT_MEMORY_W_PER_GIB
     assert backend.read()[0][1] == pytest.approx(total_w)
 
-    doubled = EstimateBackend(memory=True, memory_w_per_gib=0.75)
+    doubled = EstimateBackend(memory=True, memory_w_per_gib=0.75, utilisation="system")
     doubled.probe()
     assert doubled.read()[0][1] == pytest.approx(2 * total_w)
 
@@ -481,7 +481,7 @@ def test_pinned_to_one_cpu_takes_that_share(tmp_path: Path) -> None:
     os.sched_setaffinity(0, {0})
     try:
         path = cpuinfo(tmp_path, "AMD EPYC 7763 64-Core Processor")
-        ch = probe_cpu(EstimateBackend(cpuinfo_path=path))
+        ch = probe_cpu(EstimateBackend(cpuinfo_path=path, utilisation="system"))
     finally:
         os.sched_setaffinity(0, before)
     a = ch.provenance.assumptions
@@ -547,7 +547,7 @@ def test_utilisation_follows_cpu_time_deltas(
     ]
     monkeypatch.setitem(sys.modules, "psutil", fake_psutil(script))
     path = cpuinfo(tmp_path, "AMD EPYC 7763 64-Core Processor")
-    backend = EstimateBackend(cpuinfo_path=path, tdp_w=100.0)
+    backend = EstimateBackend(cpuinfo_path=path, tdp_w=100.0, utilisation="system")
     capacity_w = full_load_w(probe_cpu(backend))
     assert capacity_w == pytest.approx(100.0 * USABLE / 2)
 
@@ -568,7 +568,7 @@ def test_utilisation_follows_cpu_time_deltas(
 
 def test_psutil_failures_in_probe_are_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psutil", fake_psutil([FakePsutilError("no /proc/stat")]))
-    av = EstimateBackend().probe()
+    av = EstimateBackend(utilisation="system").probe()
     assert not av.ok
     assert av.unavailable[0].what == "estimate"
     assert "no /proc/stat" in av.unavailable[0].reason
@@ -580,6 +580,6 @@ def test_psutil_failures_in_probe_are_reported_not_raised(monkeypatch: pytest.Mo
 
 def test_missing_psutil_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psutil", None)
-    av = EstimateBackend().probe()
+    av = EstimateBackend(utilisation="system").probe()
     assert not av.ok
     assert av.unavailable[0].fix == "pip install psutil"

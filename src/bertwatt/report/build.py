@@ -334,7 +334,7 @@ def channel_warnings(c: ChannelSnapshot, snap: WindowSnapshot) -> list[str]:
             out.append(
                 f"{c.name} charges the whole machine's CPU load to this window ({whose}): "
                 "on a shared machine other users' work is counted; "
-                "EstimateBackend(utilisation='process') counts this process only"
+                "EstimateBackend(utilisation='process'), the default, counts this process tree"
             )
     return out
 

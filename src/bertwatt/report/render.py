@@ -142,8 +142,12 @@ def _estimate_facts(a: dict[str, str]) -> list[str]:
     util = a.get("utilisation", "")
     model = a.get("power_model", "")
     if "this process" in util or "this process" in model:
-        child = " (child processes not counted)" if "not child processes" in util else ""
-        facts.append(f"utilisation of this process only{child}")
+        tree = "process tree" in util
+        facts.append(
+            "utilisation of this process tree (it and the processes it started)"
+            if tree
+            else "utilisation of this process only (child processes not counted)"
+        )
     elif util:
         facts.append(f"utilisation of the whole machine ({_clip(util, ' (psutil')})")
     if a.get("w_per_gib"):
