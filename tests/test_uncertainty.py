@@ -2,11 +2,12 @@
 
 The simulation drives the real meter, sampler, NVML backend and report builder on a
 :class:`~bertwatt.testing.FakeClock`, through the fake ``pynvml`` module. Each simulated GPU's
-NVML answers come from a sensor model applied to a known true power trace: a gain error of up to
-+/-5 %; for the power path either an instant reading that sees 25 ms of every 100 ms at a random
-phase (A100) or a 1 s average updated every 100 ms (H100); for the counter path the integral of
-the gained power. The true energy is the exact integral of the true trace over the window, and
-the reported ``energy_interval_j`` must contain it in at least 95 % of random cases.
+NVML answers come from the fake's sensor model (:class:`bertwatt.testing.SensorModel`) applied
+to a known true power trace: a gain error of up to +/-5 %, a random phase; for the power path
+either an instant reading that sees 25 ms of every 100 ms (A100) or a 1 s average refreshed every
+100 ms (H100); for the counter path a counter that moves in 100 ms steps. The true energy is the
+exact integral of the true trace over the window, and the reported ``energy_interval_j`` must
+contain it in at least 95 % of random cases.
 
 Run as a script for the figures in docs/accuracy.md::
 
@@ -19,7 +20,7 @@ import math
 import random
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,15 @@ from bertwatt.report.uncertainty import (
     sensor_models,
     set_sensor_models,
 )
-from bertwatt.testing import FakeBackend, FakeChannel, FakeClock, FakeGPU, FakeNVML, PowerTrace
+from bertwatt.testing import (
+    FakeBackend,
+    FakeChannel,
+    FakeClock,
+    FakeGPU,
+    FakeNVML,
+    PowerTrace,
+)
+from bertwatt.testing import SensorModel as FakeSensor
 
 A100 = "NVIDIA A100-SXM4-40GB"
 H100 = "NVIDIA H100 80GB HBM3"
@@ -402,28 +411,6 @@ def _random_trace(rng: random.Random, span_s: float) -> tuple[str, list[tuple[fl
     return kind, clean
 
 
-def _reading(
-    sensor: str, true: PowerTrace, gain: float, phase_s: float
-) -> Callable[[float], float]:
-    """What NVML answers at fake time t under the sensor model."""
-    if sensor == "instant":  # A100: sees the latest 25 ms of each 100 ms
-
-        def instant(t: float) -> float:
-            k = math.floor((t - phase_s - 0.025) / 0.1)
-            a = k * 0.1 + phase_s
-            return gain * (true.energy_j(a + 0.025) - true.energy_j(a)) / 0.025
-
-        return instant
-    if sensor == "averaged":  # H100 default: 1 s average, updated every 100 ms
-
-        def averaged(t: float) -> float:
-            u = math.floor((t - phase_s) / 0.1) * 0.1 + phase_s
-            return gain * (true.energy_j(u) - true.energy_j(u - 1.0)) / 1.0
-
-        return averaged
-    return lambda t: gain * true.power_w(t)  # counter: integral of the gained power
-
-
 def simulate(rng: random.Random, sensor: str) -> Case:
     """One random window through the real meter; returns truth and report figures."""
     duration = math.exp(rng.uniform(math.log(0.5), math.log(120.0)))
@@ -431,11 +418,17 @@ def simulate(rng: random.Random, sensor: str) -> Case:
     name, steps = _random_trace(rng, lead + duration + 2.0)
     true = PowerTrace(steps)
     gain = 1.0 + rng.uniform(-0.05, 0.05)
-    read = _reading(sensor, true, gain, rng.uniform(0.0, 0.1))
+    phase = rng.uniform(0.0, 0.099)
+    sensor_model = {
+        "counter": FakeSensor(gain=gain, energy_update_s=0.1, phase_s=phase),
+        "instant": FakeSensor(power_reading="instant", gain=gain, phase_s=phase),
+        "averaged": FakeSensor(power_reading="average", gain=gain, phase_s=phase),
+    }[sensor]
     clock = FakeClock()
     gpu = FakeGPU(
         H100 if sensor == "averaged" else A100,
-        power_w=read,
+        power_w=steps,
+        sensor=sensor_model,
         supports_energy_counter=sensor == "counter",
         power_limit_w=1000.0,
     )
@@ -642,11 +635,11 @@ def test_an_averaged_power_reading_is_told_from_an_instant_one() -> None:
 
 
 def test_a_detected_averaged_reading_is_recorded_and_widens_the_interval() -> None:
-    true = PowerTrace([(i * 1.5, 100.0 if i % 2 else 350.0) for i in range(40)])
+    steps = [(i * 1.5, 100.0 if i % 2 else 350.0) for i in range(40)]
     clock = FakeClock()
     gpus = [
-        FakeGPU(A100, power_w=_reading("averaged", true, 1.0, 0.0), supports_energy_counter=False),
-        FakeGPU(A100, power_w=_reading("instant", true, 1.0, 0.0), supports_energy_counter=False),
+        FakeGPU(A100, power_w=steps, sensor="ampere", supports_energy_counter=False),
+        FakeGPU(A100, power_w=steps, sensor="a100", supports_energy_counter=False),
     ]
     fake = FakeNVML(gpus, clock=clock)
     with fake.install():
