@@ -85,12 +85,12 @@ _PROCESS_UTIL = (
     "reaped children and its live descendants from /proc/<pid>/task/<tid>/children) / "
     "(wall seconds x usable CPUs)"
 )
-_PRIME_S = 0.05  # probe() measures a first utilisation over this long, s
 _MIN_INTERVAL_S = 0.02  # reads closer than this to the last accepted one repeat its utilisation, s
 _UTIL_WINDOW = (
     f", since the previous read; a read less than {_MIN_INTERVAL_S * 1e3:g} ms after the previous "
-    f"one, or after probe() (which samples {_PRIME_S * 1e3:g} ms), repeats the previous value "
-    "(CPU times advance in 10 ms ticks)"
+    "one repeats the previous value (CPU times advance in 10 ms ticks); a read before any interval "
+    "has elapsed since probe() uses the utilisation since the process started ('process') or "
+    "since boot ('system'), so probe() sleeps for nothing"
 )
 _FIX_MODEL = "a brand string or table name, e.g. cpu_model='Xeon Gold 6248'"
 _FIX_COUNT = "the host's logical CPU count, e.g. cpu_count=80"
@@ -251,6 +251,8 @@ class EstimateBackend:
         self._readers: tuple[Callable[[], float], ...] = ()
         self._psutil: Any = None
         self._proc: Any = None
+        self._kids: dict[int, Any] = {}  # psutil.Process of live descendants, by pid
+        self._tree_max = 0.0
         self._cpu_ids: tuple[int, ...] | None = None
         self._usable = 1
         self._capacity_w = self._dram_w = math.nan
@@ -266,7 +268,7 @@ class EstimateBackend:
         )
 
     def probe(self) -> Availability:
-        """Detect the CPU, choose the TDP, sample utilisation for 50 ms; never raises."""
+        """Detect the CPU, choose the TDP, sample CPU times once (no sleep); never raises."""
         try:
             import psutil
         except ImportError as err:
@@ -351,7 +353,7 @@ class EstimateBackend:
         return _channel("cpu:estimate", "cpu-package", source, method, a, notes, capacity_w, facts)
 
     def _prime(self, psutil: Any, affinity: list[int]) -> str:
-        """Choose the CPUs, then measure utilisation over ``_PRIME_S``; return how it is done."""
+        """Choose the CPUs and take the first CPU-times sample (no sleep); return how it is done."""
         if self._mode == "process":
             self._proc, self._cpu_ids = psutil.Process(), None
             self._kids, self._tree_max = {}, 0.0
@@ -369,12 +371,21 @@ class EstimateBackend:
             else:
                 self._cpu_ids = None
                 how = f"busy share of all {online} online CPUs (psutil.cpu_times())"
-        first = self._sample()
-        time.sleep(_PRIME_S)
+        # Nothing is slept here: until a first interval has elapsed, reads use the utilisation
+        # since the process started ("process") or since boot ("system"), from the same sample.
         self._last, self._last_s = self._sample(), time.monotonic()
-        busy, total = self._last[0] - first[0], self._last[1] - first[1]
-        self._last_util = min(1.0, max(0.0, busy / total)) if total > 0 else None
+        self._last_util = self._prior_utilisation(psutil)
         return how + _UTIL_WINDOW
+
+    def _prior_utilisation(self, psutil: Any) -> float | None:
+        """Utilisation since the process started (process tree) or since boot (system)."""
+        busy, total = self._last
+        if self._mode == "process":
+            try:
+                total = (time.time() - self._proc.create_time()) * self._usable
+            except (OSError, psutil.Error):
+                return None
+        return min(1.0, max(0.0, busy / total)) if total > 0 else None
 
     def _probe_dram(self, psutil: Any) -> Channel:
         total_gib = psutil.virtual_memory().total / _GIB
