@@ -475,3 +475,17 @@ def test_run_plan_from_training_arguments(tmp_path: Any) -> None:
     state.global_step = 120  # resumed
     plan = trainer_plan(args, state)
     assert (plan.total_steps, plan.expected_evals, plan.first_eval_step) == (80, 2, 30)
+
+
+def test_small_emissions_are_not_printed_as_zero() -> None:
+    clock = FakeClock()
+
+    def train(tracker: Any) -> None:
+        clock.advance(0.1)
+        tracker.step(examples=1, tokens_padded=8)
+
+    report = measure_finetune(train, backends=[fake_sensor(clock)], clock=clock, carbon="FR")
+    assert report.emissions_g is not None and 0 < report.emissions_g < 0.001
+    text = report.summary()
+    assert "0.000 gCO2e" not in text and "emissions: " in text
+    assert "ugCO2e" in text or "mgCO2e" in text

@@ -12,6 +12,8 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+from bertwatt.units import fmt_g
+
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
 
@@ -195,17 +197,17 @@ def _carbon_lines(report: EnergyReport) -> list[str]:
         return ["  emissions: invalid (not a figure)"]
     if c.kind != "merged":
         return [
-            f"  emissions: {report.emissions_g:,.3f} gCO2e  ({c.intensity_g_per_kwh:.1f} g/kWh, "
+            f"  emissions: {fmt_g(report.emissions_g)}  ({c.intensity_g_per_kwh:.1f} g/kWh, "
             f"zone {_e(c.zone or '-')}, {c.year or 'year n/a'}, {_e(c.source)}; PUE {c.pue:g})"
         ]
     lines = [
-        f"  emissions: {report.emissions_g:,.3f} gCO2e, added per part; the parts used "
+        f"  emissions: {fmt_g(report.emissions_g)}, added per part; the parts used "
         f"different intensities, zones or PUEs (mean {c.intensity_g_per_kwh:.1f} g/kWh, "
         f"PUE {c.pue:.3g}):"
     ]
     for p in c.parts[:20]:
         lines.append(
-            f"    {_e(p.name)}: {p.emissions_g:,.3f} gCO2e ({p.intensity_g_per_kwh:.1f} g/kWh, "
+            f"    {_e(p.name)}: {fmt_g(p.emissions_g)} ({p.intensity_g_per_kwh:.1f} g/kWh, "
             f"zone {_e(p.zone or '-')}, {p.year or 'year n/a'}, {_e(p.source)}; PUE {p.pue:g})"
         )
     if len(c.parts) > 20:
