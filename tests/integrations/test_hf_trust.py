@@ -489,3 +489,14 @@ def test_small_emissions_are_not_printed_as_zero() -> None:
     text = report.summary()
     assert "0.000 gCO2e" not in text and "emissions: " in text
     assert "ugCO2e" in text or "mgCO2e" in text
+
+
+def test_the_callback_keeps_to_its_own_state() -> None:
+    import inspect
+
+    from bertwatt.integrations import finetune, predict, transformers
+
+    for module in (finetune, predict, transformers):
+        source = inspect.getsource(module)
+        assert "_getframe" not in source
+        assert "._external" not in source and "._chain" not in source
