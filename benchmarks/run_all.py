@@ -32,6 +32,9 @@ BENCHMARKS = {
     "sampler_8gpu_rapl": "bench_sampler_8gpu.py",
     "energy_error": "bench_energy_error.py",
     "memory_72h": "bench_memory_72h.py",
+    "long_run": "bench_long_run.py",
+    "merge": "bench_merge.py",
+    "startup": "bench_startup.py",
 }
 
 
