@@ -56,6 +56,9 @@ def cmd_sensors(args: argparse.Namespace) -> int:
 
     from bertwatt.backends import create, default_backends
 
+    if args.wallplug:
+        return _check_wallplug(args.wallplug, as_json=args.json)
+
     backends = _backends(args.backend) or default_backends()
     rows: list[dict[str, Any]] = []
     missing: list[dict[str, Any]] = []
@@ -117,6 +120,84 @@ def cmd_sensors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_wallplug(source: str, *, as_json: bool) -> int:
+    """``sensors --wallplug``: probe the meter, take one reading, print it and the update rate."""
+    import json
+    import math
+
+    from bertwatt.backends import WallPlugBackend
+
+    backend = WallPlugBackend.from_source(source)
+    try:
+        av = backend.probe()
+        if not av.ok:
+            for u in av.unavailable:
+                _err(f"{u.what}: {u.reason}" + (f". Fix: {u.fix}" if u.fix else ""))
+            return EXIT_ERROR
+        values, errors = backend.read()
+    finally:
+        backend.close()
+    info = backend.meter_info
+    rows = []
+    for i, ch in enumerate(av.channels):
+        v = values[i] if i < len(values) else math.nan
+        rows.append(
+            {
+                "channel": ch.name,
+                "kind": ch.kind,
+                "value": None if v != v else v,
+                "unit": "J" if ch.kind == "counter" else "W",
+                "error": (errors or {}).get(i),
+                "counted": ch.counted,
+                "source": ch.provenance.source,
+            }
+        )
+    update = info.update_period_s if info is not None else None
+    if as_json:
+        out = {
+            "device": backend.device,
+            "model": info.model if info else None,
+            "update_period_s": update,
+            "poll_interval_s": backend.poll_interval_s,
+            "energy_resolution_j": info.energy_resolution_j if info else None,
+            "channels": rows,
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"wall meter {backend.device}: {info.model if info else '?'}")
+        for r in rows:
+            shown = "no reading" if r["value"] is None else f"{r['value']:,.3f} {r['unit']}"
+            extra = "" if r["counted"] else "  (fallback, not added)"
+            print(f"  {r['channel']:<22} {r['kind']:<7} {shown}{extra}")
+            if r["error"]:
+                print(f"      error: {r['error']}")
+        res = info.energy_resolution_j if info else None
+        print(
+            f"  update rate: every {update:g} s (polled every {backend.poll_interval_s:g} s)"
+            + (f"; counter resolution {res:g} J" if res else "")
+        )
+    return EXIT_ERROR if any(r["value"] is None for r in rows) else 0
+
+
+@contextlib.contextmanager
+def _wallplug_env(source: str | None) -> Any:
+    """Let auto-detection (``default_backends``) see ``--wallplug`` while the meter starts."""
+    if source is None:
+        yield
+        return
+    import os
+
+    old = os.environ.get("BERTWATT_WALLPLUG")
+    os.environ["BERTWATT_WALLPLUG"] = source
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("BERTWATT_WALLPLUG", None)
+        else:
+            os.environ["BERTWATT_WALLPLUG"] = old
+
+
 def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -131,15 +212,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not command:
         _err("no command given: use `bertwatt run [options] -- CMD ARGS...`")
         return EXIT_USAGE
+    backends = _backends(args.backend)
+    if args.wallplug:
+        from bertwatt.backends import WallPlugBackend
+
+        wall = WallPlugBackend.from_source(args.wallplug)  # bad sources fail before the run
+        if backends is not None:
+            backends.append(wall)
     meter = EnergyMeter(
-        backends=_backends(args.backend),
+        backends=backends,
         interval_s=args.interval,
         output=args.output,
         baseline_s=args.baseline,
         carbon=_carbon(args.zone),
         pue=args.pue,
     )
-    meter.start()
+    with _wallplug_env(args.wallplug if backends is None else None):
+        meter.start()
     try:
         proc = subprocess.Popen(command)
     except OSError as err:
@@ -253,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sensors", help="what this machine can measure, and how to fix the rest")
     s.add_argument("--backend", action="append", help="probe only this backend (repeatable)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument(
+        "--wallplug",
+        metavar="SOURCE",
+        help="check this wall meter (e.g. shelly+http://192.168.1.50): one reading, update rate",
+    )
 
     r = sub.add_parser("run", help="run a command and measure it")
     r.add_argument("--output", "-o", type=Path, help="write the JSON report here")
@@ -261,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", action="append", help="use only this backend (repeatable)")
     r.add_argument("--zone", help="carbon-intensity zone, e.g. FR, US-CA, aws:eu-west-3")
     r.add_argument("--pue", type=_positive_float, help="power usage effectiveness (default 1.0)")
+    r.add_argument(
+        "--wallplug",
+        metavar="SOURCE",
+        help="also read this wall meter (e.g. shelly+http://192.168.1.50); see docs/wallplug.md",
+    )
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
 
     sh = sub.add_parser("show", help="print the summary of a saved report")

@@ -25,6 +25,7 @@ from bertwatt.report.models import (
     UnavailableInfo,
     kwh,
 )
+from bertwatt.report.wall import WallChannel, compare_wall
 from bertwatt.timeline import covered_ns, interpolate
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
 
     channels: list[ChannelReport] = []
     energies: dict[Channel, float] = {}
+    coverages: dict[Channel, float] = {}
     warnings = list(window.warnings)
     interval_s = window.config.interval_s
     for c in copies:
@@ -198,6 +200,7 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
                 timeline=pts,
             )
         )
+        coverages[c.channel] = coverage
         if energy is not None:
             energies[c.channel] = energy
         elif c.channel.counted:
@@ -238,7 +241,8 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
             "suspended); coverage accounts for it"
         )
 
-    total, basis = total_of(energies) if energies else (None, "nothing was measured")
+    total, basis = total_of(energies, coverages) if energies else (None, "nothing was measured")
+    wall_phases: dict[str, list[WallChannel]] = {}
 
     phases: dict[str, PhaseReport] = {}
     for name, ph in window.phases.items():
@@ -263,7 +267,9 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
                 eb = c.edge(b, tb) if b >= 0 else c.energy_at(tb)
                 per[c.channel] = per.get(c.channel, 0.0) + max(0.0, eb - ea)
                 cov_num[c.channel] = cov_num.get(c.channel, 0) + c.covered(ta, tb)
-        ptotal, _ = total_of(per)
+        pcov = {ch: n / dur_ns for ch, n in cov_num.items()} if dur_ns else {}
+        ptotal, _ = total_of(per, pcov)
+        wall_phases[name] = [_wall_input(ch, per.get(ch), pcov.get(ch)) for ch in per]
         counted = [ch for ch in per if ch.counted]
         cov = min((cov_num[ch] / dur_ns for ch in counted), default=0.0) if dur_ns else 0.0
         phases[name] = PhaseReport(
@@ -302,9 +308,10 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
     timeline: list[tuple[float, float]] = []
     counted_copies = [c for c in copies if c.channel.counted and c.samples]
     if counted_copies and duration_ns:
-        has_system = any(c.channel.provenance.scope == "system" for c in counted_copies)
+        # the curve of whatever forms the total: the components, or the wall meter alone
+        has_component = any(c.channel.provenance.scope != "system" for c in counted_copies)
         use = [
-            c for c in counted_copies if not has_system or c.channel.provenance.scope == "system"
+            c for c in counted_copies if (c.channel.provenance.scope != "system") == has_component
         ]
         base = {id(c): at(c, window.start_mark, t_start) for c in use}
         n = _TOTAL_POINTS
@@ -342,6 +349,10 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
         )
     start_wall = window.start_wall_ns
     extra: dict[str, Any] = {}
+    wall = compare_wall(
+        [_wall_input(c.channel, energies.get(c.channel), coverages.get(c.channel)) for c in copies],
+        wall_phases,
+    )
     return EnergyReport(
         status="complete" if final else "running",
         started_at=_utc(start_wall),
@@ -361,5 +372,19 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
         baseline=baseline,
         energy_above_idle_j=above,
         timeline=timeline,
+        wall=wall,
         extra=extra,
+    )
+
+
+def _wall_input(ch: Channel, energy_j: float | None, coverage: float | None) -> WallChannel:
+    return WallChannel(
+        name=ch.name,
+        scope=ch.provenance.scope,
+        counted=ch.counted,
+        kind=ch.kind,
+        parent=ch.parent,
+        energy_j=energy_j,
+        resolution_j=ch.provenance.resolution_j,
+        coverage=coverage,
     )

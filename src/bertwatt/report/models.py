@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bertwatt.report.wall import WallReport
+
 __all__ = [
     "SCHEMA_VERSION",
     "BaselineReport",
@@ -168,6 +170,10 @@ class EnergyReport(_Model):
     emissions_g: float | None = None
     carbon: CarbonSummary | None = None
     carbon_note: str | None = None
+    wall: WallReport | None = Field(
+        default=None,
+        description="software sensors against the wall meter, for the run and each phase",
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
     # ------------------------------------------------------------------ helpers

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
+    from bertwatt.report.wall import WallFigures
 
 __all__ = ["format_energy", "render_summary"]
 
@@ -61,6 +62,11 @@ def render_summary(report: EnergyReport) -> str:
                 f"    {ph.name:<18} {energy:>22}  {ph.duration_s:10.2f} s{times}"
                 f"  mean {_w(ph.mean_power_w)}"
             )
+    if report.wall is not None:
+        lines.append("  software vs wall:")
+        rows = [("run", report.wall.run), *report.wall.phases.items()]
+        for name, fig in rows:
+            lines.append(f"    {name:<18} {_wall_line(fig)}")
     if report.emissions_g is not None and report.carbon is not None:
         c = report.carbon
         lines.append(
@@ -79,3 +85,18 @@ def render_summary(report: EnergyReport) -> str:
         for w in report.warnings:
             lines.append(f"    - {w}")
     return "\n".join(lines)
+
+
+def _wall_line(fig: WallFigures) -> str:
+    """One line: component J, wall J, wall / component, and what the sensors did not see."""
+    ratio = "-" if fig.ratio is None else f"x{fig.ratio:.2f}"
+    unseen = "-" if fig.unseen_j is None else format_energy(fig.unseen_j)
+    basis = (
+        "counter"
+        if fig.wall_basis.startswith("energy counter")
+        else ("power" if "integrated power" in fig.wall_basis else fig.wall_basis[:40])
+    )
+    return (
+        f"components {format_energy(fig.component_j):>22}  wall {format_energy(fig.wall_j):>22}"
+        f"  wall/components {ratio:>6}  unseen {unseen} (wall from {basis})"
+    )
