@@ -245,11 +245,11 @@ class HttpClient:
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
         expired = threading.Event()
+        held: list[socket.socket] = []  # the response keeps the socket after conn.sock is reset
 
         def kill() -> None:
             expired.set()
-            sock = conn.sock
-            if sock is not None:
+            for sock in held or ([conn.sock] if conn.sock is not None else []):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
@@ -258,6 +258,11 @@ class HttpClient:
         started = time.monotonic()
         timer.start()
         try:
+            conn.connect()
+            if conn.sock is not None:
+                held.append(conn.sock)
+            if expired.is_set():
+                raise TimeoutError("deadline passed while connecting")
             conn.request(method, target, body=data, headers=headers)
             resp = conn.getresponse()
             chunks = []
@@ -274,6 +279,8 @@ class HttpClient:
                         where=where,
                     )
                 chunks.append(chunk)
+            if expired.is_set():  # the deadline cut the body short
+                raise TimeoutError("deadline passed while reading")
             result = Response(
                 resp.status, {k.lower(): v for k, v in resp.getheaders()}, b"".join(chunks)
             )
