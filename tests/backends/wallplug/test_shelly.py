@@ -67,12 +67,21 @@ def test_gen1_meters_total_is_watt_minutes(serve):
         if path == "/shelly":
             return 200, {"type": "SHPLG-S", "mac": "AABBCC", "auth": True, "fw": "1.11.0"}, {}
         if path == "/status":
-            return 200, {
-                "meters": [
-                    {"power": 42.0, "overpower": 0.0, "is_valid": True, "total": 1234,
-                     "counters": [0, 0, 0]}
-                ]
-            }, {}
+            return (
+                200,
+                {
+                    "meters": [
+                        {
+                            "power": 42.0,
+                            "overpower": 0.0,
+                            "is_valid": True,
+                            "total": 1234,
+                            "counters": [0, 0, 0],
+                        }
+                    ]
+                },
+                {},
+            )
         return 404, {}, {}
 
     dev.basic = ("admin", "pl@g pass")
@@ -186,7 +195,9 @@ def test_meter_run_compares_wall_with_components(serve):
     assert w.run.unseen_j == pytest.approx(w.run.wall_j - w.run.component_j)
     assert w.run.wall_basis.startswith("energy counter wall:shelly")
     assert set(w.phases) == {"train"}
-    assert w.phases["train"].wall_j == pytest.approx(100.0 * rep.phases["train"].duration_s, rel=0.1)
+    assert w.phases["train"].wall_j == pytest.approx(
+        100.0 * rep.phases["train"].duration_s, rel=0.1
+    )
     lines = [ln for ln in rep.summary().splitlines() if "wall/components" in ln]
     assert len(lines) == 2 and "train" in lines[1] and "x1.6" in lines[0]
     # round trip through JSON keeps the comparison

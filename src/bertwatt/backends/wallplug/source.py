@@ -42,7 +42,15 @@ _KINDS = "shelly+http://, tasmota+http://, redfish+https://, ipmi://, command:, 
 _ECHO = 120
 
 
+_NO_PASSWORD = (
+    "a password may not be part of the source string (process lists and shell history show "
+    "it); set BERTWATT_WALLPLUG_PASSWORD_FILE (or BERTWATT_WALLPLUG_PASSWORD)"
+)
+
+
 def _fail(source: str, why: str) -> ConfigError:
+    if why is _NO_PASSWORD:  # never echo a string that holds a password
+        return ConfigError(f"wall-plug source: {why}")
     return ConfigError(
         f"wall-plug source {source[:_ECHO]!r}: {why} (expected one of {_KINDS}; "
         "see docs/wallplug.md)"
@@ -61,11 +69,7 @@ def _options(source: str, kind: str, query: str) -> dict[str, Any]:
     allowed = _COMMON | _PER_KIND[kind]
     for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=False):
         if key in ("password", "pass", "pw", "token"):
-            raise _fail(
-                source,
-                "a password may not be part of the source string; set "
-                "BERTWATT_WALLPLUG_PASSWORD_FILE (or BERTWATT_WALLPLUG_PASSWORD)",
-            )
+            raise _fail(source, _NO_PASSWORD)
         if key not in allowed:
             raise _fail(
                 source, f"unknown option {key[:40]!r} (known: {', '.join(sorted(allowed))})"
@@ -103,11 +107,7 @@ def _split_url(source: str, rest: str) -> tuple[str, str | None, str, str]:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _fail(source, "the address must be an http:// or https:// URL with a host")
     if parts.password is not None:
-        raise _fail(
-            source,
-            "a password may not be part of the source string; set "
-            "BERTWATT_WALLPLUG_PASSWORD_FILE (or BERTWATT_WALLPLUG_PASSWORD)",
-        )
+        raise _fail(source, _NO_PASSWORD)
     netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     try:
         port = parts.port
@@ -148,11 +148,7 @@ def parse_source(source: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
         if "@" in hostpart:
             user, _, hostpart = hostpart.rpartition("@")
             if ":" in user:
-                raise _fail(
-                    source,
-                    "a password may not be part of the source string; set "
-                    "BERTWATT_WALLPLUG_PASSWORD_FILE (or BERTWATT_WALLPLUG_PASSWORD)",
-                )
+                raise _fail(source, _NO_PASSWORD)
         host: str | None = hostpart or None
         if host and host.count(":") == 1:
             host, port_text = host.split(":")
