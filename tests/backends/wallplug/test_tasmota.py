@@ -84,6 +84,6 @@ def test_web_password_goes_in_the_query_and_never_in_errors(serve):
     assert "wrong" not in u.reason + (u.fix or "")
     s.device.fault = "500"
     time.sleep(1.05)
-    values, errors = ok.read()
+    _values, errors = ok.read()
     assert errors and "HTTP 500" in errors[0]
     assert "t4sm" not in errors[0] and "t4sm%2Fota" not in errors[0]
