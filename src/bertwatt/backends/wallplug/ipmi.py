@@ -31,7 +31,9 @@ from bertwatt.errors import ConfigError, SensorReadError, SensorUnavailable
 __all__ = ["IPMIDriver", "parse_dcmi", "parse_sdr_watts"]
 
 _DCMI_POWER = re.compile(r"Instantaneous power reading\s*:\s*([0-9]+(?:\.[0-9]+)?)\s*Watts", re.I)
-_DCMI_PERIOD = re.compile(r"Sampling period\s*:\s*([0-9]+)\s*(Milliseconds|Seconds)?", re.I)
+_DCMI_PERIOD = re.compile(
+    r"^\s*Sampling period\s*:\s*([0-9]+)\s*(Milliseconds|Seconds)?", re.I | re.M
+)
 _DCMI_STATE = re.compile(r"Power reading state is\s*:\s*(\w+)", re.I)
 _TOTAL_NAME = re.compile(r"total|system|consum|platform|sys[ _]?pwr|pwr[ _]?meter|^power$", re.I)
 _NOTES = (
@@ -93,7 +95,14 @@ class IPMIDriver:
         ipmitool: str = "ipmitool",
         timeout_s: float = 5.0,
         update_period_s: float | None = None,
+        cipher_suite: int | None = None,
     ) -> None:
+        if cipher_suite is not None and (
+            isinstance(cipher_suite, bool)
+            or not isinstance(cipher_suite, int)
+            or not 0 <= cipher_suite <= 17
+        ):
+            raise ConfigError(f"ipmi: cipher_suite must be 0..17, got {cipher_suite!r}")
         if host is not None and (
             not isinstance(host, str) or not host.strip() or host.startswith("-")
         ):
@@ -118,6 +127,7 @@ class IPMIDriver:
         self._tool = ipmitool
         self._timeout_s = timeout_s
         self._update = update_period_s
+        self._cipher = cipher_suite
         self._use: Literal["dcmi", "sdr"] = "dcmi"
         self.where = f"ipmi://{self._host}:{port}" if self._host else "ipmi (in-band)"
 
@@ -126,6 +136,8 @@ class IPMIDriver:
         env: dict[str, str] = {}
         if self._host:
             argv += ["-I", self._interface, "-H", self._host, "-p", str(self._port)]
+            if self._cipher is not None and self._interface == "lanplus":
+                argv += ["-C", str(self._cipher)]
             if self._cred.user:
                 argv += ["-U", self._cred.user]
             if self._password_file is not None:

@@ -35,7 +35,7 @@ _PER_KIND = {
     "shelly": {"switch", "component"},
     "tasmota": set(),
     "redfish": {"chassis", "auth", "verify", "update_period"},
-    "ipmi": {"interface", "sensor", "mode", "update_period"},
+    "ipmi": {"interface", "sensor", "mode", "update_period", "cipher"},
     "http_json": {"watts", "energy_j", "energy_wh", "energy_kwh", "verify", "update_period"},
 }
 _KINDS = "shelly+http://, tasmota+http://, redfish+https://, ipmi://, command:, json+http://"
@@ -84,6 +84,10 @@ def _options(source: str, kind: str, query: str) -> dict[str, Any]:
             out["max_power_w"] = _number(source, key, value)
         elif key == "update_period":
             out["update_period_s"] = _number(source, key, value)
+        elif key == "cipher":
+            if not value.isdigit():
+                raise _fail(source, f"cipher={value[:40]!r} is not a cipher suite number")
+            out["cipher_suite"] = int(value)
         elif key == "switch":
             if not value.isdigit():
                 raise _fail(source, f"switch={value[:40]!r} is not a channel number")
