@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from bertwatt.backends import WallPlugBackend
-from bertwatt.backends.wallplug.ipmi import IPMIDriver, parse_dcmi, parse_sdr_watts
 from bertwatt.backends.wallplug._http import Credentials
+from bertwatt.backends.wallplug.ipmi import IPMIDriver, parse_dcmi, parse_sdr_watts
 from bertwatt.meter import EnergyMeter
 
 _USER, _PASSWORD = "ipmiusr", "s3cret-IPMI.pw"
@@ -30,7 +30,7 @@ needs_sim = pytest.mark.skipif(
 
 
 def _sdr_record(name: bytes, number: int, m: int) -> str:
-    """A Full Sensor Record (IPMI 2.0 section 43.1): threshold sensor in Watts, reading = m x raw."""
+    """A Full Sensor Record (IPMI 2.0 section 43.1): a threshold sensor in Watts, m x raw."""
     body = [
         0x20,
         0x00,
@@ -205,7 +205,7 @@ def test_sdr_watts_sensor_that_changes(bmc):
 
 @needs_sim
 def test_meter_run_over_lanplus(bmc):
-    port, value = bmc
+    port, _value = bmc
     wall = WallPlugBackend.ipmi(
         "127.0.0.1",
         port=port,
@@ -340,10 +340,54 @@ def test_dcmi_through_the_driver_with_a_recorded_reader(tmp_path):
 
 
 def test_parse_sdr_watts_and_sensor_choice():
-    text = "PSU1 Input,240,Watts,ok\nPSU2 Input,236,Watts,ok\nTotal Power,476,Watts,ok\nFan1,4800,RPM,ok\n"
+    text = (
+        "PSU1 Input,240,Watts,ok\nPSU2 Input,236,Watts,ok\nTotal Power,476,Watts,ok\n"
+        "Fan1,4800,RPM,ok\n"
+    )
     assert parse_sdr_watts(text) == [
         ("PSU1 Input", 240.0),
         ("PSU2 Input", 236.0),
         ("Total Power", 476.0),
     ]
     assert parse_sdr_watts("Pwr,na,Watts,ns\n") == [("Pwr", None)]
+
+
+def _recorded_tool(tmp_path, sdr: str, reading: str):
+    sdr_file, reading_file = tmp_path / "sdr.txt", tmp_path / "reading.txt"
+    sdr_file.write_text(sdr)
+    reading_file.write_text(reading)
+    tool = tmp_path / "ipmitool"
+    tool.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *dcmi*) echo "DCMI request failed because: Invalid command (c1)" >&2; '
+        f"exit 1;; *elist*) cat {sdr_file};; *reading*) cat {reading_file};; esac\n"
+    )
+    tool.chmod(0o755)
+    return str(tool)
+
+
+def test_sdr_total_sensor_is_chosen_among_psu_sensors(tmp_path):
+    tool = _recorded_tool(
+        tmp_path,
+        "PSU1 Input,240,Watts,ok\nPSU2 Input,236,Watts,ok\nSys Total Power,476,Watts,ok\n",
+        "Sys Total Power,476\n",
+    )
+    b = WallPlugBackend.ipmi(None, ipmitool=tool)
+    (ch,) = b.probe().channels
+    assert ch.info["sensor"] == "Sys Total Power" and ch.info["method"] == "sdr"
+    assert b.read() == ([476.0], None)
+
+
+def test_ambiguous_sdr_sensors_ask_for_sensor_name(tmp_path):
+    tool = _recorded_tool(tmp_path, "PSU1 Input,240,Watts,ok\nPSU2 Input,236,Watts,ok\n", "")
+    (u,) = WallPlugBackend.ipmi(None, ipmitool=tool).probe().unavailable
+    assert "'PSU1 Input', 'PSU2 Input'" in u.reason and "sensor='NAME'" in u.fix
+    b = WallPlugBackend.ipmi(None, ipmitool=tool, sensor="PSU1 Input")
+    (tmp_path / "reading.txt").write_text("PSU1 Input,240\n")
+    assert b.probe().ok and b.read() == ([240.0], None)
+
+
+def test_no_power_sensor_at_all(tmp_path):
+    tool = _recorded_tool(tmp_path, "Fan1,4800,RPM,ok\n", "")
+    (u,) = WallPlugBackend.ipmi(None, ipmitool=tool).probe().unavailable
+    assert "neither DCMI" in u.reason and "redfish" in u.fix
