@@ -72,7 +72,9 @@ class Window:
 
 
 def total_of(
-    values: dict[Channel, float], coverage: dict[Channel, float] | None = None
+    values: dict[Channel, float],
+    coverage: dict[Channel, float] | None = None,
+    duration_s: float | None = None,
 ) -> tuple[float | None, str]:
     """Sum channel energies without double counting; returns (total, basis sentence).
 
@@ -81,7 +83,7 @@ def total_of(
     total is the component sum whenever a component channel was measured, and the wall meter's
     energy only when it is the sole measurement (counter, or its power when the counter is too
     coarse: :func:`bertwatt.report.wall.wall_energy`). ``coverage`` (share of the window per
-    channel) lets that choice see a counter reset.
+    channel) lets that choice see a counter reset, ``duration_s`` a counter refreshed too rarely.
     """
     counted = {c: v for c, v in values.items() if c.counted}
     walls = [c for c in values if c.provenance.scope == "system"]
@@ -111,8 +113,10 @@ def total_of(
                 energy_j=values[c],
                 resolution_j=c.provenance.resolution_j,
                 coverage=cov.get(c),
+                update_period_s=c.provenance.update_period_s,
             )
             for c in walls
-        ]
+        ],
+        duration_s,
     )
     return total, f"wall meter only (no component sensor): {how}"

@@ -241,8 +241,11 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
             "suspended); coverage accounts for it"
         )
 
-    total, basis = total_of(energies, coverages) if energies else (None, "nothing was measured")
+    total, basis = (
+        total_of(energies, coverages, duration_s) if energies else (None, "nothing was measured")
+    )
     wall_phases: dict[str, list[WallChannel]] = {}
+    wall_durations: dict[str, float] = {}
 
     phases: dict[str, PhaseReport] = {}
     for name, ph in window.phases.items():
@@ -268,7 +271,8 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
                 per[c.channel] = per.get(c.channel, 0.0) + max(0.0, eb - ea)
                 cov_num[c.channel] = cov_num.get(c.channel, 0) + c.covered(ta, tb)
         pcov = {ch: n / dur_ns for ch, n in cov_num.items()} if dur_ns else {}
-        ptotal, _ = total_of(per, pcov)
+        ptotal, _ = total_of(per, pcov, dur_ns / 1e9)
+        wall_durations[name] = dur_ns / 1e9
         wall_phases[name] = [_wall_input(ch, per.get(ch), pcov.get(ch)) for ch in per]
         counted = [ch for ch in per if ch.counted]
         cov = min((cov_num[ch] / dur_ns for ch in counted), default=0.0) if dur_ns else 0.0
@@ -352,6 +356,8 @@ def build_report(window: Window, *, final: bool) -> EnergyReport:
     wall = compare_wall(
         [_wall_input(c.channel, energies.get(c.channel), coverages.get(c.channel)) for c in copies],
         wall_phases,
+        run_duration_s=duration_s,
+        phase_durations_s=wall_durations,
     )
     return EnergyReport(
         status="complete" if final else "running",
@@ -387,4 +393,5 @@ def _wall_input(ch: Channel, energy_j: float | None, coverage: float | None) -> 
         energy_j=energy_j,
         resolution_j=ch.provenance.resolution_j,
         coverage=coverage,
+        update_period_s=ch.provenance.update_period_s,
     )

@@ -57,6 +57,7 @@ class WallChannel:
         energy_j: energy over the window, None when the channel gave no reading.
         resolution_j: a counter's step in J, when known.
         coverage: share of the window the channel covered (0..1), when known.
+        update_period_s: how often the device refreshes the value, when known.
     """
 
     name: str
@@ -67,6 +68,7 @@ class WallChannel:
     energy_j: float | None = None
     resolution_j: float | None = None
     coverage: float | None = None
+    update_period_s: float | None = None
 
     @property
     def is_wall(self) -> bool:
@@ -106,8 +108,14 @@ def component_energy(channels: Sequence[WallChannel]) -> tuple[float | None, lis
     return sum(c.energy_j for c in used if c.energy_j is not None), sorted(c.name for c in used)
 
 
-def wall_energy(channels: Sequence[WallChannel]) -> tuple[float | None, str, list[str]]:
-    """The wall meters' energy, the sentence saying how it was formed, and the channels used."""
+def wall_energy(
+    channels: Sequence[WallChannel], duration_s: float | None = None
+) -> tuple[float | None, str, list[str]]:
+    """The wall meters' energy, the sentence saying how it was formed, and the channels used.
+
+    ``duration_s`` (the window's length) lets a counter that refreshes too rarely for the window
+    (fewer than :data:`MIN_COUNTER_STEPS` updates) give way to the power readings.
+    """
     walls = [c for c in channels if c.is_wall]
     primaries = [c for c in walls if c.counted]
     if not primaries:
@@ -128,6 +136,16 @@ def wall_energy(channels: Sequence[WallChannel]) -> tuple[float | None, str, lis
                 why = (
                     f"{p.name}'s counter moved {steps:.3g} step(s) of {p.resolution_j:g} J, fewer "
                     f"than {MIN_COUNTER_STEPS}: too coarse for this window"
+                )
+            elif (
+                duration_s is not None
+                and p.update_period_s
+                and duration_s < MIN_COUNTER_STEPS * p.update_period_s
+            ):
+                choice = fb
+                why = (
+                    f"{p.name}'s counter refreshes every {p.update_period_s:g} s, too rarely for "
+                    f"a {duration_s:.3g} s window (fewer than {MIN_COUNTER_STEPS} updates)"
                 )
             elif (
                 p.coverage is not None
@@ -155,9 +173,9 @@ def wall_energy(channels: Sequence[WallChannel]) -> tuple[float | None, str, lis
     return total, "; ".join(parts), used
 
 
-def _figures(channels: Sequence[WallChannel]) -> WallFigures:
+def _figures(channels: Sequence[WallChannel], duration_s: float | None) -> WallFigures:
     comp, comp_names = component_energy(channels)
-    wall, basis, wall_names = wall_energy(channels)
+    wall, basis, wall_names = wall_energy(channels, duration_s)
     ratio = unseen = None
     notes: list[str] = []
     if comp is not None and wall is not None:
@@ -183,11 +201,21 @@ def _figures(channels: Sequence[WallChannel]) -> WallFigures:
 
 
 def compare_wall(
-    run: Sequence[WallChannel], phases: Mapping[str, Sequence[WallChannel]] | None = None
+    run: Sequence[WallChannel],
+    phases: Mapping[str, Sequence[WallChannel]] | None = None,
+    *,
+    run_duration_s: float | None = None,
+    phase_durations_s: Mapping[str, float] | None = None,
 ) -> WallReport | None:
-    """The comparison for the run and each phase; None when no wall meter is among the channels."""
+    """The comparison for the run and each phase; None when no wall meter is among the channels.
+
+    Durations (s) are optional; with them, a counter refreshed too rarely for a window gives way
+    to the power readings in that window.
+    """
     if not any(c.is_wall and c.counted for c in run):
         return None
+    durations = phase_durations_s or {}
     return WallReport(
-        run=_figures(run), phases={name: _figures(chs) for name, chs in (phases or {}).items()}
+        run=_figures(run, run_duration_s),
+        phases={name: _figures(chs, durations.get(name)) for name, chs in (phases or {}).items()},
     )

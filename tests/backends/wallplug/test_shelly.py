@@ -193,7 +193,9 @@ def test_meter_run_compares_wall_with_components(serve):
     assert w.run.wall_j == pytest.approx(100.0 * rep.duration_s, rel=0.1)
     assert w.run.ratio == pytest.approx(w.run.wall_j / w.run.component_j)
     assert w.run.unseen_j == pytest.approx(w.run.wall_j - w.run.component_j)
-    assert w.run.wall_basis.startswith("energy counter wall:shelly")
+    # a 2.5 s window is shorter than 20 refreshes of a counter updated every 1 s: power is used
+    assert w.run.wall_basis.startswith("integrated power wall:shelly:power")
+    assert "refreshes every 1 s, too rarely for a 2.5" in w.run.wall_basis
     assert set(w.phases) == {"train"}
     assert w.phases["train"].wall_j == pytest.approx(
         100.0 * rep.phases["train"].duration_s, rel=0.1
@@ -221,7 +223,16 @@ def test_wall_meter_alone_is_the_total_and_basis_says_so(serve):
 def test_reboot_resets_the_counter_and_power_covers_it(serve):
     dev = Device(power_w=100.0, energy_j=5e6)
     s = serve(shelly_gen2(dev))
-    wall = WallPlugBackend.shelly(s.url, poll_interval_s=0.2)
+    # the same payload read as a generic JSON meter that refreshes every 0.1 s, so that the
+    # 2.7 s window is long enough for its counter and only the reset decides
+    wall = WallPlugBackend.http_json(
+        f"{s.url}/rpc/Switch.GetStatus?id=0",
+        watts="apower",
+        energy_wh="aenergy.total",
+        update_period_s=0.1,
+        resolution_j=3.6,
+        device="shelly",
+    )
     with EnergyMeter(backends=[wall], interval_s=0.1) as meter:
         time.sleep(1.2)
         dev.reboot()

@@ -48,6 +48,7 @@ PLUG_MAX_POWER_W = 4_000.0
 SERVER_MAX_POWER_W = 20_000.0
 
 _NAN = math.nan
+_MIN_SAMPLE_S = 1e-3  # the meter's shortest sampling interval (MeterConfig.interval_s)
 
 
 def _device_name(value: object) -> str:
@@ -354,8 +355,10 @@ class WallPlugBackend:
         base_notes = (*info.notes, f"Device: {info.model}.")
         if use_counter:
             res = info.energy_resolution_j
-            # One counter step may land in a single poll interval on top of the real power.
-            bound = self._max_power_w + (2.0 * res / self.poll_interval_s if res else 0.0)
+            # The device refreshes its counter once per update period, so one poll's worth of
+            # energy (plus a step) can land between two meter samples as close as 1 ms apart.
+            step = self._max_power_w * max(info.update_period_s, self.poll_interval_s)
+            bound = (step + 2.0 * (res or 0.0)) / _MIN_SAMPLE_S
             channels.append(
                 Channel(
                     name=what,
