@@ -13,9 +13,10 @@ phase, :func:`compare_wall` gives:
 
 Which wall figure: a meter's energy counter is preferred; when it moved fewer than
 :data:`MIN_COUNTER_STEPS` steps of its resolution over the window (Tasmota counts whole Wh by
-default, so 3.6 kJ steps), or covered less of the window than the meter's power readings did (a
-device reboot resets its counter), the integrated power channel beside it (``wall:<device>:power``)
-is used instead. ``wall_basis`` says which, and why.
+default, so 3.6 kJ steps), refreshed fewer than :data:`MIN_COUNTER_UPDATES` times in it (a counter
+read between refreshes lags by up to one refresh at each edge), or covered less of the window than
+the meter's power readings did (a device reboot resets its counter), the integrated power channel
+beside it (``wall:<device>:power``) is used instead. ``wall_basis`` says which, and why.
 
 Pure: plain inputs in, a pydantic model out; no sensor, sampler or meter is imported here.
 """
@@ -29,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "MIN_COUNTER_STEPS",
+    "MIN_COUNTER_UPDATES",
     "WallChannel",
     "WallFigures",
     "WallReport",
@@ -39,6 +41,10 @@ __all__ = [
 
 #: A counter difference of fewer steps than this has a quantisation error above 1/20 = 5 %.
 MIN_COUNTER_STEPS = 20
+
+#: A counter read between refreshes lags by up to one refresh period at each window edge, so a
+#: window shorter than this many refresh periods could be off by more than 2 / 100 = 2 %.
+MIN_COUNTER_UPDATES = 100
 
 #: A counter that covered this much less of the window than the power beside it lost readings.
 _COVERAGE_SLACK = 0.02
@@ -114,7 +120,7 @@ def wall_energy(
     """The wall meters' energy, the sentence saying how it was formed, and the channels used.
 
     ``duration_s`` (the window's length) lets a counter that refreshes too rarely for the window
-    (fewer than :data:`MIN_COUNTER_STEPS` updates) give way to the power readings.
+    (fewer than :data:`MIN_COUNTER_UPDATES` refreshes) give way to the power readings.
     """
     walls = [c for c in channels if c.is_wall]
     primaries = [c for c in walls if c.counted]
@@ -140,12 +146,12 @@ def wall_energy(
             elif (
                 duration_s is not None
                 and p.update_period_s
-                and duration_s < MIN_COUNTER_STEPS * p.update_period_s
+                and duration_s < MIN_COUNTER_UPDATES * p.update_period_s
             ):
                 choice = fb
                 why = (
                     f"{p.name}'s counter refreshes every {p.update_period_s:g} s, too rarely for "
-                    f"a {duration_s:.3g} s window (fewer than {MIN_COUNTER_STEPS} updates)"
+                    f"a {duration_s:.3g} s window (fewer than {MIN_COUNTER_UPDATES} updates)"
                 )
             elif (
                 p.coverage is not None

@@ -223,13 +223,14 @@ def test_wall_meter_alone_is_the_total_and_basis_says_so(serve):
 def test_reboot_resets_the_counter_and_power_covers_it(serve):
     dev = Device(power_w=100.0, energy_j=5e6)
     s = serve(shelly_gen2(dev))
-    # the same payload read as a generic JSON meter that refreshes every 0.1 s, so that the
+    # the same payload read as a generic JSON meter that refreshes every 0.02 s, so that the
     # 2.7 s window is long enough for its counter and only the reset decides
     wall = WallPlugBackend.http_json(
         f"{s.url}/rpc/Switch.GetStatus?id=0",
         watts="apower",
         energy_wh="aenergy.total",
-        update_period_s=0.1,
+        update_period_s=0.02,
+        poll_interval_s=0.1,
         resolution_j=3.6,
         device="shelly",
     )

@@ -277,7 +277,7 @@ class WallPlugBackend:
         driver = CommandDriver(
             argv,
             timeout_s=_timeout(timeout_s),
-            update_period_s=check_number("update_period_s", update_period_s, low=0.05, high=3600.0),
+            update_period_s=check_number("update_period_s", update_period_s, low=0.01, high=3600.0),
             resolution_j=resolution_j,
         )
         return cls(driver, **options)
@@ -312,7 +312,7 @@ class WallPlugBackend:
             credentials=_creds(user, password, password_file),
             verify=verify,
             timeout_s=_timeout(timeout_s),
-            update_period_s=check_number("update_period_s", update_period_s, low=0.05, high=3600.0),
+            update_period_s=check_number("update_period_s", update_period_s, low=0.01, high=3600.0),
             resolution_j=resolution_j,
         )
         return cls(driver, **options)
