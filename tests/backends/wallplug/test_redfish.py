@@ -369,3 +369,23 @@ def test_wrong_password_names_what_to_check_and_never_echoes_it(serve):
     assert "HTTP 401" in u.reason and "authentication failed" in u.reason
     assert "user name and password" in u.fix
     assert "hunter2" not in u.reason + u.fix
+
+
+def test_password_never_reaches_the_report_the_events_or_the_log(serve, caplog):
+    """A run whose BMC rejects the password mid-run: every output is searched for it."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    route, tokens, _ = _session_bmc(Device(power_w=180.0), user="root", password="Cal/vin 42")
+    s = serve(route)
+    b = WallPlugBackend.redfish(
+        s.url, user="root", password="Cal/vin 42\n", poll_interval_s=0.1, timeout_s=1.0
+    )
+    with EnergyMeter(backends=[b], interval_s=0.1) as meter:
+        time.sleep(0.6)
+        s.device.fault = "500"  # the BMC breaks and echoes nothing useful
+        time.sleep(0.4)
+    text = meter.report.to_json() + meter.report.summary() + caplog.text + repr(b)
+    for form in ("Cal/vin 42", "Cal\\/vin 42", "Cal%2Fvin%2042", "cm9vdDpDYWwvdmluIDQy"):
+        assert form not in text
+    assert any("HTTP 500" in e for e in meter.report.channel("wall:redfish").events)
