@@ -376,7 +376,7 @@ def test_password_never_reaches_the_report_the_events_or_the_log(serve, caplog):
     import logging
 
     caplog.set_level(logging.DEBUG)
-    route, tokens, _ = _session_bmc(Device(power_w=180.0), user="root", password="Cal/vin 42")
+    route, _, _ = _session_bmc(Device(power_w=180.0), user="root", password="Cal/vin 42")
     s = serve(route)
     b = WallPlugBackend.redfish(
         s.url, user="root", password="Cal/vin 42\n", poll_interval_s=0.1, timeout_s=1.0
@@ -389,3 +389,24 @@ def test_password_never_reaches_the_report_the_events_or_the_log(serve, caplog):
     for form in ("Cal/vin 42", "Cal\\/vin 42", "Cal%2Fvin%2042", "cm9vdDpDYWwvdmluIDQy"):
         assert form not in text
     assert any("HTTP 500" in e for e in meter.report.channel("wall:redfish").events)
+
+
+def test_probe_of_a_slow_bmc_fits_its_budget(serve):
+    """Every request answers just inside its timeout: probe() still ends within its budget."""
+
+    def route(method, path, headers, body):
+        time.sleep(0.45)
+        docs = {
+            "/redfish/v1/": {"Chassis": {"@odata.id": "/redfish/v1/Chassis"}},
+            "/redfish/v1/Chassis": {
+                "Members": [{"@odata.id": f"/redfish/v1/Chassis/{i}"} for i in range(20)]
+            },
+        }
+        return (200, docs[path], {}) if path in docs else (200, {"Id": "x"}, {})
+
+    b = WallPlugBackend.redfish(serve(route).url, timeout_s=0.5)
+    b.probe_budget_s = 2.0
+    t0 = time.monotonic()
+    (u,) = b.probe().unavailable
+    assert time.monotonic() - t0 < 3.0
+    assert "time budget" in u.reason

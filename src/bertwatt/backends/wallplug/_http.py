@@ -200,6 +200,7 @@ class HttpClient:
         self.basic_auth = basic_auth
         self.verify = verify
         self.headers: dict[str, str] = {}
+        self.deadline: float | None = None  # monotonic end of a multi-request budget (probe)
         self._context: ssl.SSLContext | None = None
         if self.scheme == "https":
             if verify is False:
@@ -237,13 +238,25 @@ class HttpClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
+        timeout_s = self.timeout_s
+        budget = ""
+        if self.deadline is not None and self.deadline - time.monotonic() < timeout_s:
+            timeout_s = self.deadline - time.monotonic()
+            budget = ", the rest of the probe's time budget"
+            if timeout_s <= 0.05:
+                raise HttpError(
+                    "the meter did not finish answering within the probe's time budget",
+                    backend=self.backend,
+                    where=where,
+                    fix="check that the meter is reachable and not overloaded, or raise timeout_s",
+                )
         conn: http.client.HTTPConnection
         if self._context is not None:
             conn = http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout_s, context=self._context
+                self.host, self.port, timeout=timeout_s, context=self._context
             )
         else:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_s)
         expired = threading.Event()
         held: list[socket.socket] = []  # the response keeps the socket after conn.sock is reset
 
@@ -253,7 +266,7 @@ class HttpClient:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
-        timer = threading.Timer(self.timeout_s, kill)
+        timer = threading.Timer(timeout_s, kill)
         timer.daemon = True
         started = time.monotonic()
         timer.start()
@@ -298,7 +311,7 @@ class HttpClient:
             if expired.is_set() or isinstance(err, TimeoutError | socket.timeout):
                 elapsed = time.monotonic() - started
                 raise HttpError(
-                    f"no answer within {self.timeout_s:g} s (gave up after {elapsed:.1f} s)",
+                    f"no answer within {timeout_s:.3g} s{budget} (gave up after {elapsed:.1f} s)",
                     backend=self.backend,
                     where=where,
                     fix="check that the meter is powered and reachable, or raise timeout_s",

@@ -40,7 +40,7 @@ from bertwatt.backends.wallplug._common import Driver, MeterInfo
 from bertwatt.backends.wallplug._http import Credentials
 from bertwatt.errors import BertwattError, ConfigError
 
-__all__ = ["PLUG_MAX_POWER_W", "SERVER_MAX_POWER_W", "WallPlugBackend"]
+__all__ = ["PLUG_MAX_POWER_W", "PROBE_BUDGET_S", "SERVER_MAX_POWER_W", "WallPlugBackend"]
 
 #: Plausibility bound of plug meters: 16 A at 230 V, with headroom (3,680 W -> 4,000 W).
 PLUG_MAX_POWER_W = 4_000.0
@@ -49,6 +49,10 @@ SERVER_MAX_POWER_W = 20_000.0
 
 _NAN = math.nan
 _MIN_SAMPLE_S = 1e-3  # the meter's shortest sampling interval (MeterConfig.interval_s)
+
+#: The whole of probe() (several requests for Redfish, up to three ipmitool calls) ends within
+#: this, below the meter's probe timeout, however slowly the device answers.
+PROBE_BUDGET_S = 8.0
 
 
 def _device_name(value: object) -> str:
@@ -116,6 +120,8 @@ class WallPlugBackend:
         self._last_query = -math.inf
         self._cached: ReadResult | None = None
         self.queries = 0
+        #: seconds the whole of :meth:`probe` may take (every device call is cut to fit)
+        self.probe_budget_s = PROBE_BUDGET_S
 
     def __repr__(self) -> str:
         return f"WallPlugBackend({self.name}, device={self.device!r}, where={self._driver.where!r})"
@@ -330,6 +336,9 @@ class WallPlugBackend:
     def probe(self) -> Availability:
         """Ask the device what it reports. Never raises because the meter is unreachable."""
         what = f"wall:{self.device}"
+        set_deadline = getattr(self._driver, "set_deadline", None)
+        if set_deadline is not None:
+            set_deadline(time.monotonic() + self.probe_budget_s)
         try:
             info = self._driver.open()
         except BertwattError as err:
@@ -339,6 +348,9 @@ class WallPlugBackend:
         except Exception as err:  # a driver bug must not stop the meter
             reason = f"{self.name} probe failed: {type(err).__name__}: {str(err)[:200]}"
             return Availability(unavailable=(Unavailable(what=what, reason=reason),))
+        finally:
+            if set_deadline is not None:
+                set_deadline(None)
         channels: list[Channel] = []
         layout: list[str] = []
         use_counter = info.has_energy and (self._prefer != "power" or not info.has_power)

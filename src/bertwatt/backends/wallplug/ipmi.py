@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -128,6 +129,7 @@ class IPMIDriver:
         self._timeout_s = timeout_s
         self._update = update_period_s
         self._cipher = cipher_suite
+        self._deadline: float | None = None
         self._use: Literal["dcmi", "sdr"] = "dcmi"
         self.where = f"ipmi://{self._host}:{port}" if self._host else "ipmi (in-band)"
 
@@ -151,10 +153,17 @@ class IPMIDriver:
             argv += ["-I", "open"]
         return [*argv, *args], env
 
+    def set_deadline(self, deadline: float | None) -> None:
+        """Bound every ipmitool call until the monotonic ``deadline`` (the probe's budget)."""
+        self._deadline = deadline
+
     def _run(self, *args: str) -> ProcResult:
         argv, env = self._argv(*args)
+        timeout_s = self._timeout_s
+        if self._deadline is not None:
+            timeout_s = min(timeout_s, max(0.1, self._deadline - time.monotonic()))
         try:
-            result = run_bounded(argv, timeout_s=self._timeout_s, env=env)
+            result = run_bounded(argv, timeout_s=timeout_s, env=env)
         except OSError as err:
             raise SensorUnavailable(
                 f"cannot run {self._tool!r}: {err.strerror or err}",
@@ -165,7 +174,7 @@ class IPMIDriver:
             ) from None
         if result.timed_out:
             raise SensorReadError(
-                f"ipmitool {' '.join(args)} gave no answer within {self._timeout_s:g} s",
+                f"ipmitool {' '.join(args)} gave no answer within {timeout_s:.3g} s",
                 backend="ipmi",
                 where=self.where,
                 fix="check that the BMC is reachable (UDP 623) or raise timeout_s",

@@ -225,6 +225,10 @@ class RedfishDriver:
             )
         return Sample(number(value, "PowerConsumedWatts", backend="redfish", where=where), None)
 
+    def set_deadline(self, deadline: float | None) -> None:
+        """Bound every request until the monotonic ``deadline`` (the probe's budget)."""
+        self._http.deadline = deadline
+
     def close(self) -> None:
         """Delete the Redfish session, if one was opened."""
         self._logout()

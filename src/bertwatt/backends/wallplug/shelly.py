@@ -184,5 +184,9 @@ class ShellyDriver:
             )
         return Sample(power, energy)
 
+    def set_deadline(self, deadline: float | None) -> None:
+        """Bound every request until the monotonic ``deadline`` (the probe's budget)."""
+        self._http.deadline = deadline
+
     def close(self) -> None:
         """Nothing to release (one connection per request)."""

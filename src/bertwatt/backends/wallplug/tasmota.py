@@ -115,6 +115,10 @@ class TasmotaDriver:
         total = _sum(energy.get("Total"), "ENERGY.Total", where)
         return Sample(power, None if total is None else total * J_PER_KWH)
 
+    def set_deadline(self, deadline: float | None) -> None:
+        """Bound every request until the monotonic ``deadline`` (the probe's budget)."""
+        self._http.deadline = deadline
+
     def close(self) -> None:
         """Nothing to release."""
 
