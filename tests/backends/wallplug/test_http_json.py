@@ -72,3 +72,42 @@ def test_bad_paths_are_config_errors(kwargs):
 def test_password_in_url_is_refused():
     with pytest.raises(ConfigError, match="not in the URL"):
         WallPlugBackend.http_json("http://u:secret@127.0.0.1:9/x", watts="a")
+
+
+def test_prefer_counter_on_a_power_only_meter_is_unavailable(serve):
+    s = serve(_route(Device()))
+    b = WallPlugBackend.http_json(
+        f"{s.url}/api/status?x=1", watts="meters.0.power", prefer="counter"
+    )
+    (u,) = b.probe().unavailable
+    assert "no energy counter" in u.reason and "prefer='auto'" in u.fix
+
+
+def test_implausible_power_is_rejected_never_summed(serve):
+    import time
+
+    from bertwatt.meter import EnergyMeter
+
+    dev = Device(power_w=200.0)
+    s = serve(_route(dev))
+    b = WallPlugBackend.http_json(
+        f"{s.url}/api/status?x=1", watts="meters.0.power", max_power_w=3000.0, poll_interval_s=0.1
+    )
+    with EnergyMeter(backends=[b], interval_s=0.1) as meter:
+        time.sleep(0.5)
+        dev.set_power(1e9)  # a glitching meter
+        time.sleep(0.35)
+        dev.set_power(200.0)
+        time.sleep(0.5)
+    ch = meter.report.channel("wall:http_json")
+    assert ch.rejected >= 1
+    assert ch.peak_power_w == 200.0
+    assert ch.energy_j < 200.0 * meter.report.duration_s * 1.05
+
+
+def test_negative_power_is_a_failed_read(serve):
+    def route(method, path, headers, body):
+        return 200, {"p": -5}, {}
+
+    (u,) = WallPlugBackend.http_json(serve(route).url + "/", watts="p").probe().unavailable
+    assert "implausible p" in u.reason
