@@ -37,6 +37,7 @@ class Device:
         self.lock = threading.Lock()
         self.basic: tuple[str, str] | None = None  # HTTP basic auth required
         self.query_login: tuple[str, str] | None = None  # Tasmota's user=/password= query
+        self.digest: tuple[str, str] | None = None  # Shelly Gen2+: HTTP digest, SHA-256
 
     def energy_j(self) -> float:
         """Counter now: energy so far at the current power (re-based when power changes)."""
@@ -87,6 +88,18 @@ def _handler(device: Device, route: Callable[..., Answer]) -> type[BaseHTTPReque
             if not device.authorized(headers):
                 self._send(401, b"unauthorized", {"WWW-Authenticate": 'Basic realm="x"'})
                 return
+            # Shelly answers GET /shelly without a login (its identity is public)
+            if (
+                device.digest is not None
+                and self.path != "/shelly"
+                and not _digest_ok(device.digest, method, self.path, headers)
+            ):
+                challenge = (
+                    'Digest qop="auth", realm="shellyplusplugs-aabbcc", '
+                    f'nonce="{int(time.time())}", algorithm=SHA-256'
+                )
+                self._send(401, b"", {"WWW-Authenticate": challenge})
+                return
             status, payload, extra = route(method, self.path, headers, body)
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             if fault == "trickle":
@@ -119,6 +132,28 @@ def _handler(device: Device, route: Callable[..., Answer]) -> type[BaseHTTPReque
             self._any("DELETE")
 
     return Handler
+
+
+def _digest_ok(login: tuple[str, str], method: str, path: str, headers: dict[str, str]) -> bool:
+    """Check an RFC 7616 SHA-256 digest answer as a Shelly Gen2+ device does."""
+    import hashlib
+    import re
+
+    value = headers.get("authorization", "")
+    if not value.startswith("Digest "):
+        return False
+    f = {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|[^,\s]+)', value[7:])}
+
+    def h(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    user, password = login
+    if f.get("username") != user or f.get("uri") != path or f.get("algorithm") != "SHA-256":
+        return False
+    ha1 = h(f"{user}:{f.get('realm')}:{password}")
+    ha2 = h(f"{method}:{path}")
+    want = h(f"{ha1}:{f.get('nonce')}:{f.get('nc')}:{f.get('cnonce')}:{f.get('qop')}:{ha2}")
+    return f.get("response") == want
 
 
 class Served:

@@ -106,6 +106,20 @@ def test_gen1_invalid_reading_is_a_failed_read_not_a_zero(serve):
     assert "is_valid is false" in av.unavailable[0].reason
 
 
+def test_gen2_digest_login(serve):
+    dev = Device(power_w=61.0)
+    dev.digest = ("admin", "shelly-Pa55")
+    s = serve(shelly_gen2(dev))
+    b = WallPlugBackend.shelly(s.url, password="shelly-Pa55")  # user 'admin' by default
+    assert b.probe().ok
+    assert b.read()[0][1] == 61.0
+    (u,) = WallPlugBackend.shelly(s.url, password="nope").probe().unavailable
+    assert "HTTP 401" in u.reason and "admin" in u.fix and "digest" in u.fix
+    assert "nope" not in u.reason + u.fix
+    (u,) = WallPlugBackend.shelly(s.url).probe().unavailable  # no password at all
+    assert "HTTP 401" in u.reason
+
+
 def test_gen2_auth_failure_names_what_to_check(serve):
     dev = Device()
     dev.basic = ("admin", "right")

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import http.client
 import json
+import re
+import secrets
 import socket
 import ssl
 import threading
@@ -34,6 +37,7 @@ __all__ = ["MAX_BODY", "Credentials", "HttpClient", "HttpError", "parse_json"]
 MAX_BODY = 256 * 1024
 
 _MAX_ECHO = 200
+_DIGEST_PARAM = re.compile(r'(\w+)=("[^"]*"|[^,\s]+)')
 
 
 class Credentials:
@@ -228,11 +232,69 @@ class HttpClient:
     def request(
         self, method: str, path: str, *, body: Any = None, ok: tuple[int, ...] = (200,)
     ) -> Response:
-        """One request with the total deadline; raises :class:`HttpError` on any failure."""
-        target = f"{self.prefix}{path}"
+        """One request with the total deadline; raises :class:`HttpError` on any failure.
+
+        A 401 that asks for HTTP digest auth (Shelly Gen2+ logins: SHA-256) is answered once with
+        the credentials, when there are some.
+        """
         where = self.credentials.redact(self.url(path))
+        resp = self._once(method, path, body, None, where)
+        challenge = resp.headers.get("www-authenticate", "")
+        if (
+            resp.status == 401
+            and challenge.lower().startswith("digest ")
+            and self.credentials.has_password
+        ):
+            auth = self._digest(method, f"{self.prefix}{path}", challenge)
+            if auth is not None:
+                resp = self._once(method, path, body, auth, where)
+        if resp.status not in ok:
+            raise self._status_error(resp, where)
+        return resp
+
+    def _digest(self, method: str, uri: str, challenge: str) -> str | None:
+        """An ``Authorization: Digest`` value for ``challenge`` (RFC 7616; MD5 or SHA-256)."""
+        params = dict(_DIGEST_PARAM.findall(challenge[len("digest ") :]))
+        params = {k.lower(): v.strip('"') for k, v in params.items()}
+        algorithm = params.get("algorithm", "MD5").upper()
+        hashes = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+        if algorithm not in hashes or "nonce" not in params:
+            return None
+        h = hashes[algorithm]
+
+        def digest(text: str) -> str:
+            return h(text.encode()).hexdigest()
+
+        user = self.credentials.user or "admin"
+        realm, nonce = params.get("realm", ""), params["nonce"]
+        ha1 = digest(f"{user}:{realm}:{self.credentials.reveal() or ''}")
+        ha2 = digest(f"{method}:{uri}")
+        fields = {
+            "username": user,
+            "realm": realm,
+            "nonce": nonce,
+            "uri": uri,
+            "algorithm": algorithm,
+        }
+        if "auth" in params.get("qop", "").split(","):
+            cnonce = secrets.token_hex(8)
+            fields["response"] = digest(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}")
+            extra = f', qop=auth, nc=00000001, cnonce="{cnonce}"'
+        else:
+            fields["response"] = digest(f"{ha1}:{nonce}:{ha2}")
+            extra = ""
+        if "opaque" in params:
+            fields["opaque"] = params["opaque"]
+        return "Digest " + ", ".join(f'{k}="{v}"' for k, v in fields.items()) + extra
+
+    def _once(
+        self, method: str, path: str, body: Any, authorization: str | None, where: str
+    ) -> Response:
+        target = f"{self.prefix}{path}"
         headers = {"Accept": "application/json", "Connection": "close", **self.headers}
-        if self.basic_auth and self.credentials.has_password:
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        elif self.basic_auth and self.credentials.has_password:
             headers["Authorization"] = self.credentials.basic_header()
         data = None
         if body is not None:
@@ -326,8 +388,6 @@ class HttpClient:
         finally:
             timer.cancel()
             conn.close()
-        if result.status not in ok:
-            raise self._status_error(result, where)
         return result
 
     def get_json(self, path: str) -> Any:

@@ -10,9 +10,8 @@
   Gen1 devices take HTTP basic auth when a login is set.
 
 The generation is told by ``GET /shelly`` (Gen2+ answers ``"gen": 2`` or more). Shelly does not
-document how often ``apower`` is refreshed; bertwatt assumes 1 s and polls no faster. Gen2+ login
-uses HTTP digest auth, which bertwatt does not implement: a protected Gen2 device answers 401 and
-the error says so.
+document how often ``apower`` is refreshed; bertwatt assumes 1 s and polls no faster. A Gen2+
+login is HTTP digest auth (SHA-256) as user ``admin``; bertwatt answers the device's challenge.
 """
 
 from __future__ import annotations
@@ -97,9 +96,9 @@ class ShellyDriver:
             fix = err.fix
             if err.status == 401 and self._gen >= 2:
                 fix = (
-                    "Shelly Gen2+ login uses digest auth, which bertwatt does not implement: "
-                    "disable the device password on a trusted network or read it through "
-                    "WallPlugBackend.http_json"
+                    "check the device password (password=, password_file= or "
+                    "BERTWATT_WALLPLUG_PASSWORD_FILE); Shelly Gen2+ logs in as user 'admin' with "
+                    "HTTP digest auth"
                 )
             raise SensorUnavailable(
                 err.message, backend="shelly", where=err.where, fix=fix
