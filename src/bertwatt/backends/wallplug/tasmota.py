@@ -5,7 +5,8 @@
 **1 Wh = 3,600 J** steps (tasmota.github.io, Commands, "EnergyRes"); bertwatt asks the device its
 ``EnergyRes`` when it opens it. A window shorter than a few steps is measured by integrating
 ``Power`` instead (the report says which). Multi-channel devices report lists: they are summed.
-Tasmota's energy driver updates the readings once per second, so bertwatt polls no faster. A web
+Tasmota's energy driver updates its values from a 200 ms and a once-per-second task
+(``Energy200ms``, ``EnergyEverySecond`` in ``xdrv_03_energy.ino``); bertwatt polls once a second. A web
 password is sent as the ``user``/``password`` query parameters Tasmota expects.
 """
 
@@ -24,7 +25,8 @@ __all__ = ["TasmotaDriver"]
 _NOTES = (
     "Tasmota Status 8: ENERGY.Power (W) and ENERGY.Total (kWh, EnergyRes decimals; default 3 = "
     "1 Wh steps) (tasmota.github.io/docs/Commands, 'EnergyRes').",
-    "Tasmota's energy driver refreshes the readings once per second; polled no faster.",
+    "Tasmota's energy driver updates its values from a 200 ms and a once-per-second task "
+    "(Energy200ms, EnergyEverySecond in xdrv_03_energy.ino); polled once per second.",
     "Accuracy depends on the plug's metering chip (HLW8012/BL0937/CSE7766) and its calibration "
     "(tasmota.github.io/docs/Power-Monitoring-Calibration).",
 )
