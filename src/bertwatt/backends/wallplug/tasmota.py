@@ -6,8 +6,8 @@
 ``EnergyRes`` when it opens it. A window shorter than a few steps is measured by integrating
 ``Power`` instead (the report says which). Multi-channel devices report lists: they are summed.
 Tasmota's energy driver updates its values from a 200 ms and a once-per-second task
-(``Energy200ms``, ``EnergyEverySecond`` in ``xdrv_03_energy.ino``); bertwatt polls once a second. A web
-password is sent as the ``user``/``password`` query parameters Tasmota expects.
+(``Energy200ms``, ``EnergyEverySecond`` in ``xdrv_03_energy.ino``); bertwatt polls once a
+second. A web password is sent as the ``user``/``password`` query parameters Tasmota expects.
 """
 
 from __future__ import annotations
