@@ -85,7 +85,7 @@ def create(name: str, **options: Any) -> Backend:
                 "the wallplug backend needs source=, e.g. create('wallplug', "
                 "source='shelly+http://192.168.1.50')"
             )
-        return cls.from_source(source, **options)  # type: ignore[no-any-return]
+        return cls.from_source(source, **options)
     return cls(**options)
 
 
