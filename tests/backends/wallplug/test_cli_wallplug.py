@@ -103,3 +103,31 @@ def test_env_variable_adds_the_meter_to_auto_detection(serve, tmp_path, monkeypa
     out = tmp_path / "r.json"
     assert main(["run", "-o", str(out), "--", sys.executable, "-c", "pass"]) == 0
     assert any(c.name == "wall:env" for c in EnergyReport.load(out).channels)
+
+
+def test_run_with_an_unreachable_meter_still_runs_and_says_why(serve, tmp_path, monkeypatch):
+    monkeypatch.delenv("BERTWATT_WALLPLUG", raising=False)
+    s = serve(shelly_gen2(Device()))
+    url = s.url
+    s.stop()
+    out = tmp_path / "r.json"
+    code = main(
+        [
+            "run",
+            "--backend",
+            "estimate",
+            "--wallplug",
+            f"shelly+http{url[4:]}?timeout=1",
+            "-o",
+            str(out),
+            "--",
+            sys.executable,
+            "-c",
+            "raise SystemExit(3)",
+        ]
+    )
+    assert code == 3  # the command's own exit code
+    rep = EnergyReport.load(out)
+    assert rep.wall is None and rep.energy_j is not None
+    (u,) = [u for u in rep.unavailable if u.what == "wall:shelly"]
+    assert "cannot reach the meter" in u.reason and u.fix
