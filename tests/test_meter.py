@@ -527,9 +527,10 @@ def test_total_does_not_double_count_sub_zones(run):
     assert "gpu:0" in report.total_basis and "cpu:package-0" in report.total_basis
 
 
-def test_whole_system_channel_is_the_total(clock):
+def test_whole_system_channel_is_compared_never_added(clock):
+    """Issue #10: a wall meter overlaps the components; the total stays the component sum."""
     chans = [
-        power("wall", 400.0, scope="system", domain="system"),
+        power("wall:plug", 400.0, scope="system", domain="wall"),
         counter("cpu:package-0", 50.0, scope="cpu-package"),
         power("gpu:0", 100.0, scope="gpu-board"),
     ]
@@ -537,9 +538,24 @@ def test_whole_system_channel_is_the_total(clock):
     with meter, meter.phase("x"):
         clock.advance(10.0)
     rep = meter.report
+    assert rep.energy_j == pytest.approx(1500.0, rel=1e-12)
+    assert rep.phases["x"].energy_j == pytest.approx(1500.0, rel=1e-12)
+    assert "wall:plug" in rep.total_basis and "never added" in rep.total_basis
+    assert rep.timeline[-1][1] == pytest.approx(1500.0)
+    assert rep.wall is not None
+    assert rep.wall.run.wall_j == pytest.approx(4000.0, rel=1e-12)
+    assert rep.wall.run.component_j == pytest.approx(1500.0, rel=1e-12)
+    assert rep.wall.run.unseen_j == pytest.approx(2500.0, rel=1e-12)
+    assert rep.wall.phases["x"].ratio == pytest.approx(4000.0 / 1500.0)
+
+
+def test_whole_system_channel_alone_is_the_total(clock):
+    meter, _ = fake_meter(clock, power("wall:plug", 400.0, scope="system", domain="wall"))
+    with meter:
+        clock.advance(10.0)
+    rep = meter.report
     assert rep.energy_j == pytest.approx(4000.0, rel=1e-12)
-    assert rep.phases["x"].energy_j == pytest.approx(4000.0, rel=1e-12)
-    assert "whole-system" in rep.total_basis
+    assert rep.total_basis.startswith("wall meter only")
     assert rep.timeline[-1][1] == pytest.approx(4000.0)
 
 

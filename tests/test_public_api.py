@@ -43,9 +43,11 @@ PUBLIC = {
         "RAPLBackend",
         "ReadResult",
         "Unavailable",
+        "WallPlugBackend",
         "create",
         "default_backends",
     ],
+    "bertwatt.backends.wallplug": ["WallPlugBackend"],
     "bertwatt.carbon": [
         "CarbonIntensity",
         "ElectricityMaps",

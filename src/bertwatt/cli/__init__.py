@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sensors", help="what this machine can measure, and how to fix the rest")
     s.add_argument("--backend", action="append", help="probe only this backend (repeatable)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument(
+        "--wallplug",
+        metavar="SOURCE",
+        help="check this wall meter (e.g. shelly+http://192.168.1.50): one reading, update rate",
+    )
 
     r = sub.add_parser("run", help="run a command and measure it")
     r.add_argument("--output", "-o", type=_path, help="write the JSON report here")
@@ -107,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", action="append", help="use only this backend (repeatable)")
     r.add_argument("--zone", help="carbon-intensity zone, e.g. FR, US-CA, aws:eu-west-3")
     r.add_argument("--pue", type=_positive_float, help="power usage effectiveness (default 1.0)")
+    r.add_argument(
+        "--wallplug",
+        metavar="SOURCE",
+        help="also read this wall meter (e.g. shelly+http://192.168.1.50); see docs/wallplug.md",
+    )
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
 
     sh = sub.add_parser("show", help="print the summary of a saved report (any kind)")

@@ -21,6 +21,8 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bertwatt.report.wall import WallReport
+
 __all__ = [
     "SCHEMA_VERSION",
     "BaselineReport",
@@ -277,6 +279,10 @@ class EnergyReport(_Model):
     run: RunInfo | None = None
     segments: list[Segment] = Field(default_factory=list)
     resume: ResumeInfo | None = None
+    wall: WallReport | None = Field(
+        default=None,
+        description="software sensors against the wall meter, for the run and each phase",
+    )
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
