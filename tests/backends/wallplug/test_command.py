@@ -121,3 +121,25 @@ def test_missing_program_is_unavailable_with_fix():
 def test_bad_argv_is_a_config_error(argv):
     with pytest.raises(ConfigError):
         WallPlugBackend.command(argv)
+
+
+def test_a_reader_that_takes_2_seconds_is_integrated_not_a_gap(tmp_path):
+    """Core ask of issue #10: a blocking meter whose every read takes 2.1 s (ipmitool negotiating
+    its cipher suite) is sampled as fast as it answers and integrated, never 0 J."""
+    from bertwatt.meter import EnergyMeter
+
+    reader = _script(tmp_path, "slow", "sleep 2.1\necho 200\n")
+    wall = WallPlugBackend.command([reader], timeout_s=10.0, update_period_s=1.0)
+    meter = EnergyMeter(backends=[wall], interval_s=0.1, slow_read_timeout_s=10.0)
+    with meter:
+        time.sleep(9.0)
+    rep = meter.report
+    ch = rep.channel("wall:command")
+    detail = (ch.samples, ch.coverage, ch.events)
+    assert ch.failed_reads == 0, detail
+    assert ch.samples >= 3, detail
+    assert not any("not integrated" in e for e in ch.events), detail
+    assert ch.mean_power_w == pytest.approx(200.0, rel=1e-9)
+    assert rep.energy_j == pytest.approx(200.0 * ch.coverage * rep.duration_s, rel=1e-6)
+    assert ch.coverage > 0.7, detail  # only the tail after the last answer is unmeasured
+    assert rep.total_basis.startswith("wall meter only")

@@ -223,6 +223,38 @@ def test_meter_run_over_lanplus(bmc):
 
 
 @needs_sim
+def test_slow_reads_without_a_cipher_suite_still_measure(bmc):
+    """Core ask of issue #10: without ``cipher_suite=3`` each ipmitool call negotiates its cipher
+    suite (2.1 s per call against ipmi_sim on an idle machine, several seconds on a loaded one);
+    reads that slow are integrated, never turned into 0 J. (The exact cadence is tested with a
+    slow command meter in test_command.py.)"""
+    port, _value = bmc
+    wall = WallPlugBackend.ipmi(
+        "127.0.0.1",
+        port=port,
+        user=_USER,
+        password=_PASSWORD,
+        mode="sdr",
+        poll_interval_s=0.2,
+        timeout_s=20.0,  # a loaded machine can take longer than the 5 s default per call
+    )
+    wall.probe_budget_s = 40.0  # two such calls, more on a loaded machine
+    meter = EnergyMeter(
+        backends=[wall], interval_s=0.1, slow_read_timeout_s=20.0, probe_timeout_s=45.0
+    )
+    with meter:
+        time.sleep(12.0)
+    rep = meter.report
+    assert not rep.unavailable, rep.unavailable
+    ch = rep.channel("wall:ipmi")
+    detail = (ch.samples, ch.coverage, ch.events, ch.timeline)
+    assert ch.samples >= 3, detail
+    assert rep.energy_j is not None and rep.energy_j > 0, detail
+    assert ch.mean_power_w == pytest.approx(200.0, rel=0.05), detail
+    assert ch.coverage > 0.3, detail
+
+
+@needs_sim
 def test_wrong_password_names_what_to_check(bmc):
     port, _ = bmc
     b = WallPlugBackend.ipmi(
