@@ -559,6 +559,57 @@ def test_whole_system_channel_alone_is_the_total(clock):
     assert rep.timeline[-1][1] == pytest.approx(4000.0)
 
 
+def test_extra_backends_join_explicit_backends(clock):
+    """Issue #10: a wall meter is added next to the other backends, compared, never added."""
+    gpu = FakeBackend(channels=[counter("gpu:0", 100.0, scope="gpu-board")], clock=clock)
+    wall = FakeBackend(
+        name="plug",
+        channels=[power("wall:plug", 250.0, scope="system", domain="wall")],
+        clock=clock,
+    )
+    meter = EnergyMeter(backends=[gpu], extra_backends=[wall], clock=clock)
+    with meter, meter.phase("train"):
+        clock.advance(10.0)
+    rep = meter.report
+    assert [c.name for c in rep.channels] == ["gpu:0", "wall:plug"]
+    assert rep.energy_j == pytest.approx(1000.0)
+    assert rep.wall is not None and rep.wall.run.wall_j == pytest.approx(2500.0)
+    assert rep.wall.phases["train"].ratio == pytest.approx(2.5)
+    summary = rep.summary()
+    assert "software vs wall:" in summary
+    assert summary.count("wall/components  x2.50") == 2  # the run and the phase, one line each
+
+
+def test_extra_backends_join_auto_detection(clock, monkeypatch):
+    """With auto-detection the wall meter joins whatever is found, and does not stand in for
+    the CPU: the labelled CPU estimate is still added when no sensor measures the CPU."""
+    monkeypatch.delenv("BERTWATT_WALLPLUG", raising=False)
+    monkeypatch.setattr("bertwatt.backends.default_backends", lambda: [])
+    wall = FakeBackend(
+        name="plug",
+        channels=[power("wall:plug", 250.0, scope="system", domain="wall")],
+        clock=clock,
+    )
+    meter = EnergyMeter(extra_backends=[wall], clock=clock)
+    with meter:
+        clock.advance(10.0)
+    names = [c.name for c in meter.report.channels]
+    assert "wall:plug" in names
+    assert any(c.provenance.kind == "estimated" for c in meter.report.channels), names
+
+
+@pytest.mark.parametrize("bad", ["shelly+http://x", [object()], 3])
+def test_extra_backends_must_be_backends(bad):
+    with pytest.raises(ConfigError, match=r"extra_backends must be a list|is not a backend"):
+        EnergyMeter(extra_backends=bad)
+
+
+def test_the_same_backend_in_both_lists_is_refused(clock):
+    b = FakeBackend(channels=[counter()], clock=clock)
+    with pytest.raises(ConfigError, match="listed twice"):
+        EnergyMeter(backends=[b], extra_backends=[b], clock=clock)
+
+
 def test_nothing_measurable_gives_none_never_zero(clock):
     for backends in ([], [Absent()]):
         with EnergyMeter(backends=backends, clock=clock) as meter:
