@@ -610,6 +610,28 @@ def test_the_same_backend_in_both_lists_is_refused(clock):
         EnergyMeter(backends=[b], extra_backends=[b], clock=clock)
 
 
+def test_live_figures_never_add_the_wall_either(clock):
+    """energy_between() and snapshot() follow the report's rule: components, else the wall."""
+    meter, _ = fake_meter(
+        clock,
+        power("wall:plug", 400.0, scope="system", domain="wall"),
+        power("gpu:0", 100.0, scope="gpu-board"),
+    )
+    with meter:
+        a = meter.mark()
+        clock.advance(10.0)
+        b = meter.mark()
+        between = meter.energy_between(a, b)
+        assert between.energy_j == pytest.approx(1000.0)
+        assert between.channels["wall:plug"] == pytest.approx(4000.0)
+        assert meter.snapshot().energy_j == pytest.approx(1000.0)
+    alone, _ = fake_meter(clock, power("wall:plug", 400.0, scope="system", domain="wall"))
+    with alone:
+        a = alone.mark()
+        clock.advance(10.0)
+        assert alone.energy_between(a, alone.mark()).energy_j == pytest.approx(4000.0)
+
+
 def test_nothing_measurable_gives_none_never_zero(clock):
     for backends in ([], [Absent()]):
         with EnergyMeter(backends=backends, clock=clock) as meter:
