@@ -22,7 +22,8 @@ def test_testing_guide_first_example_runs_and_its_asserts_hold():
 def test_testing_guide_fake_gpu_and_powercap_examples_run(tmp_path):
     from bertwatt import EnergyMeter
 
-    gpu, powercap = blocks("testing.md")[2], blocks("testing.md")[3]
+    gpu = blocks("testing.md")[2]
+    powercap = next(b for b in blocks("testing.md") if "FakePowercapTree" in b)
     namespace: dict[str, object] = {"EnergyMeter": EnergyMeter, "tmp_path": tmp_path}
     exec(compile(gpu, "docs/testing.md", "exec"), namespace)
     report = namespace["meter"].report  # type: ignore[attr-defined]
@@ -35,3 +36,12 @@ def test_every_doc_linked_from_the_readme_exists():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (ROOT / link).is_file(), link
+
+
+def test_testing_guide_sensor_model_example_runs():
+    code = next(b for b in blocks("testing.md") if "SensorModel(gain=1.03)" in b)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/testing.md", "exec"), namespace)
+    gpu = namespace["gpu"]
+    assert gpu.sensor.power_reading == "average"  # type: ignore[attr-defined]
+    assert gpu.power_at(13.0) == 300.0  # type: ignore[attr-defined]

@@ -32,6 +32,7 @@ PUBLIC = {
         "load_report",
         "measure_finetune",
         "measure_inference",
+        "measure_repeated",
     ],
     "bertwatt.backends": [
         "Availability",
@@ -125,6 +126,7 @@ PUBLIC = {
         "FakeNVML",
         "FakePowercapTree",
         "PowerTrace",
+        "SensorModel",
     ],
 }
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from bertwatt.integrations.inference import measure_inference
     from bertwatt.integrations.transformers import EnergyCallback
     from bertwatt.meter import EnergyMeter, WindowEnergy
+    from bertwatt.repeat import measure_repeated
     from bertwatt.report.finetune import FinetuneReport
     from bertwatt.report.io import load_report
     from bertwatt.report.models import EnergyReport
@@ -57,6 +58,7 @@ __all__ = [
     "load_report",
     "measure_finetune",
     "measure_inference",
+    "measure_repeated",
 ]
 
 _LAZY = {
@@ -76,6 +78,7 @@ _LAZY = {
     "EnergyCallback": "bertwatt.integrations.transformers",
     "measure_finetune": "bertwatt.integrations.finetune",
     "measure_inference": "bertwatt.integrations.inference",
+    "measure_repeated": "bertwatt.repeat",
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +23,10 @@ from bertwatt.testing import FakeBackend, FakeChannel, FakeClock
 
 HANG_S = 60.0
 NAN = math.nan
+#: Scheduling delay a loaded 2-core machine may add to a bound (two CPU-bound processes beside the
+#: suite delayed stop() by up to 0.9 s). Every fault here is a 60 s hang, so a meter that waited
+#: for one misses these bounds by a minute, slack or not.
+SLACK_S = 1.5
 
 
 class Hangs:
@@ -108,16 +112,24 @@ class Scripted:
             self.hangs.wait()
 
 
-def healthy(clock: Any = None, name: str = "good", power_w: float = 100.0) -> FakeBackend:
+def healthy(
+    clock: Any = None, name: str = "good", power_w: float = 100.0, kind: str = "counter"
+) -> FakeBackend:
+    """A healthy backend; a counter by default, whose energy is exact whatever the scheduling."""
     return FakeBackend(
         name=name,
-        channels=[FakeChannel(name, power_w, kind="power")],
+        channels=[FakeChannel(name, power_w, kind=kind)],  # type: ignore[arg-type]
         clock=clock or SystemClock(),
     )
 
 
-def bertwatt_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("bertwatt-sampler")]
+def bertwatt_threads(before: Collection[threading.Thread] = ()) -> list[str]:
+    """Live sampler threads not in ``before`` (an earlier test's may still be ending)."""
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t.name.startswith("bertwatt-sampler") and t not in before
+    ]
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -211,6 +223,7 @@ def test_a_backend_that_turns_broken_mid_run_leaves_a_gap_and_recovers(hangs: Ha
 
 
 def test_a_broken_backend_on_the_real_clock_stops_with_the_meter(hangs: Hangs) -> None:
+    before = threading.enumerate()
     bad = Scripted(hangs, "bad", answer=lambda n: ([None], "x"))
     meter = EnergyMeter(backends=[bad, healthy()], interval_s=0.02)
     with pytest.raises(KeyError, match="user's own error"), meter:
@@ -218,7 +231,7 @@ def test_a_broken_backend_on_the_real_clock_stops_with_the_meter(hangs: Hangs) -
             time.sleep(0.1)
             meter.mark()
         raise KeyError("user's own error")
-    assert bertwatt_threads() == []
+    assert bertwatt_threads(before) == []
     assert meter.report.channel("good").energy_j > 0
     assert meter.report.channel("bad:0").failed_reads > 0
 
@@ -231,12 +244,13 @@ def test_a_backend_raising_system_exit_on_the_sampler_thread_is_a_failed_read(
             raise SystemExit(3)
         return [100.0], None
 
+    before = threading.enumerate()
     bad = Scripted(hangs, "bad", answer=answer)
     with EnergyMeter(backends=[bad, healthy()], interval_s=0.02) as meter:
         time.sleep(0.2)
     assert meter.report.channel("bad:0").failed_reads > 0
     assert any("SystemExit" in e for e in meter.report.channel("bad:0").events)
-    assert bertwatt_threads() == []
+    assert bertwatt_threads(before) == []
 
 
 # --- 2. one slow or hung backend never delays another ------------------------------------------
@@ -244,7 +258,7 @@ def test_a_backend_raising_system_exit_on_the_sampler_thread_is_a_failed_read(
 
 def test_a_slow_backend_delays_neither_another_backend_nor_the_marks(hangs: Hangs) -> None:
     slow = Scripted(hangs, "slow", read_delay_s=0.3)
-    good = healthy()
+    good = healthy(kind="power")
     meter = EnergyMeter(backends=[slow, good], interval_s=0.02, edge_timeout_s=0.1)
     meter.start()
     time.sleep(0.2)
@@ -254,12 +268,13 @@ def test_a_slow_backend_delays_neither_another_backend_nor_the_marks(hangs: Hang
         time.sleep(0.05)
     rep = meter.stop()
     g = rep.channel("good")
-    # shared with a 0.3 s backend, the healthy 100 W channel kept its own pace
-    assert g.energy_j == pytest.approx(100.0 * rep.duration_s, rel=0.05)
-    assert g.coverage > 0.9
+    # beside a 0.3 s backend, the healthy 100 W power channel kept its own pace (sharing a thread
+    # with it, it would be read every 0.3 s: 7 % of the samples)
     assert g.samples >= 0.3 * rep.duration_s / 0.02
-    # one edge waited for the slow read (at most edge_timeout_s), the others not at all
-    assert sorted(mark_s)[-2] < 0.1 and max(mark_s) < 1.0
+    assert g.energy_j == pytest.approx(100.0 * g.coverage * rep.duration_s, rel=0.05)
+    assert g.coverage > 0.5
+    # one edge waited for the slow read (at most edge_timeout_s), the others hardly at all
+    assert sorted(mark_s)[-3] < 0.1 and max(mark_s) < 0.1 + SLACK_S
     assert any("'slow' did not answer a window edge within 0.1 s" in w for w in rep.warnings)
     assert rep.channel("slow:0").samples >= 2
 
@@ -274,9 +289,11 @@ def test_a_hung_backend_is_isolated_and_its_gap_reported(hangs: Hangs) -> None:
     time.sleep(0.4)
     edges = [timed(meter.mark)[1] for _ in range(20)]
     rep, stop_s = timed(meter.stop)
-    assert sum(edges) < 1.0  # 20 edges that each waited 0.1 s would take 2 s
-    assert stop_s < 0.3 + 1.0
+    assert sum(edges) < 1.5  # 20 edges that each waited 0.1 s would take 2 s
+    assert stop_s < 0.3 + 1.0 + SLACK_S
     g = rep.channel("good")
+    # sharing a thread with the hung backend, it would have no sample after the hang
+    assert g.samples >= 0.25 * rep.duration_s / 0.02
     assert g.energy_j == pytest.approx(100.0 * rep.duration_s, rel=0.05)
     s = rep.channel("stuck:0")
     assert s.coverage < 0.6
@@ -287,18 +304,21 @@ def test_a_hung_backend_is_isolated_and_its_gap_reported(hangs: Hangs) -> None:
 def test_a_recovered_backend_is_read_at_edges_again(hangs: Hangs) -> None:
     once = FakeBackend(
         name="gpu", channels=[FakeChannel("g", 100.0, kind="counter")], clock=SystemClock()
-    ).hang(at_s=0.05, for_s=0.4)
-    meter = EnergyMeter(backends=[once], interval_s=0.01, edge_timeout_s=0.05)
-    with meter:
-        time.sleep(0.15)
-        meter.mark()  # the read is hanging: this edge gives up after 0.05 s
-        time.sleep(0.8)  # the hang ends at ~0.45 s; ten prompt reads later it is restored
+    ).hang(at_s=0.0, for_s=HANG_S)
+    meter = EnergyMeter(backends=[once], interval_s=0.01, edge_timeout_s=0.2, probe_timeout_s=0.3)
+    with meter:  # the first read hangs: start() gives up on it after probe_timeout_s
+        meter.mark()  # not read at the edge while it hangs
+        once.release()
+        group = meter._window.groups[0]  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10.0  # ten prompt reads, however busy the machine
+        while not group.at_edges and time.monotonic() < deadline:
+            time.sleep(0.01)
         before = once.reads
         meter.mark()
         after = once.reads
     assert after > before  # the edge read it again
     notes = [w for w in meter.report.warnings if "'gpu'" in w]
-    assert any("did not answer a window edge" in w for w in notes)
+    assert any("did not answer a window edge" in w or "first read()" in w for w in notes)
     assert any("answers promptly again" in w for w in notes)
 
 
@@ -315,7 +335,7 @@ def test_a_hung_probe_does_not_block_start(hangs: Hangs) -> None:
     _, start_s = timed(meter.start)
     time.sleep(0.1)
     rep = meter.stop()
-    assert start_s < 0.3 + 1.0
+    assert start_s < 0.3 + SLACK_S
     (entry,) = [u for u in rep.unavailable if u.what == "stuck"]
     assert "probe() did not return within 0.3 s" in entry.reason
     assert entry.fix and "probe_timeout_s" in entry.fix
@@ -337,9 +357,9 @@ def test_a_first_read_that_hangs_does_not_block_start(hangs: Hangs) -> None:
     time.sleep(0.2)
     marks_s = timed(lambda: [meter.mark() for _ in range(5)])[1]
     rep, stop_s = timed(meter.stop)
-    assert start_s < 0.3 + 1.0
-    assert marks_s < 0.5  # its edges are not waited for
-    assert stop_s < 0.2 + 1.0
+    assert start_s < 0.3 + SLACK_S
+    assert marks_s < 0.5 + SLACK_S  # its edges are not waited for
+    assert stop_s < 0.2 + 1.0 + SLACK_S
     assert any("first read() did not return within" in w for w in rep.warnings)
     assert rep.channel("stuck:0").samples == 0
     assert rep.channel("good").energy_j > 0
@@ -351,7 +371,7 @@ def test_a_close_that_hangs_does_not_block_stop(hangs: Hangs) -> None:
     meter.start()
     time.sleep(0.1)
     rep, stop_s = timed(meter.stop)
-    assert stop_s < 0.2 + 1.0
+    assert stop_s < 0.2 + 1.0 + SLACK_S
     assert stuck.closed == 1
     assert any("'stuck': close() did not return within 0.2 s" in w for w in rep.warnings)
     assert rep.channel("stuck:0").energy_j > 0  # what it measured is kept
@@ -363,13 +383,13 @@ def test_hung_blocking_backends_do_not_add_up_in_stop(hangs: Hangs) -> None:
         for i in range(3)
     ]
     gpu = Scripted(hangs, "gpu", read_hangs_from=3)
-    meter = EnergyMeter(backends=[*plugs, gpu, healthy()], interval_s=0.02, slow_read_timeout_s=0.4)
+    meter = EnergyMeter(backends=[*plugs, gpu, healthy()], interval_s=0.02, slow_read_timeout_s=1.0)
     meter.start()
     time.sleep(0.2)
     rep, stop_s = timed(meter.stop)
-    # one bound for all of them, not 0.4 s per backend, nor twice 0.4 s
-    assert stop_s < 0.4 + 1.0
-    hung = [w for w in rep.warnings if "did not answer within 0.4 s of stop()" in w]
+    # one bound for all of them: 1 s per hung backend would be 4 s, twice the timeout 2 s + more
+    assert stop_s < 1.0 + 1.0 + SLACK_S
+    hung = [w for w in rep.warnings if "did not answer within 1 s of stop()" in w]
     assert len(hung) == 4
     assert rep.channel("good").energy_j == pytest.approx(100.0 * rep.duration_s, rel=0.1)
 
@@ -380,7 +400,7 @@ def test_stop_is_bounded_even_with_a_zero_timeout(hangs: Hangs) -> None:
     meter.start()
     time.sleep(0.1)
     _, stop_s = timed(meter.stop)
-    assert stop_s < 1.0
+    assert stop_s < 1.0 + SLACK_S
 
 
 # --- 4. nested meters sharing one backend object -----------------------------------------------
@@ -427,8 +447,11 @@ def test_overlapping_meters_on_threads_share_a_backend() -> None:
 def test_a_fork_child_stops_its_copy_of_the_sampler_at_once() -> None:
     import os
 
+    import bertwatt.report.models  # noqa: F401 - imported before the fork, not timed in the child
+
     good = healthy()
-    meter = EnergyMeter(backends=[good], interval_s=0.02, slow_read_timeout_s=2.0)
+    # a child that waited for the parent's threads would take edge_timeout_s + 5 s
+    meter = EnergyMeter(backends=[good], interval_s=0.02, slow_read_timeout_s=5.0)
     meter.start()
     time.sleep(0.1)
     pid = os.fork()
@@ -438,7 +461,7 @@ def test_a_fork_child_stops_its_copy_of_the_sampler_at_once() -> None:
             t0 = time.monotonic()
             meter.mark()
             meter.stop(warn=False)
-            code = 0 if time.monotonic() - t0 < 0.2 else 2
+            code = 0 if time.monotonic() - t0 < 2.0 else 2
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
@@ -460,15 +483,16 @@ class InterruptingClock(SystemClock):
 
 
 def test_ctrl_c_during_start_stops_the_threads_and_releases_the_backend() -> None:
+    before = threading.enumerate()
     gpu = FakeBackend(name="gpu", channels=[FakeChannel("g", 100.0, kind="counter")])
     meter = EnergyMeter(backends=[gpu], baseline_s=1.0, clock=InterruptingClock())
     with pytest.raises(KeyboardInterrupt):
         meter.start()
     assert not meter.running
     deadline = time.monotonic() + 5.0
-    while (bertwatt_threads() or not gpu.closed) and time.monotonic() < deadline:
+    while (bertwatt_threads(before) or not gpu.closed) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert bertwatt_threads() == [] and gpu.closed == 1
+    assert bertwatt_threads(before) == [] and gpu.closed == 1
     with EnergyMeter(backends=[gpu], interval_s=0.02):  # not held as "in use" by the failed start
         time.sleep(0.05)
     assert (gpu.probes, gpu.closed) == (2, 2)
@@ -507,12 +531,17 @@ def test_a_hung_sensor_in_auto_detection_keeps_the_cpu_estimate(
 
     stuck = Scripted(hangs, "nvml", probe_hangs=True)
     monkeypatch.setattr(bertwatt.backends, "default_backends", lambda: [stuck])
-    meter = EnergyMeter(probe_timeout_s=0.5, interval_s=0.05)
+    from bertwatt.backends.estimate import EstimateBackend
+
+    # a first probe imports psutil and reads the TDP table (up to 1.5 s beside two CPU-bound
+    # processes): done once here, so the meter's estimate probe is quick
+    EstimateBackend().probe()
+    meter = EnergyMeter(probe_timeout_s=1.0, interval_s=0.05)
     _, start_s = timed(meter.start)
     time.sleep(0.2)
     rep = meter.stop()
-    assert start_s < 0.5 + 1.0
-    assert [u.what for u in rep.unavailable] == ["nvml"]
+    assert start_s < 1.0 + SLACK_S
+    assert [u.what for u in rep.unavailable] == ["nvml"], rep.unavailable
     assert rep.channel("cpu:estimate").samples > 0
 
 
@@ -522,8 +551,16 @@ def test_the_estimate_probed_alongside_is_closed_when_a_sensor_measures_the_cpu(
     import bertwatt.backends
     from bertwatt.backends.estimate import EstimateBackend
 
-    closed: list[int] = []
-    monkeypatch.setattr(EstimateBackend, "close", lambda self: closed.append(1))
+    made: list[object] = []
+    closed: list[object] = []
+    create = bertwatt.backends.create
+
+    def create_and_keep(name: str, **options: Any) -> Any:
+        made.append(create(name, **options))
+        return made[-1]
+
+    monkeypatch.setattr(bertwatt.backends, "create", create_and_keep)
+    monkeypatch.setattr(EstimateBackend, "close", lambda self: closed.append(self))
     cpu = FakeBackend(
         name="rapl",
         channels=[FakeChannel("cpu:package-0", 30.0, kind="counter", scope="cpu-package")],
@@ -532,7 +569,8 @@ def test_the_estimate_probed_alongside_is_closed_when_a_sensor_measures_the_cpu(
     with EnergyMeter(interval_s=0.05) as meter:
         time.sleep(0.1)
     assert [c.name for c in meter.report.channels] == ["cpu:package-0"]
-    deadline = time.monotonic() + 5.0
-    while not closed and time.monotonic() < deadline:
+    (estimate,) = made
+    deadline = time.monotonic() + 10.0
+    while estimate not in closed and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert closed == [1]
+    assert [c for c in closed if c is estimate] == [estimate]

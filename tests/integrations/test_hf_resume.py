@@ -318,6 +318,13 @@ def test_emissions_continue(make_trainer, tmp_path):
         h["step"]: h["energy/gco2e"] for h in trainer.state.log_history if "energy/gco2e" in h
     }
     assert logged[6] == pytest.approx(grams)
+    from bertwatt.report.merge import merge_paths
+
+    merged = merge_paths([tmp_path / "run" / "bertwatt" / "report.json"]).report
+    assert merged.emissions_g == pytest.approx(grams)
+    assert merged.phase_metrics["train"].emissions_g == pytest.approx(
+        r.phase_metrics["train"].emissions_g
+    )
 
 
 def test_evaluations_before_a_save_are_counted_once(make_trainer, tmp_path):
@@ -422,3 +429,24 @@ def test_a_corrupt_interrupted_report_is_named_and_the_run_still_continues(make_
     r = cb.report
     assert r.energy_j == pytest.approx(6 * TRAIN_J) and r.resume.lost_energy_upper_j is None
     assert any("report.json is not JSON" in w for w in r.warnings)
+
+
+def test_merging_a_resumed_report_keeps_its_earlier_segments(make_trainer, tmp_path):
+    from bertwatt.report.merge import merge_paths
+
+    interrupted(make_trainer, stop=5)
+    finished(make_trainer, "run", resume=str(tmp_path / "run" / "checkpoint-3"))
+    path = tmp_path / "run" / "bertwatt" / "report.json"
+    kept = next((path.parent / "segments").glob("*.json"))
+    resumed = bertwatt.load_report(path)
+    for files in ([path], [path, kept], [path.parent]):
+        merged = merge_paths(files).report
+        assert merged.energy_j == pytest.approx(6 * TRAIN_J), files
+        assert merged.steps == 6 and merged.examples == 48
+        assert merged.resume == resumed.resume
+        assert "earlier segments" in merged.total_basis
+        for name in ("train", "epoch-1", "run"):
+            a, b = merged.phase_metrics[name], resumed.phase_metrics[name]
+            assert a.energy_j == pytest.approx(b.energy_j), name
+            assert a.j_per_token_padded == pytest.approx(b.j_per_token_padded), name
+            assert a.duration_s == pytest.approx(b.duration_s), name

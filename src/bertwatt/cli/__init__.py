@@ -1,4 +1,4 @@
-"""The ``bertwatt`` command line: sensors, run, show, zones, merge.
+"""The ``bertwatt`` command line: sensors, run, repeat, show, zones, merge.
 
 Every command is a ``cmd_<name>(args) -> int``; :func:`main` parses, dispatches and turns every
 error into one line on stderr with a non-zero exit (the traceback only with ``--debug``).
@@ -11,6 +11,7 @@ module              what it holds
 ``_out``            escaped printing, one-line errors, the closed-pipe idiom
 ``commands``        ``sensors``, ``show``, ``zones``, ``merge``
 ``run``             ``run``: the child, its signals, its command line with secrets masked
+``repeat``          ``repeat``: the repeat protocol for a short command
 =================== ==========================================================================
 """
 
@@ -26,6 +27,8 @@ from bertwatt._echo import quote
 from bertwatt._version import __version__
 from bertwatt.cli._out import EXIT_ERROR, EXIT_USAGE, err, silence_stdout
 from bertwatt.cli.commands import cmd_merge, cmd_sensors, cmd_show, cmd_zones
+from bertwatt.cli.repeat import add_parser as _add_repeat_parser
+from bertwatt.cli.repeat import cmd_repeat
 from bertwatt.cli.run import cmd_run
 from bertwatt.errors import BertwattError
 
@@ -37,6 +40,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "show": cmd_show,
     "zones": cmd_zones,
     "merge": cmd_merge,
+    "repeat": cmd_repeat,
 }
 
 
@@ -113,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--zone", help="carbon-intensity zone, e.g. FR, US-CA, aws:eu-west-3")
     r.add_argument("--pue", type=_positive_float, help="power usage effectiveness (default 1.0)")
     r.add_argument(
+        "--no-live",
+        action="store_true",
+        help="no live line (power now, energy so far); it is shown only on a terminal anyway",
+    )
+    r.add_argument(
         "--wallplug",
         metavar="SOURCE",
         help="also read this wall meter (e.g. shelly+http://192.168.1.50); see docs/wallplug.md",
@@ -134,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bertwatt.cli.study import add_study_commands  # plot, report, compare, statement, fit
 
     COMMANDS.update(add_study_commands(sub))
+    _add_repeat_parser(sub, _positive_float, _nonneg_float)
     return p
 
 

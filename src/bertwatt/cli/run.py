@@ -240,6 +240,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         run={"command": mask_command(command), "cwd": cwd},  # on every checkpoint too
     )
     meter.start()
+    from bertwatt.live import LiveLine  # power now, energy so far (on a terminal, unless --no-live)
+
+    live = LiveLine(meter, enabled=not getattr(args, "no_live", False)).start()
     received: list[int] = []
     child: list[subprocess.Popen[bytes]] = []
 
@@ -270,6 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 proc.send_signal(signum)
         returncode = _wait(proc)
     finally:
+        live.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     try:

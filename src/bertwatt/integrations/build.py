@@ -53,7 +53,11 @@ def phase_metrics(
         j_per_step=_ratio(energy_j, steps),
         j_per_token_padded=j_tok,
         j_per_token_nonpadding=_ratio(energy_j, counts.tokens_nonpadding),
-        padding_energy_j=(j_tok * counts.tokens_padding) if j_tok is not None else None,
+        padding_energy_j=(
+            j_tok * counts.tokens_padding
+            if j_tok is not None and counts.padding_share is not None
+            else None
+        ),
         emissions_g=emissions_g,
     )
 
@@ -254,9 +258,18 @@ def _resume_fields(session: FinetuneSession, base: EnergyReport) -> dict[str, An
             f"resumed run: {which} had no carbon intensity, so the run's emissions are unknown"
         )
     carried = "not measured" if prev.energy_j is None else f"{prev.energy_j:,.3f} J"
+    iv = base.energy_interval_j
     return {
         "energy_j": energy,
         "energy_kwh": None if energy is None else energy / 3.6e6,
+        # the window's interval, moved by the earlier segments' energy (a point figure)
+        "energy_interval_j": (iv[0] + prev.energy_j, iv[1] + prev.energy_j)
+        if iv is not None and prev.energy_j is not None and energy is not None
+        else None,
+        "interval_basis": f"{base.interval_basis}; shifted by the earlier segments' energy, "
+        "carried as a point figure"
+        if iv is not None and prev.energy_j is not None and energy is not None
+        else base.interval_basis,
         "emissions_g": emissions,
         "total_basis": (
             f"{base.total_basis}; plus {carried} of {len(prev.segments)} earlier segment(s) up "
@@ -265,7 +278,7 @@ def _resume_fields(session: FinetuneSession, base: EnergyReport) -> dict[str, An
         ),
         "resume": {
             "from_step": prev.from_step,
-            "previous_energy_j": prev.energy_j if prev.energy_j is not None else 0.0,
+            "previous_energy_j": prev.energy_j,
             "lost_energy_upper_j": prev.lost_energy_upper_j,
             "basis": prev.basis,
         },
@@ -316,6 +329,7 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
             examples=train_counts.examples + prev.examples,
             tokens_padded=train_counts.tokens_padded + prev.tokens_padded,
             tokens_nonpadding=train_counts.tokens_nonpadding + prev.tokens_nonpadding,
+            tokens_unknown=train_counts.tokens_unknown,
         )
         steps = session.steps_done + prev.steps
     else:
@@ -333,6 +347,29 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
     for w in session.warnings + resumed.pop("_warnings", []):
         if w not in warnings:
             warnings.append(w)
+    in_train = session.eval_in_train()
+    if in_train.batches:
+        extra_eval = {
+            "examples": in_train.examples,
+            "batches": in_train.batches,
+            "tokens_padded": in_train.tokens_padded,
+            "tokens_nonpadding": in_train.tokens_nonpadding,
+        }
+        session.extra["eval_in_train"] = extra_eval
+        warnings.append(
+            f"{in_train.batches:,} forward calls ({in_train.examples:,} examples, "
+            f"{in_train.tokens_padded:,} tokens) ran with the model in eval mode inside training, "
+            "outside a phase: they are not counted as training (extra.eval_in_train) but their "
+            "energy is in the train phase. Fix: wrap the evaluation in "
+            '`with tracker.phase("eval"):`'
+        )
+    if total.tokens_unknown:
+        warnings.append(
+            f"padding unknown for {total.tokens_unknown:,} of {total.tokens_padded:,} tokens "
+            "processed in training: their batches had no attention_mask and no pad token id is "
+            "known, so they count as non-padding (an upper bound) and the padding share is not "
+            "reported. Fix: pass attention_mask to the model, or set model.config.pad_token_id"
+        )
     if padding is not None and padding.large:
         warnings.append(
             f"{padding.share:.0%} of the tokens processed in training were padding"
@@ -357,6 +394,7 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
         steps=steps,
         tokens_padded=total.tokens_padded,
         tokens_nonpadding=total.tokens_nonpadding,
+        tokens_unknown=total.tokens_unknown,
         figures=figures_basis(base),
         phase_metrics={k: v.model_dump() for k, v in metrics.items()},
         outside_phases_j=outside,

@@ -142,10 +142,9 @@ def _measure_trainer(
     from bertwatt.integrations.transformers import EnergyCallback
 
     meter = session.meter
-    callback = EnergyCallback(meter=meter, output=output)
-    callback._external = session
+    callback = EnergyCallback(output=output, session=session)
     callback.attach(trainer)
-    path = callback._path(trainer.args)
+    path = callback.report_path(trainer.args)
     owns = not meter.running
     if owns:
         meter.start()
@@ -174,7 +173,6 @@ def _measure_trainer(
         trainer.remove_callback(callback)
     session.ended_by = "completed"
     report = _finish(session, owns, path)
-    callback._report = report
     if path is not None:
         from bertwatt.report.io import write_text_atomic
 

@@ -97,13 +97,23 @@ def measure_inference(
     if _is_trainer(target):
         model = target.model
         run, warm, queries = _trainer_runner(target, inputs)
+        included = (
+            "Trainer.predict: data loading and collation included, tokenisation done beforehand",
+            False,
+        )
     elif _is_pipeline(target):
         model = target.model
         run, warm, queries = _pipeline_runner(target, inputs, batch_size, warmup_batches)
+        included = ("pipeline: tokenisation, model forward and post-processing included", True)
     elif hasattr(target, "register_forward_pre_hook"):
         model = target
         run, warm, queries = _model_runner(
             target, inputs, batch_size, tokenizer, max_length, padding, warmup_batches
+        )
+        included = (
+            ("texts: tokenisation and model forward included", True)
+            if queries is not None
+            else ("pre-tokenised batches: model forward only, tokenisation not included", False)
         )
     else:
         raise ConfigError(
@@ -136,6 +146,7 @@ def measure_inference(
         handle.remove()
         base = meter.stop(warn=False) if owns and meter.running else meter.partial_report()
     report = _report(base, counts, warm_counts, queries, batch_size, _is_trainer(target))
+    report = _with_setting(report, counter, included)
     output = meter.config.output
     if owns and output is not None:  # the meter wrote its energy report there: keep this one
         try:
@@ -175,6 +186,39 @@ def _report(
         figures=figures_basis(base),
     )
     return InferenceReport.model_validate(data)
+
+
+def _with_setting(
+    report: InferenceReport, counter: TokenCounter, included: tuple[str, bool]
+) -> InferenceReport:
+    """State the setting J per query holds for: batch size, sequence lengths, what was timed."""
+    what, tokenises = included
+    padded = counter.lengths.padded_lengths
+    longest = max(padded) if padded else None
+    per_query = report.tokens_padded / report.queries if report.queries else None
+    sizes = counter.lengths.batch_examples
+    if report.batch_size is not None:
+        batch = f"batch size {report.batch_size}"
+    elif sizes:
+        batch = f"batch size {max(sizes, key=lambda k: sizes[k])} (most frequent)"
+    else:
+        batch = "batch size unknown"
+    lengths = (
+        f"{per_query:.3g} tokens per query on average (padding included)"
+        + (f", longest batch {longest} tokens" if longest is not None else "")
+        if per_query is not None
+        else "sequence lengths unknown"
+    )
+    warm = f"{report.warmup_queries} warm-up queries excluded" if report.warmup_queries else ""
+    setting = "; ".join(x for x in (batch, lengths, what, warm) if x)
+    return report.model_copy(
+        update={
+            "sequence_length_mean": per_query,
+            "sequence_length_max": longest,
+            "tokenization_included": tokenises,
+            "setting": setting,
+        }
+    )
 
 
 def _no_grad() -> contextlib.AbstractContextManager[Any]:

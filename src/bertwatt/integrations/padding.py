@@ -51,9 +51,9 @@ def padding_report(
         grouped_by_length: whether batches were already grouped by length (None: unknown).
         grouping_hint: the exact setting to recommend for grouping by length.
     """
-    if counts.tokens_padded <= 0:
+    share = counts.padding_share
+    if share is None:  # nothing counted, or padding unknown (no attention mask, no pad id)
         return None
-    share = counts.padding_share or 0.0
     padding = counts.tokens_padding
     energy = padding * j_per_token_padded if j_per_token_padded is not None else None
     energy_share = energy / train_energy_j if energy is not None and train_energy_j else None
@@ -63,40 +63,9 @@ def padding_report(
     padded_max = max(padded) if padded else None
     fixed = next(iter(padded)) if len(padded) == 1 else None
     large = share >= LARGE_PADDING_SHARE
-    remedies: list[str] = []
-    if large and p99 is not None:
-        target = _round_up(p99)
-        batches = sum(padded.values())
-        to_max_length = fixed is not None and lengths.overpadded_batches * 2 > batches
-        if to_max_length:
-            remedies.append(
-                f"every batch was padded to {fixed} tokens while 99% of examples have at most "
-                f"{p99} real tokens (median {p50}): pad each batch only to its longest example "
-                "(tokenize with padding=False and pass data_collator="
-                "DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))"
-            )
-            if fixed is not None and fixed > target:
-                remedies.append(
-                    f"if a fixed shape is required (TPU, static-shape compilation), use "
-                    f"max_length={target}: it keeps 99% of examples whole (truncating the "
-                    "longest 1%)"
-                )
-        else:
-            if not grouped_by_length:
-                remedies.append(
-                    "group examples of similar length into the same batch: "
-                    + (grouping_hint or _DEFAULT_GROUPING)
-                )
-            if padded_max is not None and padded_max > _round_up(math.ceil(1.25 * p99)):
-                remedies.append(
-                    f"a few long examples set the length of their batches (longest batch "
-                    f"{padded_max} tokens, 99% of examples <= {p99}): max_length={target} with "
-                    "truncation=True keeps 99% of examples whole"
-                )
-        if not remedies:
-            remedies.append(
-                "batches are already grouped and lengths bounded; smaller batches pad less"
-            )
+    remedies = _remedies(lengths, p50, p99, padded_max, fixed, grouped_by_length, grouping_hint)
+    if not large:
+        remedies = []
     basis = (
         "padding tokens x J per token processed in training (linear attribution: fixed per-step "
         "costs are spread over tokens, attention's quadratic cost in padded length is averaged)"
@@ -117,3 +86,64 @@ def padding_report(
         length_histogram=dict(sorted(lengths.lengths.items())),
         remedies=remedies,
     )
+
+
+def _remedies(
+    lengths: LengthStats,
+    p50: int | None,
+    p99: int | None,
+    padded_max: int | None,
+    fixed: int | None,
+    grouped_by_length: bool | None,
+    grouping_hint: str | None,
+) -> list[str]:
+    """Remedies that follow from the cause of the padding.
+
+    - every batch padded to one length (padding to ``max_length``): pad per batch. Grouping by
+      length does not help while batches are padded to a fixed length, so it is not offered;
+    - batches padded to their longest example (dynamic padding) but not grouped: group by length;
+    - a few long examples setting their batches' length: cap ``max_length``;
+    - dynamic padding, grouped, lengths bounded: what is left is the spread within batches.
+    """
+    if p99 is None:
+        return []
+    target = _round_up(p99)
+    batches = sum(lengths.padded_lengths.values())
+    out: list[str] = []
+    if fixed is not None and (batches >= 2 or lengths.overpadded_batches):
+        at_limit = lengths.lengths.get(fixed, 0)
+        cut = (
+            f"; {at_limit:,} of {lengths.examples:,} examples reach {fixed} tokens, so they "
+            "were probably truncated there"
+            if at_limit
+            else ""
+        )
+        out.append(
+            f"every batch was padded to the same {fixed} tokens (fixed-length padding, "
+            f"padding='max_length') while the median example has {p50} real tokens{cut}: pad "
+            "each batch only to its longest example (pad per batch: tokenize with padding=False "
+            "and pass data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))"
+        )
+        if fixed > target:
+            out.append(
+                f"if a fixed shape is required (TPU, static-shape compilation), use "
+                f"max_length={target}: it keeps 99% of examples whole (truncating the longest 1%)"
+            )
+        return out
+    if grouped_by_length is False or grouped_by_length is None:
+        out.append(
+            "group examples of similar length into the same batch: "
+            + (grouping_hint or _DEFAULT_GROUPING)
+        )
+    if padded_max is not None and padded_max > _round_up(math.ceil(1.25 * p99)):
+        out.append(
+            f"a few long examples set the length of their batches (longest batch "
+            f"{padded_max} tokens, 99% of examples <= {p99}): max_length={target} with "
+            "truncation=True keeps 99% of examples whole"
+        )
+    if not out:
+        out.append(
+            "batches are padded per batch, grouped by length and lengths are bounded: the padding "
+            "left comes from length differences within a batch; smaller batches pad less"
+        )
+    return out

@@ -76,13 +76,7 @@ def predict_run(session: FinetuneSession) -> Prediction | None:
     if not steps_known:
         return None
     j_per_step = sum(e for _, e in records) / steps_known
-    chain = session._chain
-    if chain is not None and session.mode == "train":
-        ref = chain
-        steps_at_ref = session.steps_done - log.pending_steps
-    else:
-        ref = meter.mark()
-        steps_at_ref = session.steps_done
+    ref, steps_at_ref = session.chain_point()
     so_far = meter.energy_between(session.train_start_mark, ref)
     if so_far.energy_j is None:
         return None

@@ -120,6 +120,11 @@ def render_finetune(report: FinetuneReport) -> str:
         f"  training work: {report.steps:,} optimizer steps, {report.examples:,} examples, "
         f"{report.tokens_padded:,} tokens processed, {report.tokens_nonpadding:,} non-padding"
         + (f" (padding {share:.1%})" if share is not None else "")
+        + (
+            f" (padding unknown for {report.tokens_unknown:,} tokens: no attention mask, no pad id)"
+            if report.tokens_unknown
+            else ""
+        )
     )
     if report.phase_metrics:
         emissions = any(m.emissions_g is not None for m in report.phase_metrics.values())
@@ -193,6 +198,8 @@ def render_finetune(report: FinetuneReport) -> str:
                 f"{pv.inference_queries:,.0f} inference queries at "
                 f"{format_small_j(pv.inference_j_per_query)} per query ({pv.inference_source})"
             )
+            if pv.inference_setting:
+                lines.append(f"    at this setting only: {pv.inference_setting}")
         if pv.pretraining_fraction is not None:
             lines.append(
                 f"  perspective: {pv.pretraining_fraction:.3g} of one pre-training run "
@@ -215,4 +222,6 @@ def render_inference(report: InferenceReport) -> str:
         f"{format_small_j(report.j_per_token_padded)}; per non-padding token: "
         f"{format_small_j(report.j_per_token_nonpadding)}"
     )
+    if report.setting:
+        lines.append(f"  setting: {report.setting}")
     return "\n".join(lines)

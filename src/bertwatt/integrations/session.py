@@ -35,6 +35,7 @@ from bertwatt.integrations.steps import StepLog
 from bertwatt.integrations.tokens import TokenCounter, WorkCounts
 
 if TYPE_CHECKING:
+    from bertwatt.integrations.plan import RunPlan
     from bertwatt.integrations.predict import Prediction
     from bertwatt.integrations.report import FinetuneReport
     from bertwatt.integrations.resume import Previous
@@ -46,6 +47,16 @@ __all__ = ["FinetuneSession"]
 logger = logging.getLogger(__name__)
 
 _J_PER_KWH = 3.6e6
+_EVAL_IN_TRAIN_FIX = (
+    "the watched model ran forward calls in eval mode (model.eval()) inside training, outside "
+    'tracker.phase("eval"): their examples and tokens are counted apart from training, but their '
+    'energy stays in the train phase. Fix: wrap the evaluation in `with tracker.phase("eval"):`'
+)
+#: A step record covers at least this many times the cost of one meter mark (marks then take
+#: at most ~0.1 % of training time) ...
+_MARK_SHARE_INV = 1000
+#: ... but never waits longer than this for its closing mark.
+_MAX_RECORD_WAIT_NS = 1_000_000_000
 #: Modes a non-training forward call may leave for an automatically opened ``eval``.
 _EVAL_FROM = (None, "train", "checkpoint")
 
@@ -91,6 +102,9 @@ class FinetuneSession:
         self.step_log = StepLog(max_step_records)
         self.train_tokens = TokenCounter(pad_token_id)
         self.other_tokens = TokenCounter(pad_token_id)
+        #: forward calls in eval mode (``model.eval()``) while training, outside any phase
+        self.eval_in_train_tokens = TokenCounter(pad_token_id)
+        self._eval_in_train = WorkCounts()
         self.auto_eval = auto_eval
         self.predict_after_steps = predict_after_steps
         self.total_steps = total_steps
@@ -122,12 +136,19 @@ class FinetuneSession:
         self.run_id: str | None = None
         self._stated: dict[str, Any] = {}
         self._chain: int | None = None
+        self._chain_ns = 0  # meter clock time of the last mark
+        self._mark_cost_ns = 0.0  # smoothed time one meter mark takes (meter clock)
         self._hooks: list[Any] = []
         from bertwatt.integrations.predict import IntensityNow
 
         self.intensity_now = IntensityNow(meter)
 
     # ------------------------------------------------------------------ state
+    @property
+    def watching(self) -> bool:
+        """True while forward hooks installed by :meth:`watch` are in place."""
+        return bool(self._hooks)
+
     @property
     def running(self) -> bool:
         """True while the meter runs."""
@@ -147,11 +168,27 @@ class FinetuneSession:
             self.phase_steps[name] = self.phase_steps.get(name, 0) + steps
 
     # ------------------------------------------------------------------ modes
-    def begin_train(self) -> None:
-        """Training starts: remember the edge and enter the ``train`` mode."""
-        self.train_start_mark = self.meter.mark()
+    def begin_train(self, plan: RunPlan | None = None) -> None:
+        """Training starts: take the run ``plan`` (what the run will do, as far as known),
+        remember the edge and enter the ``train`` mode."""
+        if plan is not None:
+            self._apply(plan)
+        self.train_start_mark = self._mark()
         self.train_end_mark = None
         self.set_mode("train")
+
+    def _apply(self, plan: RunPlan) -> None:
+        if plan.total_steps is not None:
+            self.total_steps = plan.total_steps
+        self.expected_evals = plan.expected_evals
+        self.expected_saves = plan.expected_saves
+        self.grouped_by_length = plan.grouped_by_length
+        self.grouping_hint = plan.grouping_hint
+        if plan.pad_token_id is not None:
+            for counter in (self.train_tokens, self.other_tokens, self.eval_in_train_tokens):
+                counter.pad_token_id = plan.pad_token_id
+        if plan.trainer:
+            self.extra.setdefault("trainer", {}).update(plan.trainer)
 
     def end_train(self) -> None:
         """Training ends: close every phase and remember the edge."""
@@ -159,7 +196,7 @@ class FinetuneSession:
             self.epoch_end()
         self.set_mode(None)
         if self.running:
-            self.train_end_mark = self.meter.mark()
+            self.train_end_mark = self._mark()
 
     def set_mode(self, mode: str | None) -> None:
         """Leave the current mode and enter ``mode`` (None: no phase open)."""
@@ -176,7 +213,7 @@ class FinetuneSession:
         if mode != "train":
             self.meter.begin(mode)
             return
-        m = self.meter.mark()  # one edge shared by the phases and the first step record
+        m = self._mark()  # one edge shared by the phases and the first step record
         self.meter.begin(mode, at=m)
         if self.epoch is not None:
             self.meter.begin(self.epoch, at=m)
@@ -241,12 +278,39 @@ class FinetuneSession:
     def restart_chain(self) -> None:
         """Start the next step's record here (leaves work just done, e.g. a save, out of steps)."""
         if self.mode == "train" and self.running and self.step_log.pending_steps == 0:
-            self._chain = self.meter.mark()
+            self._chain = self._mark()
 
     # ------------------------------------------------------------------ steps and tokens
+    def _mark(self) -> int:
+        """A meter mark, timed: the step records' length adapts to what a mark costs."""
+        clock = self.meter.clock
+        t0 = clock.monotonic_ns()
+        m = self.meter.mark()
+        t1 = clock.monotonic_ns()
+        self._mark_cost_ns += (t1 - t0 - self._mark_cost_ns) * 0.2
+        self._chain_ns = t1
+        return m
+
+    def _record_due(self) -> bool:
+        """True when the open step record is long enough to close: it covers at least
+        ``_MARK_SHARE_INV`` times what a mark costs (at most 1 s), so marks take at most about
+        0.1 % of training time. With a fake clock marks cost nothing: every step is closed."""
+        cost = self._mark_cost_ns
+        if cost <= 0:
+            return True
+        elapsed = self.meter.clock.monotonic_ns() - self._chain_ns
+        return elapsed >= min(cost * _MARK_SHARE_INV, _MAX_RECORD_WAIT_NS)
+
+    def chain_point(self) -> tuple[int, int]:
+        """``(mark, optimizer steps done at that mark)``: the latest edge that closed a step
+        record while training runs, else a new mark now (for predictions)."""
+        if self._chain is not None and self.mode == "train":
+            return self._chain, self.steps_done - self.step_log.pending_steps
+        return self._mark(), self.steps_done
+
     def _close_block(self) -> int:
         """Mark an edge now; close the pending step records there. Returns the mark."""
-        m = self.meter.mark()
+        m = self._mark()
         if self.step_log.pending_steps and self._chain is not None:
             self.step_log.close(self._chain, m, self.meter)
             self._chain = m
@@ -261,7 +325,9 @@ class FinetuneSession:
         counts = self.train_tokens.take()
         self.steps_done += 1
         self._count(("train", self.epoch), counts, 1)
-        if self.step_log.add_step(step if step is not None else self.steps_done, counts):
+        if self.step_log.add_step(step if step is not None else self.steps_done, counts) and (
+            self._record_due()
+        ):
             self._close_block()
         self._maybe_predict()
 
@@ -278,6 +344,11 @@ class FinetuneSession:
             self.other_tokens.observe(args, kwargs)
             return
         if self.mode in (None, "train"):
+            if not training:  # evaluation inside the loop without tracker.phase("eval")
+                if not self.eval_in_train_tokens.pending and not self._eval_in_train.batches:
+                    logger.warning("bertwatt: %s", _EVAL_IN_TRAIN_FIX)
+                self.eval_in_train_tokens.observe(args, kwargs)
+                return
             self.train_tokens.observe(args, kwargs)
         else:
             self.other_tokens.observe(args, kwargs)
@@ -304,6 +375,7 @@ class FinetuneSession:
             if isinstance(pad, int):
                 self.train_tokens.pad_token_id = pad
                 self.other_tokens.pad_token_id = pad
+                self.eval_in_train_tokens.pad_token_id = pad
         self._hooks.append(model.register_forward_pre_hook(hook, with_kwargs=True))
 
     def unwatch(self) -> None:
@@ -364,6 +436,14 @@ class FinetuneSession:
             self.train_tokens.add_counts(WorkCounts(int(examples or 0), 1, padded, nonpad), [])
         self.step_end()
 
+    def eval_in_train(self) -> WorkCounts:
+        """Work of forward calls made in eval mode during training outside any phase (a plain
+        loop evaluating without ``tracker.phase("eval")``): kept out of the training counts."""
+        self._eval_in_train.add(self.eval_in_train_tokens.take())
+        out = WorkCounts()
+        out.add(self._eval_in_train)
+        return out
+
     # ------------------------------------------------------------------ prediction and live figures
     def _maybe_predict(self) -> None:
         total = self.total_steps
@@ -414,7 +494,7 @@ class FinetuneSession:
         if counts.examples:
             out["energy/j_per_example"] = energy / counts.examples
         if counts.tokens_padded:
-            out["energy/j_per_token"] = energy / counts.tokens_padded
+            out["energy/j_per_token_padded"] = energy / counts.tokens_padded
         if counts.tokens_nonpadding:
             out["energy/j_per_token_nonpadding"] = energy / counts.tokens_nonpadding
         train = WorkCounts()

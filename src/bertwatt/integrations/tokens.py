@@ -8,13 +8,17 @@ What is counted, for every forward call of the watched model:
   included: ``input_ids.numel()`` (``batch x sequence length``; ``batch x choices x length`` for
   multiple choice);
 - **non-padding tokens**: the positions ``attention_mask`` marks as real (non-zero). Without an
-  attention mask, ``input_ids != pad_token_id`` when the pad id is known, else every position.
+  attention mask, ``input_ids != pad_token_id`` when the pad id is known. With neither, padding
+  is unknown: the batch's positions count as non-padding (an upper bound) and as
+  ``tokens_unknown``, and the padding share is None (unknown), never 0 %.
 
 The counts come from the tensors the model actually receives, so they are right whatever the
 collator did (dynamic padding, padding to ``max_length``, packing) and whatever process built the
-batch (DataLoader workers included). Reductions are queued as tensors and turned into integers
-only when a step ends (:meth:`TokenCounter.take`), where the meter synchronises the device
-anyway, so counting adds no extra GPU synchronisation to the training loop.
+batch (DataLoader workers included). Forward calls are queued and turned into integers only
+when a step ends (:meth:`TokenCounter.take`), where the meter synchronises the device
+anyway, so counting adds no extra GPU synchronisation to the training loop. A forward call only
+records shapes and a reference to the mask (or ids); the reductions (``ne``, ``sum``) run at the
+step end too, so the forward hook costs a few µs.
 
 No torch import here: tensors are handled through their methods only.
 """
@@ -40,13 +44,17 @@ class WorkCounts:
         examples: examples (sequences) processed.
         batches: forward calls counted.
         tokens_padded: token positions processed, padding included.
-        tokens_nonpadding: token positions that were real text.
+        tokens_nonpadding: token positions that were real text (an upper bound when
+            ``tokens_unknown`` > 0).
+        tokens_unknown: token positions of batches with neither an attention mask nor a known
+            pad id: whether they were padding is unknown (they count as non-padding).
     """
 
     examples: int = 0
     batches: int = 0
     tokens_padded: int = 0
     tokens_nonpadding: int = 0
+    tokens_unknown: int = 0
 
     def add(self, other: WorkCounts) -> None:
         """Add ``other`` into this one."""
@@ -54,6 +62,7 @@ class WorkCounts:
         self.batches += other.batches
         self.tokens_padded += other.tokens_padded
         self.tokens_nonpadding += other.tokens_nonpadding
+        self.tokens_unknown += other.tokens_unknown
 
     @property
     def tokens_padding(self) -> int:
@@ -62,8 +71,9 @@ class WorkCounts:
 
     @property
     def padding_share(self) -> float | None:
-        """Padding positions / positions processed (None when nothing was processed)."""
-        if self.tokens_padded <= 0:
+        """Padding positions / positions processed (None when nothing was processed, or when
+        some positions' padding is unknown)."""
+        if self.tokens_padded <= 0 or self.tokens_unknown > 0:
             return None
         return self.tokens_padding / self.tokens_padded
 
@@ -141,9 +151,24 @@ def _find_inputs(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any,
 class _Queued:
     examples: int
     tokens_padded: int
-    nonpadding: Any  # int, or a 0-d tensor not yet read
-    lengths: Any  # 1-d tensor of per-example lengths, or None
     padded_length: int | None
+    source: Any  # the attention mask or input ids to reduce at take time; None: no reduction
+    pad: int | None  # None: ``source`` is a mask (non-zero = real); else the pad id in ids
+    unknown: bool = False  # no attention mask and no pad id: padding unknown
+
+    def reduce(self) -> tuple[int, list[int] | None]:
+        """``(non-padding tokens, per-example lengths or None)``: reads device values."""
+        src = self.source
+        if src is None:
+            return self.tokens_padded, None
+        if src.ndim == 2:
+            if self.pad is None:  # one kernel: non-zero mask positions per row
+                lengths = src.count_nonzero(-1).tolist()
+            else:
+                lengths = src.ne(self.pad).sum(-1).tolist()
+            return int(sum(lengths)), [int(v) for v in lengths]
+        real = src.ne(0) if self.pad is None else src.ne(self.pad)
+        return int(real.sum().item()), None
 
 
 def batch_counts(
@@ -157,21 +182,23 @@ def batch_counts(
     q = _queue_item((), inputs, pad_token_id)
     if q is None:
         return WorkCounts(), []
-    lengths = [int(v) for v in q.lengths.tolist()] if q.lengths is not None else []
+    nonpadding, lengths = q.reduce()
     return (
         WorkCounts(
             examples=q.examples,
             batches=1,
             tokens_padded=q.tokens_padded,
-            tokens_nonpadding=int(q.nonpadding),
+            tokens_nonpadding=nonpadding,
+            tokens_unknown=q.tokens_padded if q.unknown else 0,
         ),
-        lengths,
+        lengths or [],
     )
 
 
 def _queue_item(
     args: tuple[Any, ...], kwargs: Mapping[str, Any], pad_token_id: int | None
 ) -> _Queued | None:
+    """Shapes now (no device work); the reduction is left for :meth:`_Queued.reduce`."""
     ids, mask, embeds = _find_inputs(args, kwargs)
     shaped = ids if ids is not None else mask
     if shaped is None:
@@ -179,23 +206,18 @@ def _queue_item(
             return None
         n = int(embeds.shape[0])
         tokens = n * int(embeds.shape[1])
-        return _Queued(n, tokens, tokens, None, int(embeds.shape[1]))
-    if shaped.ndim == 0:
+        return _Queued(n, tokens, int(embeds.shape[1]), None, None, True)
+    shape = shaped.shape
+    if not shape:
         return None
-    examples = int(shaped.shape[0])
+    examples = int(shape[0])
     padded = int(shaped.numel())
-    seq = int(shaped.shape[-1]) if shaped.ndim >= 2 else None
-    real = None
-    if mask is not None and tuple(mask.shape) == tuple(shaped.shape):
-        real = mask.ne(0)
-    elif ids is not None and pad_token_id is not None:
-        real = ids.ne(pad_token_id)
-    if real is None:
-        return _Queued(examples, padded, padded, None, seq)
-    if real.ndim == 2:
-        lengths = real.sum(-1)
-        return _Queued(examples, padded, lengths.sum(), lengths, seq)
-    return _Queued(examples, padded, real.sum(), None, seq)
+    seq = int(shape[-1]) if len(shape) >= 2 else None
+    if mask is not None and (mask is shaped or mask.shape == shape):
+        return _Queued(examples, padded, seq, mask, None)
+    if ids is not None and pad_token_id is not None:
+        return _Queued(examples, padded, seq, ids, pad_token_id)
+    return _Queued(examples, padded, seq, None, None, True)
 
 
 class TokenCounter:
@@ -224,21 +246,27 @@ class TokenCounter:
 
     def _materialise(self) -> None:
         done = self._done
+        stats = self.lengths
+        sizes = stats.batch_examples
+        padded_hist = stats.padded_lengths
+        hist = stats.lengths
         for q in self._queued:
+            nonpadding, values = q.reduce()
             done.examples += q.examples
             done.batches += 1
             done.tokens_padded += q.tokens_padded
-            done.tokens_nonpadding += int(q.nonpadding)
-            sizes = self.lengths.batch_examples
+            done.tokens_nonpadding += nonpadding
+            if q.unknown:
+                done.tokens_unknown += q.tokens_padded
             sizes[q.examples] = sizes.get(q.examples, 0) + 1
-            if q.padded_length is not None:
-                self.lengths.add_padded(q.padded_length)
-            if q.lengths is not None:
-                values = [int(v) for v in q.lengths.tolist()]
-                self.lengths.add_lengths(values)
-                pad_to = q.padded_length
-                if values and pad_to is not None and pad_to > -(-max(values) // 8) * 8:
-                    self.lengths.overpadded_batches += 1
+            pad_to = q.padded_length
+            if pad_to is not None:
+                padded_hist[pad_to] = padded_hist.get(pad_to, 0) + 1
+            if values:
+                for v in values:
+                    hist[v] = hist.get(v, 0) + 1
+                if pad_to is not None and pad_to > -(-max(values) // 8) * 8:
+                    stats.overpadded_batches += 1
         self._queued.clear()
 
     def add_counts(self, counts: WorkCounts, lengths: list[int]) -> None:

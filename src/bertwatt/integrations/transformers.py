@@ -39,23 +39,22 @@ at train begin (:meth:`EnergyCallback.attach` does it explicitly).
 from __future__ import annotations
 
 import functools
+import gc
+import importlib
 import logging
 import math
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 from transformers import TrainerCallback
 
 from bertwatt.errors import ConfigError
-from bertwatt.integrations.finetune import measure_finetune
-from bertwatt.integrations.inference import measure_inference
-from bertwatt.integrations.perspective import _positive
+from bertwatt.integrations.logkeys import log_keys
+from bertwatt.integrations.plan import trainer_plan
 from bertwatt.integrations.report import FinetuneReport, InferenceReport
 from bertwatt.integrations.resume import (
     checkpoint_state,
@@ -66,16 +65,16 @@ from bertwatt.integrations.resume import (
 )
 from bertwatt.integrations.runinfo import dataset_size, trainer_facts
 from bertwatt.integrations.session import FinetuneSession
+from bertwatt.live import LiveLine
 from bertwatt.meter import EnergyMeter
 from bertwatt.report.checks import emit_warnings
+from bertwatt.report.finetune import positive_number as _positive
 
 __all__ = [
     "EnergyCallback",
     "FinetuneReport",
     "FinetuneSession",
     "InferenceReport",
-    "measure_finetune",
-    "measure_inference",
 ]
 
 logger = logging.getLogger(__name__)
@@ -118,49 +117,17 @@ def _add_emissions_so_far(s: FinetuneSession, data: dict[str, Any]) -> None:
     data["emissions_g"] = data["phases"].get("run", {}).get("emissions_g")
 
 
-def _value(x: Any) -> str:
-    return str(getattr(x, "value", x))
+#: Names this module re-exports lazily (importing them here would make an import cycle).
+_REEXPORTS = {
+    "measure_finetune": "bertwatt.integrations.finetune",
+    "measure_inference": "bertwatt.integrations.inference",
+}
 
 
-def _expected_events(args: Any, state: Any) -> tuple[int | None, int | None]:
-    """Evaluations and checkpoints this ``train()`` call will run (None: unknown).
-
-    Counted from the Trainer's strategies over the steps still to run (a resumed run starts at
-    ``state.global_step``), including the evaluation and save the Trainer adds at the last step.
-    """
-    max_steps = int(getattr(state, "max_steps", 0) or 0)
-    start = int(getattr(state, "global_step", 0) or 0)
-    epochs = math.ceil(float(getattr(state, "num_train_epochs", 0) or 0))
-    epochs_done = math.floor(float(getattr(state, "epoch", 0) or 0))
-
-    def count(strategy: str, every: Any) -> int | None:
-        if strategy == "steps":
-            n = int(every or 0)
-            if n <= 0 or max_steps <= 0:
-                return None
-            return max_steps // n - start // n + (1 if max_steps % n else 0)
-        if strategy == "epoch":
-            return max(0, epochs - epochs_done)
-        if strategy == "no":
-            return 0
-        return None
-
-    evals = count(_value(args.eval_strategy), getattr(state, "eval_steps", None))
-    if evals is not None and getattr(args, "eval_on_start", False):
-        evals += 1
-    saves = count(_value(args.save_strategy), getattr(state, "save_steps", None))
-    return evals, saves
-
-
-def _grouping(args: Any) -> tuple[bool, str]:
-    """Whether batches are grouped by length, and the setting that groups them in this version."""
-    strategy = getattr(args, "train_sampling_strategy", None)
-    if strategy is not None:
-        return (
-            strategy == "group_by_length",
-            "TrainingArguments(train_sampling_strategy='group_by_length')",
-        )
-    return bool(getattr(args, "group_by_length", False)), "TrainingArguments(group_by_length=True)"
+def __getattr__(name: str) -> Any:
+    if name in _REEXPORTS:
+        return getattr(importlib.import_module(_REEXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class EnergyCallback(TrainerCallback):
@@ -172,7 +139,10 @@ class EnergyCallback(TrainerCallback):
             train end; the report is built when it is stopped).
         output: report JSON path. None: ``<output_dir>/bertwatt/report.json`` (one file per
             process when ``world_size > 1``); False: write nothing.
-        log_metrics: add ``energy/...`` keys to the Trainer's logs.
+        log_metrics: ``energy/...`` keys added to the Trainer's logs, once per logged step: True
+            (a short default set: kWh so far, mean W, J per token processed, gCO2e, the
+            predicted kWh), ``"all"``, key names (``["j_per_step", "padding_share"]``), or False.
+            See :mod:`bertwatt.integrations.logkeys`.
         max_step_records: per-step records kept before neighbours merge (bounds memory).
         predict_after_steps: predict the run's energy after this many steps (None: 10% of the
             run, at least 10; 0: never).
@@ -180,6 +150,10 @@ class EnergyCallback(TrainerCallback):
             :class:`InferenceReport` or J per query (None: this run's evaluation, if any).
         pretraining_energy_kwh: energy of one pre-training run of the base model, to express the
             run as a fraction of it; ``pretraining_source`` says where the figure is from.
+        live: the live line (power now, energy so far) while training: None/True shows it when
+            stderr is a terminal (in the Trainer's progress bar when there is one), False never.
+        session: record into this :class:`FinetuneSession` (as :func:`measure_finetune` does);
+            whoever made it owns the meter and builds the report, the callback only feeds it.
         **meter_options: any other :class:`~bertwatt.EnergyMeter` option (``interval_s``,
             ``carbon``, ``pue``, ``baseline_s``, ``sync_cuda``, ``clock``, ...).
 
@@ -193,14 +167,22 @@ class EnergyCallback(TrainerCallback):
         *,
         meter: EnergyMeter | None = None,
         output: str | PathLike[str] | bool | None = None,
-        log_metrics: bool = True,
+        log_metrics: bool | str | Iterable[str] = True,
         max_step_records: int = 2048,
         predict_after_steps: int | None = None,
         inference: InferenceReport | float | None = None,
         pretraining_energy_kwh: float | None = None,
         pretraining_source: str | None = None,
+        live: bool | None = None,
+        session: FinetuneSession | None = None,
         **meter_options: Any,
     ) -> None:
+        if session is not None:
+            if not isinstance(session, FinetuneSession):
+                raise ConfigError(f"session must be a FinetuneSession, got {session!r}")
+            if meter is not None and meter is not session.meter:
+                raise ConfigError("session= records on its own meter: leave meter= out")
+            meter = session.meter
         if meter is not None:
             if not isinstance(meter, EnergyMeter):
                 raise ConfigError(f"meter must be an EnergyMeter, got {meter!r}")
@@ -216,7 +198,8 @@ class EnergyCallback(TrainerCallback):
             _positive("pretraining_energy_kwh", pretraining_energy_kwh)
         self.meter = meter if meter is not None else EnergyMeter(backends, **meter_options)
         self.output = output
-        self.log_metrics = bool(log_metrics)
+        self.log_keys = log_keys(log_metrics)
+        self.log_metrics = bool(self.log_keys)
         self._session_options: dict[str, Any] = {
             "max_step_records": max_step_records,
             "predict_after_steps": predict_after_steps,
@@ -228,7 +211,10 @@ class EnergyCallback(TrainerCallback):
             "pretraining_source": pretraining_source,
         }
         self.session: FinetuneSession | None = None
-        self._external: FinetuneSession | None = None
+        self._given = session
+        self.live = live
+        self._live: LiveLine | None = None
+        self._logged_step: int | None = None
         self._report: FinetuneReport | None = None
         self._owns_meter = False
         self._in_train = False
@@ -238,6 +224,8 @@ class EnergyCallback(TrainerCallback):
         self._problems: set[str] = set()
         self._state_step: int | None = None
         self._last_progress_ns = 0
+        self._attached = False
+        self._callbacks: list[Any] | None = None
 
     # ------------------------------------------------------------------ public
     @property
@@ -264,6 +252,8 @@ class EnergyCallback(TrainerCallback):
         if not any(cb is self for cb in callbacks):
             callbacks.append(self)
         self._run_before_reporters(callbacks)
+        self._attached = True
+        self._callbacks = callbacks
         return self
 
     # ------------------------------------------------------------------ internals
@@ -292,17 +282,36 @@ class EnergyCallback(TrainerCallback):
             callbacks.insert(target, self)
 
     def _find_callback_list(self) -> list[Any] | None:
-        """The Trainer's callback list, found on the calling ``CallbackHandler`` frame."""
-        frame: FrameType | None = sys._getframe(1)
-        for _ in range(8):
-            if frame is None:
-                return None
-            owner = frame.f_locals.get("self")
-            callbacks = getattr(owner, "callbacks", None)
-            if isinstance(callbacks, list) and any(cb is self for cb in callbacks):
-                return callbacks
-            frame = frame.f_back
+        """The Trainer's callback list holding this callback (the lists that refer to it)."""
+        for ref in gc.get_referrers(self):
+            if isinstance(ref, list) and any(cb is self for cb in ref):
+                return ref
         return None
+
+    def _start_live(self, callbacks: list[Any] | None) -> None:
+        if self.live is False or self._live is not None:
+            return
+        from transformers.trainer_callback import ProgressCallback
+
+        progress = next((cb for cb in callbacks or [] if isinstance(cb, ProgressCallback)), None)
+
+        def into_bar(text: str) -> None:
+            bar = getattr(progress, "training_bar", None)
+            if bar is not None:
+                bar.set_postfix_str(text.removeprefix("bertwatt  "), refresh=False)
+
+        self._live = LiveLine(
+            self.meter, enabled=self.live, sink=into_bar if progress is not None else None
+        ).start()
+
+    def _stop_live(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()
+
+    def report_path(self, args: Any) -> Path | None:
+        """Where the report goes for these ``TrainingArguments`` (None: nowhere)."""
+        return self._path(args)
 
     def _path(self, args: Any) -> Path | None:
         if self.output is False:
@@ -405,33 +414,26 @@ class EnergyCallback(TrainerCallback):
     @_guarded
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Start the meter (unless running), watch the model, open ``train``."""
-        callbacks = self._find_callback_list()
-        if callbacks is not None:
+        callbacks = self._callbacks if self._attached else self._find_callback_list()
+        if callbacks is not None and not self._attached:
             self._run_before_reporters(callbacks)
         self._report = None
         self._report_path = self._path(args)
-        self._best_save = _value(args.save_strategy) == "best"
-        if self._external is not None:
-            s = self._external
+        self._best_save = str(getattr(args.save_strategy, "value", args.save_strategy)) == "best"
+        self._logged_step = None
+        if self._given is not None:
+            s = self._given
         else:
             s = FinetuneSession(self.meter, auto_eval=True, **self._session_options)
             s.perspective = dict(self._perspective)
         self.session = s
         if not self.meter.running:
             self.meter.start()
-            self._owns_meter = self._external is None
+            self._owns_meter = self._given is None
         self._last_progress_ns = self.meter.clock.monotonic_ns()
-        max_steps = int(getattr(state, "max_steps", 0) or 0)
-        start_step = int(state.global_step or 0)
-        # a resumed run starts at global_step: predict the steps this call will run
-        s.total_steps = max(0, max_steps - start_step) or None
-        s.expected_evals, s.expected_saves = _expected_events(args, state)
-        s.grouped_by_length, s.grouping_hint = _grouping(args)
-        pad = getattr(kwargs.get("processing_class"), "pad_token_id", None)
-        if isinstance(pad, int):
-            s.train_tokens.pad_token_id = s.other_tokens.pad_token_id = pad
+        plan = trainer_plan(args, state, kwargs.get("processing_class"))
         model = kwargs.get("model")
-        if model is not None and not s._hooks:
+        if model is not None and not s.watching:
             s.watch(model)
         try:
             s.run_facts.update(trainer_facts(args, model, kwargs.get("train_dataloader"), state))
@@ -439,19 +441,11 @@ class EnergyCallback(TrainerCallback):
             s.warn(f"reading the run's set-up failed: {type(err).__name__}: {err}")
         s.previous = None
         self._state_step = None
-        if start_step > 0:
-            self._resume(s, args, state, start_step)
-        s.extra.setdefault("trainer", {}).update(
-            {
-                "per_device_train_batch_size": args.per_device_train_batch_size,
-                "gradient_accumulation_steps": args.gradient_accumulation_steps,
-                "max_steps": max_steps,
-                "start_step": int(state.global_step or 0),
-                "world_size": int(getattr(args, "world_size", 1) or 1),
-            }
-        )
+        if plan.start_step > 0:
+            self._resume(s, args, state, plan.start_step)
+        self._start_live(callbacks)
         self._in_train = True
-        s.begin_train()
+        s.begin_train(plan)
         if getattr(args, "eval_on_start", False):
             s.set_mode("eval")
         self._last_write = time.monotonic()
@@ -540,14 +534,19 @@ class EnergyCallback(TrainerCallback):
         s = self.session
         if s is None or not s.running:
             return
-        if self.log_metrics and isinstance(logs, dict):
+        step = int(getattr(state, "global_step", 0) or 0)
+        if self.log_keys and isinstance(logs, dict) and step != self._logged_step:
+            # one point per step: a second log line at the same step (evaluation, the train
+            # summary) gets no energy keys, so TensorBoard & co. plot each step once
+            self._logged_step = step
             history = getattr(state, "log_history", None)
             last = history[-1] if history and isinstance(history[-1], dict) else None
             # Trainer.log appended a copy of these logs (plus "step") just before on_log
             same = last is not None and all(
                 k == "step" or (k in logs and logs[k] is v) for k, v in last.items()
             )
-            figures = s.live_metrics()
+            keys = self.log_keys
+            figures = {k: v for k, v in s.live_metrics().items() if k in keys}
             logs.update(figures)
             if same and last is not None:
                 last.update(figures)
@@ -561,10 +560,11 @@ class EnergyCallback(TrainerCallback):
         """Close the phases; stop the meter (if this callback started it) and write the report."""
         s = self.session
         self._in_train = False
+        self._stop_live()
         if s is None:
             return
         s.end_train()
-        if self._external is not None:
+        if self._given is not None:  # its owner builds the report
             return
         s.ended_by = "completed"
         s.unwatch()

@@ -28,18 +28,31 @@ from bertwatt.report.snapshot import (
     PhaseSnapshot,
     WindowSnapshot,
 )
+from bertwatt.report.uncertainty import (
+    Interval,
+    SensorModel,
+    characterise,
+    counter_update_period,
+    energy_interval,
+    power_averaging_window,
+    sensor_model_for,
+)
 from bertwatt.report.wall import WallChannel, WallReport, compare_wall, wall_energy
 
 __all__ = [
     "baseline_report",
     "build_report",
     "channel_energy",
+    "channel_interval",
+    "channel_model",
     "channel_report",
     "channel_warnings",
     "host_info",
     "phase_report",
+    "total_interval",
     "total_of",
     "total_timeline",
+    "total_warnings",
     "wall_report",
     "window_warnings",
 ]
@@ -48,6 +61,10 @@ _CHANNEL_POINTS = 500
 _TOTAL_POINTS = 1000
 _LOW_COVERAGE = 0.95
 _NS = 1e9
+#: A window shorter than this many sensor update periods gets a warning.
+_MIN_UPDATE_PERIODS = 10
+#: A total whose interval is wider than this share of it (either side) gets a warning.
+_WIDE_INTERVAL = 0.10
 
 
 def _finite(x: float | None) -> float | None:
@@ -138,7 +155,109 @@ def _stuck_s(c: ChannelSnapshot) -> float:
     return sum(b - a for a, b in c.stuck_ns) / _NS
 
 
-def _provenance(c: ChannelSnapshot, interval_s: float) -> ProvenanceInfo:
+def _gpu_name(c: ChannelSnapshot) -> str:
+    """The GPU's name: ``info["gpu_name"]``, or an NVML channel's ``info["name"]``."""
+    return str(c.info.get("gpu_name") or (c.info.get("name", "") if c.backend == "nvml" else ""))
+
+
+def channel_model(c: ChannelSnapshot, snap: WindowSnapshot) -> SensorModel | None:
+    """The sensor model of a channel: by backend, kind and device (GPU name or CPU model)."""
+    device = _gpu_name(c)
+    if not device and c.backend == "rapl":
+        device = str(snap.host.get("cpu_model") or "")
+    return sensor_model_for(c.backend, c.kind, str(device))
+
+
+def _update_period(c: ChannelSnapshot, model: SensorModel | None) -> float | None:
+    return c.provenance.update_period_s or (model.update_period_s if model else None)
+
+
+def _window_powers(c: ChannelSnapshot, t_start: int, t_end: int) -> list[float]:
+    return [
+        w
+        for t, w in zip(c.t_ns, c.power_w, strict=False)
+        if t_start <= t <= t_end and math.isfinite(w)
+    ]
+
+
+def channel_interval(
+    c: ChannelSnapshot,
+    snap: WindowSnapshot,
+    *,
+    energy_j: float | None = None,
+    duration_ns: int | None = None,
+    covered_ns: int | None = None,
+    edges: int = 2,
+    powers: list[float] | None = None,
+) -> Interval | None:
+    """The interval of a channel's energy over the window (or, with the keywords, a phase)."""
+    energy = channel_energy(c) if energy_j is None else energy_j
+    if energy is None or not math.isfinite(energy):
+        return None
+    model = channel_model(c, snap)
+    dur = _duration_ns(snap) if duration_ns is None else duration_ns
+    cov = c.covered_ns if covered_ns is None else covered_ns
+    if powers is None:
+        powers = _window_powers(c, snap.t_start_ns, snap.t_end_ns)
+    update_s, averaging_s = _detected(c, model)
+    return energy_interval(
+        energy_j=energy,
+        kind=c.kind,
+        estimated=c.provenance.kind == "estimated",
+        model=model,
+        duration_s=dur / _NS,
+        covered_s=min(cov, dur) / _NS,
+        sample_interval_s=snap.interval_s,
+        powers_w=powers,
+        peak_w=_finite(c.peak_w),
+        update_period_s=update_s,
+        averaging_window_s=averaging_s,
+        resolution_j=c.provenance.resolution_j,
+        edges=edges,
+    )
+
+
+def _detected(c: ChannelSnapshot, model: SensorModel | None) -> tuple[float | None, float | None]:
+    """Update period and averaging window for the interval: declared, or detected when the
+    first samples show a slower counter or an averaged reading the model does not know of."""
+    upd, avg = c.provenance.update_period_s, c.provenance.averaging_window_s
+    if c.kind == "counter":
+        seen = counter_update_period(c.t_ns, c.energy_j)
+        known = upd or (model.update_period_s if model else None)
+        if seen is not None and (known is None or seen > known):
+            upd = seen
+    elif avg is None and not (model and model.averaging_window_s):
+        seen = power_averaging_window(c.t_ns, c.power_w)
+        if seen:
+            avg = seen
+    return upd, avg
+
+
+def total_interval(
+    channels: Sequence[ChannelSnapshot],
+    intervals: Mapping[str, Interval],
+    coverage: Mapping[str, float] | None = None,
+    duration_s: float | None = None,
+) -> Interval | None:
+    """The interval of the total: the same channels as :func:`total_of`, lows and highs added
+    (``coverage`` and ``duration_s`` as for :func:`total_of`, so a wall meter alone uses the same
+    reading for its interval as for its figure)."""
+    if not intervals:
+        return None
+    low, _ = total_of(channels, {n: i.low_j for n, i in intervals.items()}, coverage, duration_s)
+    high, basis = total_of(
+        channels, {n: i.high_j for n, i in intervals.items()}, coverage, duration_s
+    )
+    if low is None or high is None:
+        return None
+    return Interval(
+        low, high, f"lows and highs of the channels' intervals added ({basis}); see each channel"
+    )
+
+
+def _provenance(
+    c: ChannelSnapshot, interval_s: float, model: SensorModel | None = None
+) -> ProvenanceInfo:
     p = c.provenance
     notes = list(p.notes)
     if c.stuck_ns:
@@ -156,6 +275,9 @@ def _provenance(c: ChannelSnapshot, interval_s: float) -> ProvenanceInfo:
         resolution_j=p.resolution_j,
         assumptions=dict(p.assumptions),
         notes=notes,
+        sensor_model=model.id if model is not None else None,
+        sensor_model_source=model.source if model is not None else None,
+        characterised=characterise(c.kind, c.t_ns, c.energy_j, c.power_w),
     )
 
 
@@ -186,6 +308,7 @@ def channel_report(c: ChannelSnapshot, snap: WindowSnapshot) -> ChannelReport:
     # with a baseline, the peak of the window only, not of the idle baseline before it
     window_peak = max(powers) if powers else None
     peak = _finite(c.peak_w) if snap.baseline is None else window_peak
+    interval = channel_interval(c, snap, powers=powers)
     return ChannelReport(
         name=c.name,
         backend=c.backend,
@@ -197,6 +320,8 @@ def channel_report(c: ChannelSnapshot, snap: WindowSnapshot) -> ChannelReport:
         parent=c.parent,
         energy_j=energy,
         energy_kwh=kwh(energy),
+        energy_interval_j=(interval.low_j, interval.high_j) if interval else None,
+        interval_basis=interval.basis if interval else None,
         mean_power_w=mean_w,
         peak_power_w=peak,
         samples=c.samples,
@@ -204,7 +329,7 @@ def channel_report(c: ChannelSnapshot, snap: WindowSnapshot) -> ChannelReport:
         failed_reads=c.failed_reads,
         wraps=c.wraps,
         coverage=coverage,
-        provenance=_provenance(c, snap.interval_s),
+        provenance=_provenance(c, snap.interval_s, channel_model(c, snap)),
         info=dict(c.info),
         events=list(c.events),
         timeline=pts,
@@ -238,14 +363,23 @@ def channel_warnings(c: ChannelSnapshot, snap: WindowSnapshot) -> list[str]:
             f"{_stuck_s(c):.1f} s of the window ({len(c.stuck_ns)} span(s)) although {every}; "
             "its figure is kept, labelled, and may be too low"
         )
-    upd = c.provenance.update_period_s
-    if upd and duration_s and duration_s < 10 * upd:
+    upd = _update_period(c, channel_model(c, snap))
+    if upd and duration_s and duration_s < _MIN_UPDATE_PERIODS * upd:
         out.append(
-            f"{c.name}: the window ({duration_s:.3g} s) is shorter than 10 sensor update "
-            f"periods ({upd:g} s); its figure is coarse"
+            f"{c.name}: the window ({duration_s:.3g} s) is shorter than {_MIN_UPDATE_PERIODS} "
+            f"sensor update periods ({upd:g} s); its figure is coarse and cannot be trusted "
+            "alone (repeat the workload to measure it)"
         )
     if c.provenance.kind == "estimated" and c.counted:
         out.append(f"{c.name} is estimated ({c.provenance.source}), not measured")
+        util = c.provenance.assumptions.get("utilisation", "")
+        if util and "this process" not in util and c.domain == "cpu":
+            whose = util.split(",")[0]
+            out.append(
+                f"{c.name} charges the whole machine's CPU load to this window ({whose}): "
+                "on a shared machine other users' work is counted; "
+                "EstimateBackend(utilisation='process') counts this process only"
+            )
     return out
 
 
@@ -274,15 +408,70 @@ def window_warnings(snap: WindowSnapshot) -> list[str]:
     return out
 
 
+def total_warnings(
+    channels: Sequence[ChannelSnapshot],
+    energies: Mapping[str, float],
+    total: float | None,
+    interval: Interval | None,
+) -> list[str]:
+    """Doubts about the total: estimate-only, or an interval too wide to trust the figure."""
+    out: list[str] = []
+    if total is None:
+        return out
+    used = [c for c in channels if c.counted and c.name in energies]
+    if used and all(c.provenance.kind == "estimated" for c in used):
+        out.append(
+            "the total is estimated only (no counted channel is measured): it is a model's "
+            "figure, not a measurement, and its interval is the model's assumed error"
+        )
+    if interval is not None and total > 0:
+        width = max(total - interval.low_j, interval.high_j - total) / total
+        if width > _WIDE_INTERVAL:
+            out.append(
+                f"the total's interval reaches {width:.0%} of the figure "
+                f"({interval.low_j:.4g} to {interval.high_j:.4g} J): see each channel's "
+                "interval_basis for why"
+            )
+    return out
+
+
 def phase_report(
-    p: PhaseSnapshot, channels: Sequence[ChannelSnapshot], snap: WindowSnapshot
+    p: PhaseSnapshot,
+    channels: Sequence[ChannelSnapshot],
+    snap: WindowSnapshot,
+    powers: Mapping[str, list[float]] | None = None,
 ) -> tuple[PhaseReport, str | None]:
-    """One phase's report, and a warning when not every interval could be listed."""
+    """One phase's report, and a warning when not every interval could be listed.
+
+    ``powers``: each channel's power readings inside the window (computed when absent).
+    """
     dur_ns = p.duration_ns
     ptotal, _ = total_of(channels, p.energy_j, _phase_coverage(p), dur_ns / _NS)
     counted = [c.name for c in channels if c.counted and c.name in p.energy_j]
     cov = min((p.covered_ns[n] / dur_ns for n in counted), default=0.0) if dur_ns else 0.0
     t0 = snap.t_start_ns
+    by_name = {c.name: c for c in channels}
+    ivals = {}
+    for name, e in p.energy_j.items():
+        c = by_name.get(name)
+        if c is None:
+            continue
+        iv = channel_interval(
+            c,
+            snap,
+            energy_j=e,
+            duration_ns=dur_ns,
+            covered_ns=p.covered_ns.get(name, 0),
+            edges=2 * max(1, p.count),
+            powers=powers.get(name) if powers is not None else None,
+        )
+        if iv is not None:
+            ivals[name] = iv
+    piv = (
+        total_interval(channels, ivals, _phase_coverage(p), dur_ns / _NS)
+        if ptotal is not None
+        else None
+    )
     report = PhaseReport(
         name=p.name,
         intervals=[((a - t0) / _NS, (b - t0) / _NS) for a, b in p.intervals],
@@ -290,6 +479,8 @@ def phase_report(
         duration_s=dur_ns / _NS,
         energy_j=ptotal,
         energy_kwh=kwh(ptotal),
+        energy_interval_j=(piv.low_j, piv.high_j) if piv else None,
+        interval_basis=piv.basis if piv else None,
         mean_power_w=(ptotal / (dur_ns / _NS)) if ptotal is not None and dur_ns else None,
         coverage=min(1.0, max(0.0, cov)),
         channels=dict(p.energy_j),
@@ -382,7 +573,7 @@ def total_timeline(snap: WindowSnapshot, total: float | None) -> list[tuple[floa
 def host_info(snap: WindowSnapshot) -> HostInfo:
     """The machine, from the snapshot's host facts (GPU names from the channels' info)."""
     h = snap.host
-    gpu_names = sorted({str(c.info["gpu_name"]) for c in snap.channels if "gpu_name" in c.info})
+    gpu_names = sorted({d for c in snap.channels if (d := _gpu_name(c))})
     pid = h.get("pid")
     cpus = h.get("logical_cpus")
     cpu = h.get("cpu_model")
@@ -411,13 +602,32 @@ def build_report(snap: WindowSnapshot) -> EnergyReport:
         if energies
         else (None, "nothing was measured")
     )
+    ivals = {r.name: r for r in channels}
+    tiv = total_interval(
+        snap.channels,
+        {
+            n: Interval(r.energy_interval_j[0], r.energy_interval_j[1], r.interval_basis or "")
+            for n, r in ivals.items()
+            if r.energy_interval_j is not None
+        },
+        _run_coverage(snap),
+        duration_s,
+    )
+    if total is None:
+        tiv = None
     warnings = list(snap.warnings)
     for c in snap.channels:
         warnings.extend(channel_warnings(c, snap))
     warnings.extend(window_warnings(snap))
+    warnings.extend(total_warnings(snap.channels, energies, total, tiv))
     phases: dict[str, PhaseReport] = {}
+    powers = (
+        {c.name: _window_powers(c, snap.t_start_ns, snap.t_end_ns) for c in snap.channels}
+        if snap.phases
+        else None
+    )
     for p in snap.phases:
-        phases[p.name], note = phase_report(p, snap.channels, snap)
+        phases[p.name], note = phase_report(p, snap.channels, snap, powers)
         if note:
             warnings.append(note)
     baseline, above = baseline_report(snap, total)
@@ -446,6 +656,8 @@ def build_report(snap: WindowSnapshot) -> EnergyReport:
         hosts=[host],
         energy_j=total,
         energy_kwh=kwh(total),
+        energy_interval_j=(tiv.low_j, tiv.high_j) if tiv else None,
+        interval_basis=tiv.basis if tiv else None,
         mean_power_w=(total / duration_s) if total is not None and duration_s else None,
         total_basis=basis,
         channels=channels,

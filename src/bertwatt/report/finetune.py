@@ -13,10 +13,12 @@ inherits the provenance of the channels, which :attr:`FinetuneReport.figures` st
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from bertwatt.errors import ConfigError
 from bertwatt.report.models import EnergyReport, _Model
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "PhaseMetrics",
     "PredictionReport",
     "StepEnergies",
+    "build_perspective",
     "figures_basis",
 ]
 
@@ -129,6 +132,10 @@ class Perspective(_Model):
     energy_j: float
     inference_j_per_query: float | None = None
     inference_source: str | None = None
+    inference_setting: str | None = Field(
+        default=None,
+        description="batch size, sequence lengths and what the J per query includes",
+    )
     inference_queries: float | None = None
     pretraining_energy_j: float | None = None
     pretraining_source: str | None = None
@@ -174,6 +181,10 @@ class FinetuneReport(EnergyReport):
     steps: int = 0
     tokens_padded: int = 0
     tokens_nonpadding: int = 0
+    tokens_unknown: int = Field(
+        default=0,
+        description="training tokens whose padding is unknown (no attention mask, no pad id)",
+    )
     figures: str = ""
     phase_metrics: dict[str, PhaseMetrics] = Field(default_factory=dict)
     outside_phases_j: float | None = Field(
@@ -191,8 +202,8 @@ class FinetuneReport(EnergyReport):
 
     @property
     def padding_share(self) -> float | None:
-        """Padding tokens / tokens processed in training."""
-        if self.tokens_padded <= 0:
+        """Padding tokens / tokens processed in training (None: none, or padding unknown)."""
+        if self.tokens_padded <= 0 or self.tokens_unknown > 0:
             return None
         return (self.tokens_padded - self.tokens_nonpadding) / self.tokens_padded
 
@@ -211,8 +222,6 @@ class FinetuneReport(EnergyReport):
             pretraining_energy_kwh: energy of one pre-training run of the base model (kWh), with
                 ``pretraining_source`` saying where the figure comes from.
         """
-        from bertwatt.integrations.perspective import build_perspective
-
         return self.model_copy(
             update={
                 "perspective": build_perspective(
@@ -249,6 +258,18 @@ class InferenceReport(EnergyReport):
     j_per_query: float | None = None
     j_per_token_padded: float | None = None
     j_per_token_nonpadding: float | None = None
+    sequence_length_mean: float | None = Field(
+        default=None, description="tokens processed (padding included) per query"
+    )
+    sequence_length_max: int | None = Field(
+        default=None, description="longest padded sequence length of a batch"
+    )
+    tokenization_included: bool | None = Field(
+        default=None, description="whether tokenisation ran inside the measured inference phase"
+    )
+    setting: str = Field(
+        default="", description="batch size, sequence lengths and what was measured, in words"
+    )
     figures: str = ""
 
     @model_validator(mode="before")
@@ -264,3 +285,78 @@ class InferenceReport(EnergyReport):
         return (
             super().summary() + "\n" + escape_controls(render_inference(self), keep_newlines=True)
         )
+
+
+def positive_number(name: str, value: object) -> float:
+    """``value`` as a float, or :class:`~bertwatt.errors.ConfigError` unless finite and > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+    return float(value)
+
+
+def build_perspective(
+    report: FinetuneReport,
+    inference: InferenceReport | float | None = None,
+    *,
+    pretraining_energy_kwh: float | None = None,
+    pretraining_source: str | None = None,
+) -> Perspective | None:
+    """The perspective of ``report``'s total energy, or None when it has no energy figure.
+
+    The J per query it divides by comes with its setting (``inference_setting``): batch size,
+    tokens per query and what was measured. J per query moves several-fold with batch size and
+    with whether tokenisation is counted, so "the fine-tune = N queries" holds at that setting
+    only. The default reference is this run's evaluation: the fine-tuned model on the same
+    machine, model forward passes over collated batches (tokenisation done beforehand).
+    """
+    energy = report.energy_j
+    if energy is None:
+        return None
+    j_query: float | None = None
+    source: str | None = None
+    setting: str | None = None
+    if isinstance(inference, InferenceReport):
+        j_query = inference.j_per_query
+        source = (
+            f"measure_inference: {inference.queries} queries in batches of "
+            f"{inference.batch_size or '?'}; {inference.figures or 'provenance in that report'}"
+        )
+        setting = inference.setting or None
+    elif inference is not None:
+        j_query = positive_number("inference J per query", inference)
+        source = "user-supplied J per query"
+        setting = "stated by the user (batch size, lengths and tokenisation not known)"
+    else:
+        ev = report.phase_metrics.get("eval")
+        if ev is not None and ev.j_per_example:
+            j_query = ev.j_per_example
+            source = (
+                f"this run's evaluation: {ev.examples} examples in {ev.batches} batches, same "
+                "model and machine"
+            )
+            per_batch = ev.examples / ev.batches if ev.batches else None
+            per_query = ev.tokens_padded / ev.examples if ev.examples else None
+            setting = (
+                "batch size "
+                + (f"{per_batch:.3g}" if per_batch is not None else "unknown")
+                + ", "
+                + (f"{per_query:.3g} tokens per query (padding included)" if per_query else "")
+                + "; model forward passes of the evaluation loop, tokenisation not included"
+            )
+    pre_j = None
+    pre_source = None
+    if pretraining_energy_kwh is not None:
+        pre_j = positive_number("pretraining_energy_kwh", pretraining_energy_kwh) * 3.6e6
+        pre_source = pretraining_source or "user-supplied (no source given)"
+    return Perspective(
+        energy_j=energy,
+        inference_j_per_query=j_query,
+        inference_source=source,
+        inference_setting=setting,
+        inference_queries=(energy / j_query) if j_query else None,
+        pretraining_energy_j=pre_j,
+        pretraining_source=pre_source,
+        pretraining_fraction=(energy / pre_j) if pre_j else None,
+    )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +129,51 @@ def _thin_index(n: int, k: int) -> list[int]:
     return [round(j * step) for j in range(k)]
 
 
+def _widths(
+    figures: Iterable[tuple[float | None, tuple[float, float] | None]],
+) -> tuple[float, float] | None:
+    """Summed (below, above) widths of intervals around their figures; None if one lacks one."""
+    down = up = 0.0
+    for energy, iv in figures:
+        if energy is None:
+            continue
+        if iv is None:
+            return None
+        down += max(0.0, energy - iv[0])
+        up += max(0.0, iv[1] - energy)
+    return down, up
+
+
+def _around(energy: float | None, widths: tuple[float, float] | None) -> Any:
+    if energy is None or widths is None:
+        return None
+    return (max(0.0, energy - widths[0]), energy + widths[1])
+
+
+_NO_INTERVAL = "no interval: a merged report was written before intervals existed"
+
+
+def channel_interval(
+    members: list[tuple[Part, Any]], u: Union | None
+) -> tuple[tuple[float, float] | None, str | None]:
+    """A merged channel's interval: the widths of the reports it used, added.
+
+    A report only partly used (time shared with another) still adds its whole width: sound, and
+    conservative.
+    """
+    if u is None or u.energy_j is None:
+        return None, None
+    by_index = {p.index: ch for p, ch in members}
+    used = [by_index[k] for k in u.used_j if k in by_index]
+    widths = _widths((ch.energy_j, ch.energy_interval_j) for ch in used)
+    if widths is None:
+        return None, _NO_INTERVAL
+    return _around(u.energy_j, widths), (
+        f"merged from {len(used)} report(s): their intervals' widths added (a report partly "
+        "used adds its whole width)"
+    )
+
+
 def merge_channel(
     node: str, members: list[tuple[Part, Any]], start: float, duration_s: float
 ) -> tuple[Any, Union | None]:
@@ -150,6 +195,7 @@ def merge_channel(
     peaks = [ch.peak_power_w for _, ch in members if ch.peak_power_w is not None]
     measured_s = u.measured_s if u is not None else 0.0
     curves = {pc.key: pc.curve for pc in pieces}
+    interval, interval_basis = channel_interval(members, u)
     return (
         first.model_copy(
             update={
@@ -157,6 +203,8 @@ def merge_channel(
                 "host": first.host or node,
                 "energy_j": energy,
                 "energy_kwh": None if energy is None else energy / 3.6e6,
+                "energy_interval_j": interval,
+                "interval_basis": interval_basis,
                 "mean_power_w": energy / measured_s if energy is not None and measured_s else None,
                 "peak_power_w": max(peaks) if peaks else None,
                 "samples": sum(ch.samples for ch in used_chs),
@@ -225,6 +273,7 @@ def merge_phase(
     energy = sum(known) if known else None
     reps = [p.report.phases[phase] for p in parts if phase in p.report.phases]
     intervals, count, duration = phase_extent(phase, parts, origin, notes)
+    widths = _widths((ph.energy_j, ph.energy_interval_j) for ph in reps)
     return PhaseReport(
         name=phase,
         intervals=intervals,
@@ -232,6 +281,14 @@ def merge_phase(
         duration_s=duration,
         energy_j=energy,
         energy_kwh=None if energy is None else energy / 3.6e6,
+        energy_interval_j=_around(energy, widths),
+        interval_basis=None
+        if energy is None
+        else (
+            _NO_INTERVAL
+            if widths is None
+            else f"merged from {len(reps)} report(s): the phase's interval widths added"
+        ),
         mean_power_w=energy / duration if energy is not None and duration > 0 else None,
         coverage=min(ph.coverage for ph in reps),
         channels=channels,
@@ -369,6 +426,7 @@ def merge_energy(
                 used[k] = used.get(k, 0.0) + v
     known = [t for t in totals if t is not None]
     energy = sum(known) if known else None
+    widths = _widths((c.energy_j, c.energy_interval_j) for c in added_all)
     names = sorted({n for p in parts for n in p.report.phases})
     phases = {n: merge_phase(n, parts, groups, merged, start, notes) for n in names}
     intervals = {p.report.interval_s for p in parts}
@@ -382,6 +440,14 @@ def merge_energy(
             "interval_s": max(intervals),
             "energy_j": energy,
             "energy_kwh": None if energy is None else energy / 3.6e6,
+            "energy_interval_j": _around(energy, widths),
+            "interval_basis": None
+            if energy is None
+            else (
+                _NO_INTERVAL
+                if widths is None
+                else "lows and highs of the merged channels' intervals added"
+            ),
             "mean_power_w": energy / duration if energy is not None and duration else None,
             "total_basis": "; ".join(bases) or "nothing was measured",
             "channels": list(merged.values()),
@@ -392,6 +458,21 @@ def merge_energy(
             ),
         },
         used,
+    )
+
+
+def carry_interval(fields: dict[str, Any], channels_j: float | None) -> None:
+    """Move the total's interval with energy added after the channels (earlier segments)."""
+    iv, e = fields.get("energy_interval_j"), fields.get("energy_j")
+    if iv is None or e is None or channels_j is None or e == channels_j:
+        if e is None:
+            fields["energy_interval_j"] = None
+        return
+    shift = e - channels_j
+    fields["energy_interval_j"] = (iv[0] + shift, iv[1] + shift)
+    fields["interval_basis"] = (
+        f"{fields.get('interval_basis') or ''}; shifted by the {shift:,.3f} J of earlier "
+        "segments, carried as a point figure (their own interval is not kept)"
     )
 
 
@@ -409,13 +490,21 @@ def merge_reports(
         ReportError: no reports; an impossible figure (NaN, infinite, negative); different or
             future schema versions; copies of one run whose clocks disagree.
     """
-    from bertwatt.report.merge_work import merge_carbon, merge_work, result_class
+    from bertwatt.report.merge_work import (
+        add_earlier_segments,
+        merge_carbon,
+        merge_work,
+        result_class,
+    )
 
     parts = make_parts(reports, names)
     check_parts(parts)
     kept, notes = drop_copies(parts)
     notes += clock_notes(kept)
     fields, used = merge_energy(kept, notes)
+    channels_j = fields["energy_j"]
+    add_earlier_segments(kept, fields, used, notes)
+    carry_interval(fields, channels_j)
     first = kept[0].report
     nodes = sorted({p.node for p in kept})
     fields.update(

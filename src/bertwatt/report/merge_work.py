@@ -9,6 +9,11 @@ merged report has none either (``carbon_note`` names the parts), never a partial
 Work: fine-tuning reports merge into a fine-tuning report (examples, steps and tokens add; per
 example, per step and per token figures are recomputed from the merged energies; phase metrics
 merge by name); inference reports into an inference report (queries and tokens add).
+
+Resumed runs: a resumed fine-tuning report's totals and phase metrics include its earlier
+segments up to their last checkpoint (``resume.previous_energy_j``), whose channels are not in
+the report. Its part adds that energy on top of its channels (said in ``total_basis``), its
+carbon is its cumulative ``emissions_g``, and its phase metrics keep the earlier segments' share.
 """
 
 from __future__ import annotations
@@ -19,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bertwatt.report.merge_parts import Part
 
-__all__ = ["merge_carbon", "merge_phase_metrics", "merge_work", "result_class"]
+__all__ = [
+    "add_earlier_segments",
+    "merge_carbon",
+    "merge_phase_metrics",
+    "merge_work",
+    "result_class",
+]
 
 _J_PER_KWH = 3.6e6
 
@@ -31,6 +42,8 @@ def carbon_part(p: Part, used_j: float) -> dict[str, Any]:
     assert c is not None
     own = p.report.energy_j or 0.0
     share = used_j / own if own > 0 else 0.0
+    # a resumed report's own emissions include its earlier segments; its carbon summary does not
+    grams = p.report.emissions_g if _resumed(p) and p.report.emissions_g is not None else None
     it_kwh = used_j / _J_PER_KWH
     return {
         "name": p.name,
@@ -43,8 +56,65 @@ def carbon_part(p: Part, used_j: float) -> dict[str, Any]:
         "source": c.source,
         "pue": c.pue,
         "it_energy_kwh": it_kwh,
-        "emissions_g": c.emissions_g * share,
+        "emissions_g": (grams if grams is not None else c.emissions_g) * share,
     }
+
+
+# ---------------------------------------------------------------------------- resumed runs
+def _resumed(p: Part) -> bool:
+    r = p.report.resume
+    return r is not None and r.previous_energy_j is not None
+
+
+def add_earlier_segments(
+    parts: Sequence[Part], fields: dict[str, Any], used: dict[int, float], notes: list[str]
+) -> None:
+    """Add resumed parts' earlier segments (``resume.previous_energy_j``) to the merged total,
+    to the energy each part contributed, and keep ``resume`` when one part carries it."""
+    resumed = [p for p in parts if p.report.resume is not None]
+    if not resumed:
+        return
+    for p in resumed:
+        r = p.report.resume
+        assert r is not None
+        if r.previous_energy_j is None:
+            fields["energy_j"] = None
+            notes.append(f"{p.name}: its earlier segments measured no energy: total unknown")
+            continue
+        used[p.index] = used.get(p.index, 0.0) + r.previous_energy_j
+        if fields["energy_j"] is not None:
+            fields["energy_j"] += r.previous_energy_j
+        fields["total_basis"] += (
+            f"; plus {r.previous_energy_j:,.3f} J of {p.name}'s earlier segments up to its "
+            f"checkpoint at step {r.from_step} (resume.previous_energy_j)"
+        )
+    e = fields["energy_j"]
+    fields["energy_kwh"] = None if e is None else e / _J_PER_KWH
+    if len(resumed) == 1:
+        fields["resume"] = resumed[0].report.resume
+    else:
+        notes.append(
+            f"{len(resumed)} parts were resumed runs: their resume details stay in their files"
+        )
+
+
+def _earlier_share(p: Part, name: str) -> tuple[float | None, float, float | None]:
+    """(J, s, gCO2e) of a resumed part's phase metric that its earlier segments contributed."""
+    if not _resumed(p):
+        return 0.0, 0.0, 0.0
+    m = getattr(p.report, "phase_metrics", {}).get(name)
+    if m is None:
+        return 0.0, 0.0, 0.0
+    if name == "run":
+        return 0.0, max(0.0, m.duration_s - p.report.duration_s), 0.0
+    ph = p.report.phases.get(name)
+    window_e = ph.energy_j if ph is not None else 0.0
+    window_s = ph.duration_s if ph is not None else 0.0
+    c = p.report.carbon
+    window_g = c.phases.get(name, 0.0) if c is not None else 0.0
+    energy = None if m.energy_j is None or window_e is None else m.energy_j - window_e
+    grams = None if m.emissions_g is None else m.emissions_g - window_g
+    return energy, max(0.0, m.duration_s - window_s), grams
 
 
 def _same_basis(parts: Sequence[dict[str, Any]]) -> bool:
@@ -164,15 +234,25 @@ def merge_phase_metrics(parts: Sequence[Part], fields: dict[str, Any]) -> dict[s
     out = {}
     for name, ms in by_name.items():
         e, dur = metric_energy(name, fields, ms)
+        # resumed parts: the earlier segments' share of a phase merged from the windows (a phase
+        # only in phase metrics is summed from them above, earlier segments included)
+        in_window = name == "run" or name in fields["phases"]
+        earlier = [_earlier_share(p, name) for p in parts] if in_window else []
+        emissions = fields.get("emissions_g") if name == "run" else None
+        if name != "run" and carbon is not None and fields.get("emissions_g") is not None:
+            emissions = carbon["phases"].get(name) if isinstance(carbon, dict) else None
+        for je, js, jg in earlier:
+            dur += js
+            if name == "run":  # the total and its emissions include them already
+                continue
+            e = None if e is None or je is None else e + je
+            emissions = None if emissions is None or jg is None else emissions + jg
         counts = {
             k: sum(getattr(m, k) for m in ms)
             for k in ("examples", "steps", "batches", "tokens_padded", "tokens_nonpadding")
         }
         tp, tn = counts["tokens_padded"], counts["tokens_nonpadding"]
         per_token = _ratio(e, tp)
-        emissions = fields.get("emissions_g") if name == "run" else None
-        if name != "run" and carbon is not None and fields.get("emissions_g") is not None:
-            emissions = carbon["phases"].get(name) if isinstance(carbon, dict) else None
         out[name] = {
             "name": name,
             "energy_j": e,

@@ -9,6 +9,10 @@ Schema history (``schema_version``):
   unavailable entries), ``run`` (:class:`RunInfo`: what was run), ``segments``
   (:class:`Segment`: the sessions of a resumed run) and ``resume`` (:class:`ResumeInfo`).
   Version 1 files are upgraded on load (:func:`bertwatt.report.v1.upgrade_v1`).
+  Later additions within version 2, all optional so older files load unchanged:
+  ``energy_interval_j`` and ``interval_basis`` beside every ``energy_j`` (report, channels,
+  phases; :mod:`bertwatt.report.uncertainty`), ``provenance.sensor_model`` and
+  ``provenance.sensor_model_source``, ``provenance.characterised``.
 """
 
 from __future__ import annotations
@@ -71,6 +75,17 @@ class ProvenanceInfo(_Model):
     resolution_j: float | None = None
     assumptions: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
+    sensor_model: str | None = Field(
+        default=None, description="id of the sensor model used for the interval"
+    )
+    sensor_model_source: str | None = Field(
+        default=None, description="where the sensor model's figures come from"
+    )
+    characterised: dict[str, str] = Field(
+        default_factory=dict,
+        description="what the channel's first samples showed about its sensor (update period, "
+        "averaged or instant reading)",
+    )
 
 
 class UnavailableInfo(_Model):
@@ -110,6 +125,10 @@ class ChannelReport(_Model):
     parent: str | None = None
     energy_j: float | None = Field(description="None when the channel delivered no sample")
     energy_kwh: float | None
+    energy_interval_j: tuple[float, float] | None = Field(
+        default=None, description="(low, high) J around energy_j; None in files before it"
+    )
+    interval_basis: str | None = Field(default=None, description="how the interval was formed")
     mean_power_w: float | None
     peak_power_w: float | None
     samples: int
@@ -135,6 +154,10 @@ class PhaseReport(_Model):
     duration_s: float
     energy_j: float | None
     energy_kwh: float | None
+    energy_interval_j: tuple[float, float] | None = Field(
+        default=None, description="(low, high) J around energy_j; None in files before it"
+    )
+    interval_basis: str | None = Field(default=None, description="how the interval was formed")
     mean_power_w: float | None
     coverage: float = Field(ge=0.0, le=1.0)
     channels: dict[str, float] = Field(default_factory=dict)
@@ -231,8 +254,10 @@ class ResumeInfo(_Model):
     """How a resumed run continued from its interrupted predecessor."""
 
     from_step: int | None = Field(default=None, description="checkpoint step it resumed from")
-    previous_energy_j: float = Field(
-        ge=0.0, description="energy of earlier sessions up to their last checkpoint, included"
+    previous_energy_j: float | None = Field(
+        ge=0.0,
+        description="energy of earlier sessions up to their last checkpoint, included (None: "
+        "they measured none, and the run's total is unknown)",
     )
     lost_energy_upper_j: float | None = Field(
         default=None,
@@ -262,6 +287,10 @@ class EnergyReport(_Model):
     hosts: list[HostInfo] = Field(default_factory=list)
     energy_j: float | None
     energy_kwh: float | None
+    energy_interval_j: tuple[float, float] | None = Field(
+        default=None, description="(low, high) J around energy_j; None in files before it"
+    )
+    interval_basis: str | None = Field(default=None, description="how the interval was formed")
     mean_power_w: float | None
     total_basis: str
     channels: list[ChannelReport] = Field(default_factory=list)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
     from bertwatt.report.wall import WallFigures
 
-__all__ = ["escape_controls", "format_energy", "render_summary"]
+__all__ = ["escape_controls", "estimate_line", "format_energy", "render_summary"]
 
 # C0 and C1 controls, DEL, and the Unicode bidirectional/format controls that reorder text.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
@@ -66,10 +66,14 @@ def render_summary(report: EnergyReport) -> str:
         f"bertwatt report{status}: {report.duration_s:,.2f} s on {_e(report.host.hostname)}"
         f" ({report.started_at:%Y-%m-%d %H:%M:%S} UTC)"
     )
-    lines.append(
-        f"  energy: {format_energy(report.energy_j)}   mean power: {_w(report.mean_power_w)}"
-    )
+    total = format_energy(report.energy_j) + _iv(report.energy_j, report.energy_interval_j)
+    lines.append(f"  energy: {total}   mean power: {_w(report.mean_power_w)}")
     lines.append(f"  total: {_e(report.total_basis)}")
+    if report.interval_basis:
+        lines.append(f"  interval: {_e(report.interval_basis)}")
+    est = estimate_line(report)
+    if est:
+        lines.append(f"  {est}")
     if report.resume is not None:
         lines.append(f"  {_resume_line(report)}")
     if report.baseline is not None:
@@ -84,7 +88,7 @@ def render_summary(report: EnergyReport) -> str:
         for ch in report.channels:
             tag = "measured" if ch.provenance.kind == "measured" else "ESTIMATED"
             counted = "" if ch.counted else " (not added: inside/overlapping another)"
-            energy = format_energy(ch.energy_j)
+            energy = format_energy(ch.energy_j) + _iv(ch.energy_j, ch.energy_interval_j)
             node = f" [{_e(ch.node_id)}]" if multi_node and ch.node_id else ""
             lines.append(
                 f"    {_e(ch.name):<18} {energy:>22}  mean {_w(ch.mean_power_w):>10}"
@@ -95,7 +99,7 @@ def render_summary(report: EnergyReport) -> str:
         lines.append("  phases:")
         for ph in report.phases.values():
             times = f" x{ph.count}" if ph.count > 1 else ""
-            energy = format_energy(ph.energy_j)
+            energy = format_energy(ph.energy_j) + _iv(ph.energy_j, ph.energy_interval_j)
             lines.append(
                 f"    {_e(ph.name):<18} {energy:>22}  {ph.duration_s:10.2f} s{times}"
                 f"  mean {_w(ph.mean_power_w)}"
@@ -116,6 +120,57 @@ def render_summary(report: EnergyReport) -> str:
         for w in report.warnings:
             lines.append(f"    - {_e(w)}")
     return "\n".join(lines)
+
+
+def _iv(energy_j: float | None, interval: tuple[float, float] | None) -> str:
+    from bertwatt.report.uncertainty import format_interval
+
+    text = format_interval(energy_j, interval)
+    return f" [{text}]" if text else ""
+
+
+def _clip(text: str, at: str = " (", limit: int = 70) -> str:
+    head = text.split(at, 1)[0].strip()
+    return head if len(head) <= limit else head[: limit - 3] + "..."
+
+
+def _estimate_facts(a: dict[str, str]) -> list[str]:
+    facts = []
+    tdp = a.get("tdp_w")
+    src = a.get("tdp_source", "")
+    if tdp:
+        number, _, rest = tdp.partition(" ")
+        if src.startswith("fallback"):
+            why = _clip(src.removeprefix("fallback:"), " (").replace(";", ",")
+            facts.append(f"TDP {number} W {rest} (FALLBACK: {why.strip()})")
+        else:
+            facts.append(f"TDP {number} W {rest} ({_clip(src)})")
+    util = a.get("utilisation", "")
+    model = a.get("power_model", "")
+    if "this process" in util or "this process" in model:
+        child = " (child processes not counted)" if "not child processes" in util else ""
+        facts.append(f"utilisation of this process only{child}")
+    elif util:
+        facts.append(f"utilisation of the whole machine ({_clip(util, ' (psutil')})")
+    if a.get("w_per_gib"):
+        facts.append(f"memory {_clip(a['w_per_gib'])} W/GiB")
+    return facts
+
+
+def estimate_line(report: EnergyReport) -> str:
+    """One line with the key assumptions of every estimated channel ("" when none).
+
+    TDP and where it came from (or the fallback), and whose utilisation was used (this process
+    or the whole machine), so nobody has to dig them out of the JSON.
+    """
+    parts = []
+    for ch in report.channels:
+        if ch.provenance.kind != "estimated":
+            continue
+        facts = _estimate_facts(ch.provenance.assumptions)
+        if facts:
+            parts.append(f"{_e(ch.name)}: " + "; ".join(_e(f) for f in facts))
+    return ("ESTIMATE assumptions: " + " | ".join(parts)) if parts else ""
 
 
 def _resume_line(report: EnergyReport) -> str:

@@ -4,7 +4,9 @@ Everything here works without pytest; ``bertwatt.testing.pytest_plugin`` wraps i
 
 - :class:`FakeClock`: a manual clock; ``advance(s)`` runs the meter's sampler ticks exactly.
 - :class:`FakeBackend` / :class:`FakeChannel`: scripted counters and power readings with faults.
-- :class:`FakeNVML` / :class:`FakeGPU`: a fake ``pynvml`` module for the real NVML backend.
+- :class:`FakeNVML` / :class:`FakeGPU`: a fake ``pynvml`` module for the real NVML backend;
+  :class:`SensorModel`: what a board's power sensor and energy counter report (A100/H100 25 ms
+  in 100 ms, 1 s averaged readings, gain error, 100 ms counter steps).
 - :class:`FakePowercapTree`: real powercap sysfs files under a directory for the RAPL backend.
 - :class:`PowerTrace`: constant, step or function power traces with exact integrals.
 """
@@ -21,6 +23,7 @@ __all__ = [
     "FakeNVML",
     "FakePowercapTree",
     "PowerTrace",
+    "SensorModel",
 ]
 
 _LAZY = {
@@ -31,6 +34,7 @@ _LAZY = {
     "FakeNVML": "bertwatt.testing.nvml",
     "FakePowercapTree": "bertwatt.testing.powercap",
     "PowerTrace": "bertwatt.testing.traces",
+    "SensorModel": "bertwatt.testing.nvml",
 }
 
 

@@ -108,12 +108,8 @@ class ExactTrace:
         Simpson's rule for a callable, continued from the last query when time moved forward.
         """
         elapsed_ns = max(elapsed_ns, 0)
-        if self._constant_w is not None:
-            return self._constant_w * elapsed_ns / _NS_PER_MS
         if self._func is None:
-            i = max(bisect.bisect_right(self._step_ns, elapsed_ns) - 1, 0)
-            extra = self._step_w[i] * (elapsed_ns - self._step_ns[i]) / _NS_PER_MS
-            return self._step_mj[i] + extra
+            return self._static_mj(elapsed_ns)
         with self._lock:
             last_ns, last_mj = self._func_last
             if elapsed_ns < last_ns:
@@ -121,6 +117,61 @@ class ExactTrace:
             mj = last_mj + self._simpson_mj(last_ns, elapsed_ns)
             self._func_last = (elapsed_ns, mj)
         return mj
+
+    def mean_w(self, a_ns: int, b_ns: int) -> float:
+        """Mean power over ``[a_ns, b_ns]`` (W); before 0 the trace holds its value at 0.
+
+        Used by the sensor models, whose windows lie in the past, so it keeps no state: exact for
+        constant and step traces, Simpson's rule on the window itself for a callable.
+        """
+        if b_ns <= a_ns:
+            return self.power_w(b_ns)
+        before = max(0, min(b_ns, 0) - a_ns)
+        head_mj = self.power_w(0) * before / _NS_PER_MS if before else 0.0
+        lo, hi = max(a_ns, 0), max(b_ns, 0)
+        if self._func is not None:
+            body_mj = self._simpson_mj(lo, hi)
+        else:
+            body_mj = float(self._static_mj(hi) - self._static_mj(lo))
+        return (head_mj + body_mj) * _NS_PER_MS / (b_ns - a_ns)
+
+    def append_step(self, t_ns: int, watts: float) -> None:
+        """Change a step trace's power to ``watts`` from ``t_ns`` on (at or after the last step).
+
+        Lets a simulation drive the trace as it runs (a kernel starts, a kernel ends) while the
+        integral stays exact. Readings already taken for times before ``t_ns`` stay valid.
+
+        Raises:
+            ConfigError: for a constant or callable trace, a time before the last step, or
+                invalid watts.
+        """
+        if self._func is not None:
+            raise ConfigError("append_step needs a step trace, not a callable power_w")
+        w = Fraction(check_watts(watts, "watts"))
+        with self._lock:
+            if self._constant_w is not None:  # a constant is one step at 0
+                self._step_ns, self._step_w, self._step_mj = [0], [self._constant_w], [Fraction(0)]
+                self._constant_w = None
+            last_ns = self._step_ns[-1]
+            if t_ns < last_ns:
+                raise ConfigError(
+                    f"append_step at {t_ns / _NS_PER_S} s comes before the last step "
+                    f"at {last_ns / _NS_PER_S} s"
+                )
+            cumulative = self._step_mj[-1] + self._step_w[-1] * (t_ns - last_ns) / _NS_PER_MS
+            if t_ns == last_ns:
+                self._step_w[-1] = w
+            else:
+                # _step_ns last: a reader without the lock bisects it, and then finds the rest.
+                self._step_w.append(w)
+                self._step_mj.append(cumulative)
+                self._step_ns.append(t_ns)
+
+    def _static_mj(self, elapsed_ns: int) -> Fraction:
+        if self._constant_w is not None:
+            return self._constant_w * elapsed_ns / _NS_PER_MS
+        i = max(bisect.bisect_right(self._step_ns, elapsed_ns) - 1, 0)
+        return self._step_mj[i] + self._step_w[i] * (elapsed_ns - self._step_ns[i]) / _NS_PER_MS
 
     def _call(self, t_s: float) -> float:
         assert self._func is not None

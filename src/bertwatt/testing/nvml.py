@@ -26,9 +26,18 @@ SystemClock` by default, :class:`~bertwatt.testing.clock.FakeClock` for exact, r
 The energy counter is the integral of the power trace since then, plus ``energy_at_start_j``: exact
 (rational arithmetic, floored to whole millijoules like the real counter) for constant and
 piecewise-constant traces; for a callable trace, an incremental composite Simpson rule with steps
-of at most 10 ms (exact for polynomials up to degree 3, close for smooth traces). Power readings
-are the trace's value at the current time: the fake models no sensor averaging window. The
-integration lives in ``_nvml_trace.py``, which says why it is not :mod:`bertwatt.testing.traces`'s.
+of at most 10 ms (exact for polynomials up to degree 3, close for smooth traces). The integration
+lives in ``_nvml_trace.py``, which says why it is not :mod:`bertwatt.testing.traces`'s.
+
+By default a fake GPU's sensor is ideal: power readings are the trace's value now and the counter
+is exact. ``FakeGPU(sensor=...)`` switches on what real boards do (:class:`SensorModel`, sources
+in its module ``_nvml_sensor.py``): the A100/H100 instant reading that sees 25 ms of every 100 ms,
+the 1 s averaged default reading of Ampere (non-GA100) and Hopper lagging about 0.5 s, a board
+gain error of a few percent, and an energy counter that moves every 100 ms::
+
+    gpu = FakeGPU(power_w=trace, sensor=SensorModel(power_reading="instant", gain=1.03,
+                                                    energy_update_s=0.1))
+    FakeGPU(power_w=trace, sensor="a100")       # the same without the gain error
 """
 
 from __future__ import annotations
@@ -47,9 +56,18 @@ from fractions import Fraction
 from bertwatt.clock import Clock, SystemClock
 from bertwatt.errors import ConfigError
 from bertwatt.testing._nvml_module import ERROR_CODES, NVMLError, build_module
+from bertwatt.testing._nvml_sensor import SENSOR_PRESETS, SensorModel, sensor_model
 from bertwatt.testing._nvml_trace import ExactTrace, PowerTrace, check_watts
 
-__all__ = ["FAULT_KINDS", "INIT_ERRORS", "FakeGPU", "FakeNVML", "NVMLError"]
+__all__ = [
+    "FAULT_KINDS",
+    "INIT_ERRORS",
+    "SENSOR_PRESETS",
+    "FakeGPU",
+    "FakeNVML",
+    "NVMLError",
+    "SensorModel",
+]
 
 #: Fault kinds accepted by :meth:`FakeGPU.fail`, and the NVML error each raises.
 FAULT_KINDS: dict[str, int] = {
@@ -130,6 +148,10 @@ class FakeGPU:
             UUIDs themselves. Any instance puts the GPU in MIG mode (``nvmlDeviceGetMigMode``
             returns enabled). MIG handles come from ``nvmlDeviceGetHandleByUUID``; energy and
             power calls on them raise ``NVMLError_NotSupported``: they exist per physical GPU.
+        sensor: how the board's sensor reports the trace: a :class:`SensorModel`, a preset name
+            from :data:`SENSOR_PRESETS` (``"a100"``, ``"h100"``, ``"ampere"``,
+            ``"hopper_average"``, ``"exact"``) or ``None`` for an ideal sensor. Power readings
+            and the counter go through it; :meth:`power_at` and :meth:`energy_j` stay the truth.
     """
 
     def __init__(
@@ -142,6 +164,7 @@ class FakeGPU:
         supports_energy_counter: bool = True,
         energy_at_start_j: float = 0.0,
         mig_devices: int | Sequence[str] = 0,
+        sensor: SensorModel | str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"FakeGPU name must be a non-empty string, got {name!r}")
@@ -158,6 +181,7 @@ class FakeGPU:
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._trace = ExactTrace(power_w)
+        self.sensor: SensorModel = sensor_model(sensor)
 
     @staticmethod
     def _mig_uuids(mig_devices: int | Sequence[str]) -> tuple[str, ...]:
@@ -217,12 +241,29 @@ class FakeGPU:
             self._faults.clear()
 
     def power_at(self, t_s: float) -> float:
-        """The trace's power in watts at ``t_s`` seconds since the fake was created."""
-        return self._power_at_ns(round(t_s * _NS_PER_S))
+        """The trace's true power in watts at ``t_s`` seconds since the fake was created."""
+        return self._trace.power_w(round(t_s * _NS_PER_S))
 
     def energy_j(self, t_s: float) -> float:
-        """The energy counter's exact value in joules at ``t_s`` (not floored to mJ)."""
-        return float(self._energy_mj(round(t_s * _NS_PER_S))) / 1000.0
+        """The true energy in joules at ``t_s``: ``energy_at_start_j`` plus the exact integral.
+
+        With an ideal sensor this is the counter's value before flooring to mJ; with a
+        :class:`SensorModel` the counter reports it through the gain and update steps.
+        """
+        return float(self._true_mj(round(t_s * _NS_PER_S))) / 1000.0
+
+    def set_power(self, watts: float, *, at_s: float) -> None:
+        """From ``at_s`` on, the GPU draws ``watts`` (a step trace grows by one step).
+
+        For simulations that drive the GPU as they run: a kernel starts, a kernel ends. The
+        integral stays exact. ``at_s`` must not come before the trace's last step.
+
+        Raises:
+            ConfigError: for a callable trace, an ``at_s`` before the last step or bad watts.
+        """
+        if not (isinstance(at_s, (int, float)) and math.isfinite(at_s) and at_s >= 0):
+            raise ConfigError(f"at_s must be >= 0 seconds, got {at_s!r}")
+        self._trace.append_step(round(at_s * _NS_PER_S), watts)
 
     def _raise_if_failing(self, call: str, elapsed_ns: int) -> None:
         for fault in self._faults:
@@ -230,11 +271,23 @@ class FakeGPU:
                 raise NVMLError(fault.code)
 
     def _power_at_ns(self, elapsed_ns: int) -> float:
-        return self._trace.power_w(elapsed_ns)
+        # What nvmlDeviceGetPowerUsage sees: the trace through the sensor model.
+        return self.sensor.power_w(self._trace, elapsed_ns)
 
-    def _energy_mj(self, elapsed_ns: int) -> Fraction | float:
+    def _true_mj(self, elapsed_ns: int) -> Fraction | float:
         start_mj = Fraction(self.energy_at_start_j) * 1000
         return start_mj + self._trace.energy_mj(elapsed_ns)
+
+    def _energy_mj(self, elapsed_ns: int) -> Fraction | float:
+        # What nvmlDeviceGetTotalEnergyConsumption sees: the last update, through the gain.
+        if self.sensor.exact:
+            return self._true_mj(elapsed_ns)
+        start_mj = Fraction(self.energy_at_start_j) * 1000
+        integral = self._trace.energy_mj(self.sensor.counter_ns(elapsed_ns))
+        gain = (
+            Fraction(repr(self.sensor.gain)) if isinstance(integral, Fraction) else self.sensor.gain
+        )
+        return start_mj + gain * integral
 
     def __repr__(self) -> str:
         return f"FakeGPU(name={self.name!r}, uuid={self.uuid!r})"
@@ -274,6 +327,9 @@ class FakeNVML:
             ``"driver_not_loaded"``, ``"no_permission"`` or ``"lib_rm_version_mismatch"``
             (see :data:`INIT_ERRORS`). May be changed later through the attribute.
         driver_version: what ``nvmlSystemGetDriverVersion`` returns.
+        origin_ns: the clock's ``monotonic_ns()`` that is ``t = 0`` of the traces (default: when
+            the fake is created). Processes that simulate one GPU together pass the same value
+            (``time.monotonic_ns()`` is system-wide on Linux), so each sees the same trace.
 
     Attributes:
         module: the fake ``pynvml`` module.
@@ -289,6 +345,7 @@ class FakeNVML:
         clock: Clock | None = None,
         init_error: str | None = None,
         driver_version: str = "550.54.15",
+        origin_ns: int | None = None,
     ) -> None:
         self.gpus = tuple(gpus)
         if not all(isinstance(g, FakeGPU) for g in self.gpus):
@@ -304,7 +361,11 @@ class FakeNVML:
         self.shutdown_count = 0
         self._refcount = 0
         self._lock = threading.Lock()
-        self._start_ns = self.clock.monotonic_ns()
+        if origin_ns is not None and (
+            isinstance(origin_ns, bool) or not isinstance(origin_ns, int)
+        ):
+            raise ConfigError(f"origin_ns must be an integer of nanoseconds, got {origin_ns!r}")
+        self._start_ns = self.clock.monotonic_ns() if origin_ns is None else origin_ns
         self._handles = [_GpuHandle(g, i) for i, g in enumerate(self.gpus)]
         self.module = self._build_module()
 
