@@ -13,6 +13,7 @@ meter joins it, and only the last meter using it closes it (see ``backends/_guar
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -183,7 +184,16 @@ def _group_for(
             _close_in_background(backend)
         return None
     timelines = [timeline_for(ch, cfg) for ch in kept]
-    return make_group(backend, av.channels, kept, timelines, int(cfg.interval_s * 1e9))
+    return make_group(backend, av.channels, kept, timelines, int(_interval_s(backend, cfg) * 1e9))
+
+
+def _interval_s(backend: Backend, cfg: MeterConfig) -> float:
+    """How often to read ``backend``: the meter's interval, or the backend's own shortest useful
+    poll interval when it declares a longer one (a wall meter refreshing every second)."""
+    poll = getattr(backend, "poll_interval_s", None)
+    if isinstance(poll, int | float) and not isinstance(poll, bool) and math.isfinite(poll):
+        return max(cfg.interval_s, float(poll))
+    return cfg.interval_s
 
 
 def probe_backends(
