@@ -35,12 +35,13 @@ from bertwatt.config import MeterConfig, validate_pue
 from bertwatt.errors import ConfigError, MeasurementWarning
 from bertwatt.host import host_facts, node_identity
 from bertwatt.probing import probe_backends
-from bertwatt.report.checks import emit_warnings
+from bertwatt.report.checks import emit_snapshot_warnings, emit_warnings
 from bertwatt.sampler import Sampler, mark_hung, read_timeout_note
 from bertwatt.window import Phase, Window, WindowEnergy, total_of
 
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
+    from bertwatt.report.snapshot import WindowSnapshot
 
 __all__ = ["EnergyMeter", "WindowEnergy", "emit_warnings"]
 
@@ -200,6 +201,7 @@ class EnergyMeter:
         self._lock = threading.RLock()
         self._window: Window | None = None
         self._report: EnergyReport | None = None
+        self._final: WindowSnapshot | None = None  # the last window, until its report is built
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
         self._prefetched = False
@@ -251,16 +253,20 @@ class EnergyMeter:
                 _running.add(self)
                 self._prefetch_carbon()
                 self._sync_cuda()
+                # The first edge is marked before the sampler starts: each backend's first read
+                # (which start() waits for) is then this edge's read, taken right at the edge.
+                first = window.new_mark(self.clock.monotonic_ns())
                 sampler.start(first_read_timeout_s=deadline - time.monotonic())
+                window.fold()
                 if cfg.baseline_s > 0:
-                    b0 = self._mark_locked(window, read=False)
+                    b0 = first
                     self.clock.wait(threading.Event(), cfg.baseline_s)
                     b1 = self._mark_locked(window)
                     window.baseline_marks = (b0, b1)
                     window.start_mark = b1
                     window.start_wall_ns = self.clock.time_ns()
                 else:
-                    window.start_mark = self._mark_locked(window, read=False)
+                    window.start_mark = first
                 self._dist.begin(cfg.output)
                 if cfg.output is not None or self._dist.path is not None:
                     self._start_checkpointer()
@@ -278,10 +284,18 @@ class EnergyMeter:
         counted figure is estimated and one :class:`~bertwatt.errors.MeasurementWarning` when a
         counted channel covered less than 95 % of the window or nothing was measured; the
         details are in the report either way. Integrations that report on their own pass False.
-        """
-        return self._stop(stacklevel=3, warn=warn)
 
-    def _stop(self, *, stacklevel: int, warn: bool = True) -> EnergyReport:
+        Leaving a ``with`` block stops the meter without building the report: it is built (and
+        the pydantic models loaded) when :attr:`report` is first read, unless ``output=`` (or a
+        distributed run) needs it at once; the warnings come at the block's end either way.
+        """
+        report = self._stop(stacklevel=3, warn=warn, build=True)
+        assert report is not None
+        return report
+
+    def _stop(
+        self, *, stacklevel: int, warn: bool = True, build: bool = False
+    ) -> EnergyReport | None:
         with self._lock:
             w = self._window
             if w is None or w.stopped:
@@ -307,10 +321,16 @@ class EnergyMeter:
             w.fold()
             w.stopped = True
             _running.discard(self)
+            self._report = None
+            self._final = self._snapshot(w, final=True)
         self._stop_checkpointer()
-        report = self._dist.annotate(self._build(final=True))
-        self._report = report
         forked = os.getpid() != w.pid
+        writes = w.config.output is not None or self._dist.active or self._dist.path is not None
+        if not (build or writes):  # built when .report is first read
+            if warn:
+                emit_snapshot_warnings(self._final, stacklevel)
+            return None
+        report = self._final_report()
         if forked and w.config.output is not None:
             report.warnings.append(
                 f"this process (pid {os.getpid()}) is a fork() child of the one that started the "
@@ -335,6 +355,16 @@ class EnergyMeter:
         if warn:
             emit_warnings(report, stacklevel)
         return report
+
+    def _final_report(self) -> EnergyReport:
+        """The last window's report, built from its final snapshot on first use."""
+        with self._lock:
+            if self._report is None:
+                snap = self._final
+                if snap is None:
+                    raise ConfigError("no report yet: the meter has not been stopped")
+                self._report = self._dist.annotate(self._from_snapshot(snap, final=True))
+            return self._report
 
     def _stop_sampler(self, w: Window, deadline: float) -> None:
         """Take the end edge, wait for blocking backends, stop the sampler threads (bounded)."""
@@ -381,10 +411,10 @@ class EnergyMeter:
 
     @property
     def report(self) -> EnergyReport:
-        """The report of the last completed window."""
-        if self._report is None:
+        """The report of the last completed window (built on first read after a ``with``)."""
+        if self._report is None and self._final is None:
             raise ConfigError("no report yet: the meter has not been stopped")
-        return self._report
+        return self._final_report()
 
     # ------------------------------------------------------------------ marks and phases
     def _sync_cuda(self) -> None:
@@ -588,18 +618,23 @@ class EnergyMeter:
                 logger.debug("carbon prefetch failed: %s", err)
 
     def _build(self, *, final: bool) -> EnergyReport:
-        from bertwatt.report.build import build_report
-
         w = self._window
         if w is None:
             raise ConfigError("the meter has not been started")
+        return self._from_snapshot(self._snapshot(w, final=final), final=final)
+
+    def _snapshot(self, w: Window, *, final: bool) -> WindowSnapshot:
         host = dict(host_facts())
         host["pid"] = os.getpid()
         with self._lock:  # phases and marks change under this lock; copy them consistently
             w.fold()
-            snap = w.snapshot(
+            return w.snapshot(
                 final=final, now_ns=self.clock.monotonic_ns(), host=host, run=self.run
             )
+
+    def _from_snapshot(self, snap: WindowSnapshot, *, final: bool) -> EnergyReport:
+        from bertwatt.report.build import build_report
+
         report = build_report(snap)
         if final:
             from bertwatt.carbon.intensity import apply_carbon

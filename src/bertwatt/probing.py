@@ -31,7 +31,23 @@ from bertwatt.config import MeterConfig
 from bertwatt.sampler import BackendGroup, make_group
 from bertwatt.timeline import timeline_for
 
-__all__ = ["backend_name", "probe_backends"]
+__all__ = [
+    "COUNTER_INTERVAL_S",
+    "ESTIMATE_INTERVAL_S",
+    "SHORT_WRAP_S",
+    "backend_name",
+    "probe_backends",
+    "read_interval_s",
+]
+
+#: Counters are read at every window edge; between edges only to catch wraps and to draw the
+#: timeline, about once a second (or at ``interval_s`` when that is longer).
+COUNTER_INTERVAL_S = 1.0
+#: A wrapping counter that can wrap twice within this many seconds at its plausible maximum
+#: power (a small range) is read at ``interval_s`` like a power channel.
+SHORT_WRAP_S = 60.0
+#: An estimate from CPU times (which advance in 10 ms ticks) is no better read faster than this.
+ESTIMATE_INTERVAL_S = 1.0
 
 _FIX_HUNG = (
     "check the sensor's driver or service; raise probe_timeout_s if it is only slow, or leave "
@@ -183,17 +199,49 @@ def _group_for(
         if release(backend):
             _close_in_background(backend)
         return None
-    timelines = [timeline_for(ch, cfg) for ch in kept]
-    return make_group(backend, av.channels, kept, timelines, int(_interval_s(backend, cfg) * 1e9))
+    every_s = max(read_interval_s(kept, cfg.interval_s), _poll_interval_s(backend))
+    timelines = [timeline_for(ch, cfg, read_interval_s=every_s) for ch in kept]
+    if any(tl.wrap_safe_s and tl.wrap_safe_s < SHORT_WRAP_S for tl in timelines):
+        # a counter that can wrap within seconds: only short intervals tell a wrap from a
+        # reset to 0 or a glitch, so it is read at interval_s (or faster: see BackendGroup)
+        every_s = min(every_s, cfg.interval_s)
+    return make_group(
+        backend,
+        av.channels,
+        kept,
+        timelines,
+        int(every_s * 1e9),
+        retry_interval_ns=int(cfg.interval_s * 1e9),
+    )
 
 
-def _interval_s(backend: Backend, cfg: MeterConfig) -> float:
-    """How often to read ``backend``: the meter's interval, or the backend's own shortest useful
-    poll interval when it declares a longer one (a wall meter refreshing every second)."""
+def read_interval_s(channels: Sequence[Channel], interval_s: float) -> float:
+    """How often a backend with ``channels`` is read between window edges.
+
+    A measured power channel is sampled at ``interval_s`` (its energy is the integral of those
+    samples). A counter needs reads only at edges, plus about one a second for wraps (a
+    wrap-prone counter is read faster when its range demands: see ``BackendGroup``) and the
+    timeline. An estimated power channel (CPU times) is read at most once a second. A backend
+    with several kinds of channel is read at the fastest cadence any of them needs.
+    """
+    every = []
+    for ch in channels:
+        if ch.kind == "counter":
+            every.append(max(interval_s, COUNTER_INTERVAL_S))
+        elif ch.provenance.kind == "estimated":
+            every.append(max(interval_s, ESTIMATE_INTERVAL_S))
+        else:
+            every.append(interval_s)
+    return min(every) if every else interval_s
+
+
+def _poll_interval_s(backend: Backend) -> float:
+    """The backend's own shortest useful interval between reads, when it declares one (a wall
+    meter refreshing every second is not read more often: ``poll_interval_s``), else 0."""
     poll = getattr(backend, "poll_interval_s", None)
     if isinstance(poll, int | float) and not isinstance(poll, bool) and math.isfinite(poll):
-        return max(cfg.interval_s, float(poll))
-    return cfg.interval_s
+        return max(0.0, float(poll))
+    return 0.0
 
 
 def probe_backends(

@@ -43,6 +43,8 @@ _MAX_BACKOFF_NS = 5_000_000_000
 #: missed an edge is read at edges again.
 _PROMPT_READS_TO_RESTORE = 10
 _MAX_NOTES = 20
+#: Reads at ``interval_s`` after a reading was rejected, before a slow cadence resumes.
+_QUICK_READS_AFTER_TROUBLE = 5
 
 _running: weakref.WeakSet[Sampler] = weakref.WeakSet()
 
@@ -100,8 +102,10 @@ class BackendGroup:
         "name",
         "next_due_ns",
         "prompt_reads",
+        "quick_reads",
         "read_started_ns",
         "reads",
+        "retry_interval_ns",
         "stalls",
         "thread",
         "timelines",
@@ -116,6 +120,7 @@ class BackendGroup:
         *,
         n_channels: int | None = None,
         index: Sequence[int] | None = None,
+        retry_interval_ns: int | None = None,
     ) -> None:
         self.backend = backend
         name = getattr(backend, "name", None)
@@ -131,6 +136,9 @@ class BackendGroup:
             interval_ns = min(interval_ns, int(min(safe) * 0.5e9))
         self.base_interval_ns = max(1_000_000, interval_ns)
         self.interval_ns = self.base_interval_ns
+        # after a reading a timeline rejected, read again this soon (not a whole slow period)
+        retry = self.base_interval_ns if retry_interval_ns is None else retry_interval_ns
+        self.retry_interval_ns = max(1_000_000, min(retry, self.base_interval_ns))
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.edge_wanted = False
@@ -146,6 +154,7 @@ class BackendGroup:
         self.missed_ticks = 0
         self.stalls = 0
         self.prompt_reads = 0
+        self.quick_reads = 0
         self.thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ the one read-and-record path
@@ -183,6 +192,15 @@ class BackendGroup:
             except Exception as err:  # pragma: no cover - timelines take any float
                 logger.debug("bertwatt: recording %s failed: %s", self.name, err)
             self._on_ok()
+            # a rejected reading (glitch, out of range): re-read soon, and for a few reads after
+            # the channel recovers, so a few bad readings cost a few short intervals and a
+            # re-based counter meets the plausibility check at a short interval again, even
+            # where the normal cadence is slow (counters)
+            if any(tl.in_trouble for tl in self.timelines):
+                self.quick_reads = _QUICK_READS_AFTER_TROUBLE
+            elif self.quick_reads:
+                self.quick_reads -= 1
+            self.interval_ns = self.retry_interval_ns if self.quick_reads else self.base_interval_ns
             self.last_mid_ns = mid
             self.done_ns = t0
 
@@ -509,6 +527,7 @@ def make_group(
     kept: Sequence[Channel],
     timelines: Sequence[ChannelTimeline],
     interval_ns: int,
+    retry_interval_ns: int | None = None,
 ) -> BackendGroup:
     """A BackendGroup recording only the channels the meter kept, in their order.
 
@@ -517,7 +536,14 @@ def make_group(
     """
     all_list = list(all_channels)
     index = None if list(kept) == all_list else [all_list.index(ch) for ch in kept]
-    return BackendGroup(backend, timelines, interval_ns, n_channels=len(all_list), index=index)
+    return BackendGroup(
+        backend,
+        timelines,
+        interval_ns,
+        n_channels=len(all_list),
+        index=index,
+        retry_interval_ns=retry_interval_ns,
+    )
 
 
 def read_timeout_note(g: BackendGroup, timeout_s: float) -> str:

@@ -71,15 +71,19 @@ _STUCK_MIN_NS = 2_000_000_000
 _STUCK_UNKNOWN_PERIOD_S = 0.5
 
 
-def timeline_for(channel: Channel, cfg: MeterConfig) -> ChannelTimeline:
+def timeline_for(
+    channel: Channel, cfg: MeterConfig, *, read_interval_s: float | None = None
+) -> ChannelTimeline:
     """The timeline of ``channel`` under the meter's configuration ``cfg``.
 
-    Base gap limit: five sampling intervals or five sensor update periods, at least 1 s (the
-    timeline widens it to the channel's own read cadence as it learns it). Plausibility bound:
+    Base gap limit: five sampling intervals (``read_interval_s``, the channel's read cadence,
+    default ``cfg.interval_s``) or five sensor update periods, at least 1 s (the timeline widens
+    it to the channel's own read cadence as it learns it). Plausibility bound:
     :meth:`~bertwatt.config.MeterConfig.max_power_for`.
     """
     update = channel.provenance.update_period_s or 0.0
-    gap_s = max(5 * cfg.interval_s, 5 * update, 1.0)
+    every = cfg.interval_s if read_interval_s is None else read_interval_s
+    gap_s = max(5 * every, 5 * update, 1.0)
     return ChannelTimeline(
         channel,
         capacity=cfg.timeline_points,
@@ -338,6 +342,11 @@ class ChannelTimeline:
         dts = sorted(self._attempt_dts[:n])
         return max(self._gap_ns, 3 * dts[n // 2])
 
+    @property
+    def in_trouble(self) -> bool:
+        """True while the latest reading was rejected or failed (the sampler re-reads sooner)."""
+        return self._trouble
+
     def fail(self, t_ns: int, message: str) -> None:
         """Record a read that returned no value (the sensor errored)."""
         self.failed_reads += 1
@@ -420,7 +429,8 @@ class ChannelTimeline:
                 "interval not integrated",
             )
         else:
-            self._cum += 0.5 * (self._prev_w + w) * (dt / _NS)
+            mean_w = w if self.channel.mean_since_last_read else 0.5 * (self._prev_w + w)
+            self._cum += mean_w * (dt / _NS)
             self.covered_ns += dt
         self._prev_w = w
         if not w <= self.peak_w:

@@ -539,8 +539,7 @@ def test_utilisation_follows_cpu_time_deltas(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     script: list[CpuTimes | Exception] = [
-        times(0, 0),
-        times(1, 1),  # probe(): 50 % over its sample
+        times(1, 1),  # probe(): one sample, no sleep (50 % busy since boot)
         times(4, 2, steal=1.0, guest=3.0),  # +3 busy, +1 idle, +1 steal: 3/5; guest once
         FakePsutilError("cpu_times failed"),
         times(4, 12),  # +0 busy since the last good read

@@ -21,7 +21,7 @@ HANG_S = 30.0
 
 def fast_backend() -> FakeBackend:
     return FakeBackend(
-        name="fast", channels=[FakeChannel("f", 100.0, kind="counter")], clock=SystemClock()
+        name="fast", channels=[FakeChannel("f", 100.0, kind="power")], clock=SystemClock()
     )
 
 
@@ -113,7 +113,7 @@ def test_blocking_backend_on_a_fake_clock_backs_off_alone():
         clock=clock,
         blocking=True,
     ).fail(at_s=1.0, until_s=20.0, kind="raise")
-    fast = FakeBackend(name="fast", channels=[FakeChannel("f", 100.0, kind="counter")], clock=clock)
+    fast = FakeBackend(name="fast", channels=[FakeChannel("f", 100.0, kind="power")], clock=clock)
     with EnergyMeter(backends=[fast, plug], clock=clock) as meter:
         clock.advance(30.0)
     assert fast.reads == 1 + 300 + 1
@@ -126,11 +126,11 @@ def test_a_stalled_fast_backend_does_not_hold_up_edges_snapshots_or_stop():
     """A 'fast' backend (e.g. NVML when a GPU falls off the bus) that stalls in read()."""
     stalling = FakeBackend(
         name="gpu", channels=[FakeChannel("g", 200.0, kind="counter")], clock=SystemClock()
-    ).hang(at_s=0.2, for_s=HANG_S)
+    ).hang(at_s=1.2, for_s=HANG_S)  # after the counter's read at 1 s (counters: 1 per second)
     meter = EnergyMeter(backends=[stalling], interval_s=0.02, slow_read_timeout_s=0.3)
     try:
         meter.start()
-        time.sleep(0.4)  # the sampler thread is now stuck inside read()
+        time.sleep(1.4)  # the sampler thread is now stuck inside read()
         t0 = time.monotonic()
         a = meter.mark()
         b = meter.mark()

@@ -105,6 +105,9 @@ class Channel:
             are rejected as glitches; wrap-prone counters are re-read often enough that they
             cannot wrap twice between reads at this power.
         info: device facts for the report (GPU name, UUID, power limit, sysfs path, ...).
+        mean_since_last_read: a power channel whose every reading is the mean power since the
+            previous read (an estimate from CPU-time deltas): integrated as that mean over the
+            interval, not as a trapezoid between two instants.
 
     Channels compare and hash by identity: two channel objects are two streams.
     """
@@ -118,6 +121,7 @@ class Channel:
     wrap_j: float | None = None
     max_power_w: float | None = None
     info: Mapping[str, str] = field(default_factory=dict)
+    mean_since_last_read: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

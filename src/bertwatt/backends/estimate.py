@@ -155,6 +155,8 @@ def _channel(
     notes: list[str],
     max_power_w: float,
     info: dict[str, str],
+    *,
+    mean_since_last_read: bool = False,
 ) -> Channel:
     """A power channel labelled ``estimated``; the domain is the name's prefix."""
     prov = Provenance(
@@ -172,6 +174,7 @@ def _channel(
         provenance=prov,
         max_power_w=max_power_w,
         info=info,
+        mean_since_last_read=mean_since_last_read,
     )
 
 
@@ -350,7 +353,17 @@ class EstimateBackend:
         facts = {"cpu_model": str(model), "capacity_w": f"{self._capacity_w:.4g}"}
         source, method = "TDP x CPU utilisation (psutil)", "CPU-time deltas between reads"
         capacity_w = self._capacity_w
-        return _channel("cpu:estimate", "cpu-package", source, method, a, notes, capacity_w, facts)
+        return _channel(
+            "cpu:estimate",
+            "cpu-package",
+            source,
+            method,
+            a,
+            notes,
+            capacity_w,
+            facts,
+            mean_since_last_read=True,  # utilisation since the previous read
+        )
 
     def _prime(self, psutil: Any, affinity: list[int]) -> str:
         """Choose the CPUs and take the first CPU-times sample (no sleep); return how it is done."""

@@ -72,34 +72,58 @@ class _Row:
     digits: frozenset[str]
 
 
+_DIGIT_RUN = re.compile(r"\d+")
+
+
+def _longest_digit_run(text: str) -> str:
+    return max(_DIGIT_RUN.findall(text), key=len, default="")
+
+
 @functools.cache
-def _table() -> tuple[tuple[_Row, ...], dict[str, tuple[int, ...]], dict[str, int]]:
-    """The packaged table, read once per process; indexes: number token and exact name -> rows."""
+def _table() -> tuple[
+    tuple[tuple[str, float, str, str], ...], dict[str, tuple[int, ...]], dict[str, int]
+]:
+    """The packaged table, read once per process, with two cheap indexes: the longest run of
+    digits of each name -> rows, and exact name -> row. Names are normalised only for the rows a
+    lookup looks at (:func:`_row`), so a first lookup costs a CSV parse, not 5,000
+    normalisations."""
     ref = resources.files(__package__ or "bertwatt.backends").joinpath("data")
     text = ref.joinpath("cpu_tdp.csv").read_text(encoding="utf-8")
-    rows: list[_Row] = []
+    rows: list[tuple[str, float, str, str]] = []
     index: dict[str, list[int]] = {}
     exact: dict[str, int] = {}
     skipped = 0
-    for rec in csv.DictReader(io.StringIO(text)):
+    records = csv.reader(io.StringIO(text))
+    head = next(records)
+    at = {name: head.index(name) for name in ("model", "tdp_watts", "source", "year")}
+    for rec in records:
         try:
-            tdp_w = float(rec["tdp_watts"])
+            tdp_w = float(rec[at["tdp_watts"]])
         except ValueError:
             tdp_w = math.nan
         if not (math.isfinite(tdp_w) and tdp_w > 0):
             skipped += 1  # kept in the file as published, unusable as a figure
             continue
-        tokens = _normalise(rec["model"])
-        digits = frozenset(filter(_has_digit, tokens))
-        row = _Row(rec["model"], tdp_w, rec["source"], rec["year"], frozenset(tokens), digits)
-        for tok in row.digits:
-            index.setdefault(tok, []).append(len(rows))
-        key = " ".join(row.model.lower().split())
-        if key not in exact or rows[exact[key]].tdp_w < tdp_w:  # a tie takes the higher TDP
+        model = rec[at["model"]]
+        # normalising never creates digits: a row holding a token holds its digit runs
+        for run in set(_DIGIT_RUN.findall(model)):
+            index.setdefault(run, []).append(len(rows))
+        key = " ".join(model.lower().split())
+        if key not in exact or rows[exact[key]][1] < tdp_w:  # a tie takes the higher TDP
             exact[key] = len(rows)
-        rows.append(row)
+        rows.append((model, tdp_w, rec[at["source"]], rec[at["year"]]))
     logger.debug("cpu_tdp.csv: %d usable rows, %d without a usable TDP", len(rows), skipped)
     return tuple(rows), {k: tuple(v) for k, v in index.items()}, exact
+
+
+@functools.lru_cache(maxsize=4096)
+def _row(pos: int) -> _Row:
+    """Row ``pos`` of the table with its normalised tokens."""
+    model, tdp_w, source, year = _table()[0][pos]
+    tokens = _normalise(model)
+    return _Row(
+        model, tdp_w, source, year, frozenset(tokens), frozenset(filter(_has_digit, tokens))
+    )
 
 
 def lookup_tdp(cpu_model: str) -> TdpRecord | None:
@@ -120,9 +144,9 @@ def lookup_tdp(cpu_model: str) -> TdpRecord | None:
     Returns:
         The matched row, or None when no row matches.
     """
-    rows, index, exact = _table()
+    _rows, index, exact = _table()
     if (pos := exact.get(" ".join(cpu_model.lower().split()))) is not None:
-        row = rows[pos]
+        row = _row(pos)
         return TdpRecord(row.model, row.tdp_w, row.source, row.year, "exact table name")
     tokens = _normalise(cpu_model)
     digits = [t for t in tokens if _has_digit(t)]
@@ -135,8 +159,10 @@ def lookup_tdp(cpu_model: str) -> TdpRecord | None:
     versions = {t for t in digits if re.fullmatch(r"v\d+", t)}
     vendor = brand & _VENDORS
     best: tuple[tuple[int, int, float], _Row] | None = None
-    for pos in index.get(primary, ()):
-        row = rows[pos]
+    for pos in index.get(_longest_digit_run(primary), ()):
+        row = _row(pos)
+        if primary not in row.digits:
+            continue
         if not row.digits <= brand or not versions <= row.tokens:
             continue
         if vendor and (row.tokens & _VENDORS) - vendor:

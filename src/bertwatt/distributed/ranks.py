@@ -44,6 +44,7 @@ BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 #: Environment variable that names the node explicitly (wins over the boot id and hostname).
 NODE_ID_ENV = "BERTWATT_NODE_ID"
 
+
 def _check_timeout(value: object) -> float:
     """``gather_timeout_s`` checked: seconds in (0, 86400] (here so a meter's construction
     checks it without importing the gather's modules)."""

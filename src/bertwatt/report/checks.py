@@ -9,8 +9,9 @@ from bertwatt.errors import EstimateWarning, MeasurementWarning
 
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
+    from bertwatt.report.snapshot import WindowSnapshot
 
-__all__ = ["emit_warnings"]
+__all__ = ["emit_snapshot_warnings", "emit_warnings"]
 
 
 def emit_warnings(report: EnergyReport, stacklevel: int = 2) -> None:
@@ -18,9 +19,35 @@ def emit_warnings(report: EnergyReport, stacklevel: int = 2) -> None:
 
     ``stacklevel`` counts from the caller of this function, as in :func:`warnings.warn`.
     """
-    stacklevel += 1
     counted = [c for c in report.channels if c.counted]
-    estimated = [c.name for c in counted if c.provenance.kind == "estimated"]
+    _warn(
+        estimated=[c.name for c in counted if c.provenance.kind == "estimated"],
+        nothing=report.energy_j is None,
+        low=[c.name for c in counted if c.energy_j is not None and c.coverage < 0.95],
+        stacklevel=stacklevel + 1,
+    )
+
+
+def emit_snapshot_warnings(snap: WindowSnapshot, stacklevel: int = 2) -> None:
+    """The warnings :func:`emit_warnings` gives for the report of ``snap``, without building it
+    (no pydantic): a meter leaving a ``with`` block warns at once and builds its report later."""
+    duration_ns = max(0, snap.t_end_ns - snap.t_start_ns)
+    counted = [c for c in snap.channels if c.counted]
+    measured = [c for c in counted if c.samples]
+    _warn(
+        estimated=[c.name for c in counted if c.provenance.kind == "estimated"],
+        nothing=not measured,
+        low=[
+            c.name
+            for c in measured
+            if (min(1.0, c.covered_ns / duration_ns) if duration_ns else 0.0) < 0.95
+        ],
+        stacklevel=stacklevel + 1,
+    )
+
+
+def _warn(*, estimated: list[str], nothing: bool, low: list[str], stacklevel: int) -> None:
+    stacklevel += 1
     if estimated:
         warnings.warn(
             f"bertwatt: {', '.join(estimated)} estimated, not measured (see the report's "
@@ -28,8 +55,7 @@ def emit_warnings(report: EnergyReport, stacklevel: int = 2) -> None:
             EstimateWarning,
             stacklevel=stacklevel,
         )
-    low = [c.name for c in counted if c.energy_j is not None and c.coverage < 0.95]
-    if report.energy_j is None:
+    if nothing:
         warnings.warn(
             "bertwatt: no energy was measured; report.unavailable says why and how to fix it",
             MeasurementWarning,
