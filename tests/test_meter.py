@@ -527,9 +527,10 @@ def test_total_does_not_double_count_sub_zones(run):
     assert "gpu:0" in report.total_basis and "cpu:package-0" in report.total_basis
 
 
-def test_whole_system_channel_is_the_total(clock):
+def test_whole_system_channel_is_compared_never_added(clock):
+    """Issue #10: a wall meter overlaps the components; the total stays the component sum."""
     chans = [
-        power("wall", 400.0, scope="system", domain="system"),
+        power("wall:plug", 400.0, scope="system", domain="wall"),
         counter("cpu:package-0", 50.0, scope="cpu-package"),
         power("gpu:0", 100.0, scope="gpu-board"),
     ]
@@ -537,10 +538,98 @@ def test_whole_system_channel_is_the_total(clock):
     with meter, meter.phase("x"):
         clock.advance(10.0)
     rep = meter.report
+    assert rep.energy_j == pytest.approx(1500.0, rel=1e-12)
+    assert rep.phases["x"].energy_j == pytest.approx(1500.0, rel=1e-12)
+    assert "wall:plug" in rep.total_basis and "never added" in rep.total_basis
+    assert rep.timeline[-1][1] == pytest.approx(1500.0)
+    assert rep.wall is not None
+    assert rep.wall.run.wall_j == pytest.approx(4000.0, rel=1e-12)
+    assert rep.wall.run.component_j == pytest.approx(1500.0, rel=1e-12)
+    assert rep.wall.run.unseen_j == pytest.approx(2500.0, rel=1e-12)
+    assert rep.wall.phases["x"].ratio == pytest.approx(4000.0 / 1500.0)
+
+
+def test_whole_system_channel_alone_is_the_total(clock):
+    meter, _ = fake_meter(clock, power("wall:plug", 400.0, scope="system", domain="wall"))
+    with meter:
+        clock.advance(10.0)
+    rep = meter.report
     assert rep.energy_j == pytest.approx(4000.0, rel=1e-12)
-    assert rep.phases["x"].energy_j == pytest.approx(4000.0, rel=1e-12)
-    assert "whole-system" in rep.total_basis
+    assert rep.total_basis.startswith("wall meter only")
     assert rep.timeline[-1][1] == pytest.approx(4000.0)
+
+
+def test_extra_backends_join_explicit_backends(clock):
+    """Issue #10: a wall meter is added next to the other backends, compared, never added."""
+    gpu = FakeBackend(channels=[counter("gpu:0", 100.0, scope="gpu-board")], clock=clock)
+    wall = FakeBackend(
+        name="plug",
+        channels=[power("wall:plug", 250.0, scope="system", domain="wall")],
+        clock=clock,
+    )
+    meter = EnergyMeter(backends=[gpu], extra_backends=[wall], clock=clock)
+    with meter, meter.phase("train"):
+        clock.advance(10.0)
+    rep = meter.report
+    assert [c.name for c in rep.channels] == ["gpu:0", "wall:plug"]
+    assert rep.energy_j == pytest.approx(1000.0)
+    assert rep.wall is not None and rep.wall.run.wall_j == pytest.approx(2500.0)
+    assert rep.wall.phases["train"].ratio == pytest.approx(2.5)
+    summary = rep.summary()
+    assert "software vs wall:" in summary
+    assert summary.count("wall/components  x2.50") == 2  # the run and the phase, one line each
+
+
+def test_extra_backends_join_auto_detection(clock, monkeypatch):
+    """With auto-detection the wall meter joins whatever is found, and does not stand in for
+    the CPU: the labelled CPU estimate is still added when no sensor measures the CPU."""
+    monkeypatch.delenv("BERTWATT_WALLPLUG", raising=False)
+    monkeypatch.setattr("bertwatt.backends.default_backends", lambda: [])
+    wall = FakeBackend(
+        name="plug",
+        channels=[power("wall:plug", 250.0, scope="system", domain="wall")],
+        clock=clock,
+    )
+    meter = EnergyMeter(extra_backends=[wall], clock=clock)
+    with meter:
+        clock.advance(10.0)
+    names = [c.name for c in meter.report.channels]
+    assert "wall:plug" in names
+    assert any(c.provenance.kind == "estimated" for c in meter.report.channels), names
+
+
+@pytest.mark.parametrize("bad", ["shelly+http://x", [object()], 3])
+def test_extra_backends_must_be_backends(bad):
+    with pytest.raises(ConfigError, match=r"extra_backends must be a list|is not a backend"):
+        EnergyMeter(extra_backends=bad)
+
+
+def test_the_same_backend_in_both_lists_is_refused(clock):
+    b = FakeBackend(channels=[counter()], clock=clock)
+    with pytest.raises(ConfigError, match="listed twice"):
+        EnergyMeter(backends=[b], extra_backends=[b], clock=clock)
+
+
+def test_live_figures_never_add_the_wall_either(clock):
+    """energy_between() and snapshot() follow the report's rule: components, else the wall."""
+    meter, _ = fake_meter(
+        clock,
+        power("wall:plug", 400.0, scope="system", domain="wall"),
+        power("gpu:0", 100.0, scope="gpu-board"),
+    )
+    with meter:
+        a = meter.mark()
+        clock.advance(10.0)
+        b = meter.mark()
+        between = meter.energy_between(a, b)
+        assert between.energy_j == pytest.approx(1000.0)
+        assert between.channels["wall:plug"] == pytest.approx(4000.0)
+        assert meter.snapshot().energy_j == pytest.approx(1000.0)
+    alone, _ = fake_meter(clock, power("wall:plug", 400.0, scope="system", domain="wall"))
+    with alone:
+        a = alone.mark()
+        clock.advance(10.0)
+        assert alone.energy_between(a, alone.mark()).energy_j == pytest.approx(4000.0)
 
 
 def test_nothing_measurable_gives_none_never_zero(clock):

@@ -44,6 +44,7 @@ PUBLIC = {
         "RAPLBackend",
         "ReadResult",
         "Unavailable",
+        "WallPlugBackend",
         "create",
         "default_backends",
     ],
@@ -60,6 +61,7 @@ PUBLIC = {
         "rank_files",
         "rank_info",
     ],
+    "bertwatt.backends.wallplug": ["WallPlugBackend"],
     "bertwatt.carbon": [
         "CarbonIntensity",
         "ElectricityMaps",

@@ -11,6 +11,15 @@ Environment variables read (each only when the code that needs it runs, never at
 DEVICES``           backend measures those by default.
 ``CUDA_DEVICE_      CUDA's GPU numbering (``PCI_BUS_ID`` or fastest first), to
 ORDER``             warn when CUDA and NVML indices may differ.
+``BERTWATT_         a wall-plug or BMC meter to add to the sensors, as a source
+WALLPLUG``          string (``shelly+http://192.168.1.50``; docs/wallplug.md).
+``BERTWATT_         the user name for that meter (when the source has none).
+WALLPLUG_USER``
+``BERTWATT_         a file holding the meter's password (whitespace stripped);
+WALLPLUG_PASSWORD_  preferred over ``BERTWATT_WALLPLUG_PASSWORD``.
+FILE``
+``BERTWATT_         the meter's password itself.
+WALLPLUG_PASSWORD``
 =================== =============================================================
 """
 
@@ -37,6 +46,8 @@ __all__ = [
     "cuda_visible_devices",
     "user_cache_dir",
     "validate_pue",
+    "wallplug_credentials_from_env",
+    "wallplug_from_env",
     "zone_from_env",
 ]
 
@@ -226,3 +237,23 @@ def user_cache_dir() -> Path:
     """The XDG cache base: ``$XDG_CACHE_HOME`` when absolute, else ``~/.cache``."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     return Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+
+
+# --------------------------------------------------------------------------- wall-plug meters
+def wallplug_from_env() -> str | None:
+    """The ``BERTWATT_WALLPLUG`` source string (e.g. ``shelly+http://192.168.1.50``), or None."""
+    value = os.environ.get("BERTWATT_WALLPLUG", "").strip()
+    return value or None
+
+
+def wallplug_credentials_from_env() -> tuple[str | None, str | None, str | None]:
+    """``(user, password, password_file)`` for a wall meter from ``BERTWATT_WALLPLUG_*``.
+
+    The password file wins over the password variable when both are set; empty values are unset.
+    """
+    user = os.environ.get("BERTWATT_WALLPLUG_USER", "").strip() or None
+    password_file = os.environ.get("BERTWATT_WALLPLUG_PASSWORD_FILE", "").strip() or None
+    password = None
+    if password_file is None:
+        password = os.environ.get("BERTWATT_WALLPLUG_PASSWORD", "").strip() or None
+    return user, password, password_file

@@ -75,6 +75,20 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _check_backends(backends: Any, what: str) -> None:
+    """Refuse anything but a sequence of backend objects, each with a usable name."""
+    if isinstance(backends, str | bytes) or not isinstance(backends, Sequence):
+        raise ConfigError(f"{what} must be a list of backend objects, got {backends!r}")
+    for b in backends:
+        if not isinstance(b, Backend):
+            raise ConfigError(
+                f"{b!r} is not a backend: it needs name, blocking, probe(), read() and "
+                "close() (see bertwatt.backends.Backend)"
+            )
+        if not isinstance(b.name, str) or not b.name.strip():
+            raise ConfigError(f"a backend's name must be a non-empty string, got {b.name!r}")
+
+
 class EnergyMeter:
     """Measures energy of the code run between :meth:`start` and :meth:`stop`.
 
@@ -112,6 +126,10 @@ class EnergyMeter:
         output_dir: directory of the per-rank files and the job report (default: the directory
             of ``output``).
         gather_timeout_s: how long rank 0 waits for the other ranks' reports at :meth:`stop`.
+        extra_backends: backends added to the others, auto-detected or not: e.g. a wall meter
+            (``[WallPlugBackend.from_source("shelly+http://192.168.1.50")]``) next to whatever
+            this machine detects. With ``backends=None`` the CPU estimate is still added only when
+            no sensor measures the CPU (a wall meter does not count as one).
 
     A ``fork()`` inside a metered block leaves the child a copy of the meter that never writes
     ``output`` (only the process that started the meter does); its report stays in memory.
@@ -139,6 +157,7 @@ class EnergyMeter:
         distributed: bool | str = "auto",
         output_dir: str | PathLike[str] | None = None,
         gather_timeout_s: float = 300.0,
+        extra_backends: Sequence[Backend] = (),
     ) -> None:
         from bertwatt.distributed.binding import MeterDistribution
 
@@ -160,21 +179,12 @@ class EnergyMeter:
             raise ConfigError(f"run must be a mapping of RunInfo fields, got {run!r}")
         self.run: Mapping[str, object] | None = dict(run) if run is not None else None
         if backends is not None:
-            if isinstance(backends, str | bytes) or not isinstance(backends, Sequence):
-                raise ConfigError(f"backends must be a list of backend objects, got {backends!r}")
-            for b in backends:
-                if not isinstance(b, Backend):
-                    raise ConfigError(
-                        f"{b!r} is not a backend: it needs name, blocking, probe(), read() and "
-                        "close() (see bertwatt.backends.Backend)"
-                    )
-                if not isinstance(b.name, str) or not b.name.strip():
-                    raise ConfigError(
-                        f"a backend's name must be a non-empty string, got {b.name!r}"
-                    )
-            names = [b.name for b in backends]
-            if len(set(map(id, backends))) != len(backends):
-                raise ConfigError(f"the same backend object is listed twice in {names}")
+            _check_backends(backends, "backends")
+        _check_backends(extra_backends, "extra_backends")
+        both = [*(backends or ()), *extra_backends]
+        if len(set(map(id, both))) != len(both):
+            names = [b.name for b in both]
+            raise ConfigError(f"the same backend object is listed twice in {names}")
         if clock is not None and not isinstance(clock, Clock):
             raise ConfigError(f"clock must provide monotonic_ns(), time_ns() and wait(): {clock!r}")
         if pue is not None:
@@ -184,6 +194,7 @@ class EnergyMeter:
 
             carbon = as_intensity(carbon)
         self._explicit = list(backends) if backends is not None else None
+        self._extra = list(extra_backends)
         self.carbon = carbon
         self.pue = pue
         self.clock: Clock = clock if clock is not None else SystemClock()
@@ -204,11 +215,12 @@ class EnergyMeter:
 
     def _resolve_backends(self) -> list[Backend]:
         chosen = self._dist.backends(self._explicit)  # a rank's own GPU; plugs on one rank
+        extra = self._dist.backends(list(self._extra)) or []  # network meters on one rank too
         if chosen is not None:
-            return list(chosen)
+            return [*chosen, *extra]
         from bertwatt.backends import default_backends
 
-        return default_backends()
+        return [*default_backends(), *extra]
 
     def start(self) -> EnergyMeter:
         """Probe the backends, start sampling and open the window. Returns the meter."""

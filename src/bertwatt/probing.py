@@ -13,6 +13,7 @@ meter joins it, and only the last meter using it closes it (see ``backends/_guar
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -198,7 +199,7 @@ def _group_for(
         if release(backend):
             _close_in_background(backend)
         return None
-    every_s = read_interval_s(kept, cfg.interval_s)
+    every_s = max(read_interval_s(kept, cfg.interval_s), _poll_interval_s(backend))
     timelines = [timeline_for(ch, cfg, read_interval_s=every_s) for ch in kept]
     if any(tl.wrap_safe_s and tl.wrap_safe_s < SHORT_WRAP_S for tl in timelines):
         # a counter that can wrap within seconds: only short intervals tell a wrap from a
@@ -232,6 +233,15 @@ def read_interval_s(channels: Sequence[Channel], interval_s: float) -> float:
         else:
             every.append(interval_s)
     return min(every) if every else interval_s
+
+
+def _poll_interval_s(backend: Backend) -> float:
+    """The backend's own shortest useful interval between reads, when it declares one (a wall
+    meter refreshing every second is not read more often: ``poll_interval_s``), else 0."""
+    poll = getattr(backend, "poll_interval_s", None)
+    if isinstance(poll, int | float) and not isinstance(poll, bool) and math.isfinite(poll):
+        return max(0.0, float(poll))
+    return 0.0
 
 
 def probe_backends(

@@ -12,8 +12,13 @@ first sample:
 Readings that are NaN, negative (power), outside a wrapping counter's range, or imply more than the
 channel's plausibility bound (``max_power_w``: the meter's setting, the backend's, or a default per
 scope) are rejected and recorded, never summed. A counter difference that is still negative after
-unwrapping is never energy. A counter that does not move for longer than ten of its sensor update
-periods (at least 2 s) is recorded as a suspected stuck sensor; its figure is kept, and labelled.
+unwrapping is never energy. A counter whose sensor refreshes every ``update_period_s`` can show a
+whole refresh's energy between two reads taken just before and just after the refresh, so its
+plausibility check and its power figures (stored points, peak) spread each step over at least one
+update period (from the previous change of the counter): a 1 s wall-meter counter read every
+0.1 s shows its 95 W, not 0 W and then 950 W. A counter that does not move for longer than ten
+of its sensor update periods (at least 2 s) is recorded as a suspected stuck sensor; its figure
+is kept, and labelled.
 
 The gap limit of a power channel is the larger of its base limit (from the sampling interval and
 the sensor's update period) and three times its recent read cadence, so a backend that answers
@@ -121,6 +126,8 @@ class ChannelTimeline:
         "_attempt_dts",
         "_attempts",
         "_capacity",
+        "_change_t",
+        "_change_w",
         "_cum",
         "_e",
         "_flat_since",
@@ -142,6 +149,7 @@ class ChannelTimeline:
         "_suspect",
         "_t",
         "_trouble",
+        "_upd_ns",
         "_wrap_safe_ns",
         "channel",
         "covered_ns",
@@ -181,6 +189,12 @@ class ChannelTimeline:
         self._prev_w = math.nan
         self._rejects_in_row = 0
         self._suspect: tuple[int, float] | None = None
+        # counters: the sensor's refresh period, and the last time the counter moved (the power
+        # of a step is spread over at least one refresh from there)
+        upd_s = channel.provenance.update_period_s
+        self._upd_ns = int(upd_s * _NS) if channel.kind == "counter" and upd_s else 0
+        self._change_t = 0
+        self._change_w = math.nan
         self._pending: deque[tuple[int, int]] = deque()
         self._last_msg = ""
         if channel.wrap_j and self._max_w:
@@ -388,6 +402,7 @@ class ChannelTimeline:
             self.peak_w = value
             w = value
         self.first_t = t_ns
+        self._change_t = t_ns
         self._prev_t = t_ns
         self.samples += 1
         self._append(t_ns, w)
@@ -441,6 +456,8 @@ class ChannelTimeline:
         self._event(kind, message)
         self._gap(self._prev_t or t_ns, t_ns)
         self._prev_raw = raw
+        self._change_t = t_ns
+        self._change_w = math.nan
         self._flat_since = None
         return math.nan
 
@@ -497,7 +514,8 @@ class ChannelTimeline:
                 f"counter difference {delta:.6g} J is negative after unwrapping at "
                 f"+{self._offset_s(t_ns):.3f} s: re-based there, interval not counted",
             )
-        power = delta / (dt / _NS)
+        # a refresh can land just inside this read: the step holds up to dt + one period of energy
+        power = delta / ((dt + self._upd_ns) / _NS)
         if self._max_w and power > self._max_w:
             self.rejected += 1
             self._rejects_in_row += 1
@@ -531,9 +549,23 @@ class ChannelTimeline:
         self._cum += delta
         self.covered_ns += dt
         self._prev_raw = raw
-        if not power <= self.peak_w:
+        power = self._counter_power(t_ns, dt, delta)
+        if not power <= self.peak_w and power == power:
             self.peak_w = power
         return power
+
+    def _counter_power(self, t_ns: int, dt: int, delta: float) -> float:
+        """The power a counter step stands for: over the read interval for a counter with no
+        known refresh period; else over the time since the counter last moved, at least one
+        refresh period (held at the last step's figure while the counter has not moved)."""
+        if not self._upd_ns:
+            return delta / (dt / _NS)
+        if delta <= 0.0:
+            return self._change_w
+        since = max(t_ns - self._change_t, self._upd_ns)
+        self._change_t = t_ns
+        self._change_w = delta / (since / _NS)
+        return self._change_w
 
     # ---------------------------------------------------------------- stuck sensors
     def _track_flat(self, t_ns: int, delta: float) -> None:

@@ -388,18 +388,52 @@ def _channel(
     )
 
 
-def total_of(values: dict[Channel, float]) -> tuple[float | None, str]:
+def total_of(
+    values: dict[Channel, float],
+    coverage: dict[Channel, float] | None = None,
+    duration_s: float | None = None,
+) -> tuple[float | None, str]:
     """Sum channel energies without double counting; returns (total, basis sentence).
 
-    Channels marked ``counted=False`` (RAPL sub-zones, psys) never add. If a counted channel covers
-    the whole ``system`` (a wall plug), it is the total and component channels are shown beside it.
+    Channels marked ``counted=False`` (RAPL sub-zones, psys) never add. Whole-machine channels
+    (scope ``system``: wall plugs, BMCs) overlap the components and are never added to them: the
+    total is the component sum whenever a component channel was measured, and the wall meter's
+    energy only when it is the sole measurement (counter, or its power when the counter is too
+    coarse: :func:`bertwatt.report.wall.wall_energy`). ``coverage`` (share of the window per
+    channel) lets that choice see a counter reset, ``duration_s`` a counter refreshed too rarely.
     """
     counted = {c: v for c, v in values.items() if c.counted}
-    if not counted:
+    walls = [c for c in values if c.provenance.scope == "system"]
+    components = {c: v for c, v in counted.items() if c.provenance.scope != "system"}
+    if components:
+        names = ", ".join(sorted(c.name for c in components))
+        basis = f"sum of {names}"
+        wall_names = sorted(c.name for c in walls if c.counted)
+        if wall_names:
+            basis += (
+                f"; wall meter {', '.join(wall_names)} compared apart (report.wall), never added"
+            )
+        return sum(components.values()), basis
+    if not any(c.counted for c in walls):
         return None, "no counted channel was measured"
-    system = {c: v for c, v in counted.items() if c.provenance.scope == "system"}
-    if system:
-        names = ", ".join(sorted(c.name for c in system))
-        return sum(system.values()), f"whole-system channel(s) {names}; components shown apart"
-    names = ", ".join(sorted(c.name for c in counted))
-    return sum(counted.values()), f"sum of {names}"
+    from bertwatt.report.wall import WallChannel, wall_energy
+
+    cov = coverage or {}
+    total, how, _ = wall_energy(
+        [
+            WallChannel(
+                name=c.name,
+                scope="system",
+                counted=c.counted,
+                kind=c.kind,
+                parent=c.parent,
+                energy_j=values[c],
+                resolution_j=c.provenance.resolution_j,
+                coverage=cov.get(c),
+                update_period_s=c.provenance.update_period_s,
+            )
+            for c in walls
+        ],
+        duration_s,
+    )
+    return total, f"wall meter only (no component sensor): {how}"

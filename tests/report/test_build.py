@@ -214,12 +214,16 @@ def snap(*channels: ChannelSnapshot, **kw: object) -> WindowSnapshot:
     return WindowSnapshot(**fields)  # type: ignore[arg-type]
 
 
-def test_total_of_adds_counted_channels_and_prefers_the_whole_system():
+def test_total_of_adds_counted_channels_and_never_adds_the_wall():
+    """Issue #10: a wall meter is compared with the components, never added to them."""
     a, b = chan("a"), chan("b", counted=False)
     assert total_of([a, b], {"a": 5.0, "b": 7.0}) == (5.0, "sum of a")
     plug = chan("plug", provenance=prov("system"))
     total, basis = total_of([a, plug], {"a": 5.0, "plug": 9.0})
-    assert total == 9.0 and basis.startswith("whole-system channel(s) plug")
+    assert total == 5.0 and basis.startswith("sum of a; wall meter plug compared apart")
+    assert "never added" in basis
+    total, basis = total_of([plug], {"plug": 9.0})
+    assert total == 9.0 and basis.startswith("wall meter only (no component sensor)")
     assert total_of([b], {"b": 7.0}) == (None, "no counted channel was measured")
     assert total_of([a], {}) == (None, "no counted channel was measured")
 
@@ -299,7 +303,7 @@ def test_baseline_report_gives_idle_power_and_energy_above_it():
     assert above == pytest.approx(1000.0 - 20.0 * 10)
 
 
-def test_total_timeline_uses_the_system_channel_when_there_is_one():
+def test_total_timeline_follows_the_components_or_the_wall_alone():
     plug = chan(
         "plug",
         provenance=prov("system"),
@@ -307,9 +311,11 @@ def test_total_timeline_uses_the_system_channel_when_there_is_one():
         last_energy_j=500.0,
         end_j=500.0,
     )
-    tl = total_timeline(snap(chan(), plug), 500.0)
-    assert len(tl) == 1001 and tl[-1] == (10.0, 500.0)
-    assert tl[500] == (5.0, pytest.approx(250.0))
+    tl = total_timeline(snap(chan(), plug), 1000.0)
+    assert len(tl) == 1001 and tl[-1] == (10.0, 1000.0)
+    assert tl[500] == (5.0, pytest.approx(500.0))  # the component's curve, not the plug's
+    tl = total_timeline(snap(plug), 500.0)
+    assert tl[-1] == (10.0, 500.0) and tl[500] == (5.0, pytest.approx(250.0))
     assert total_timeline(snap(chan(samples=0)), None) == []
 
 

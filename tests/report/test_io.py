@@ -185,8 +185,9 @@ def test_merge_keeps_double_counting_rules_per_host():
         "node-b",
     )
     merged = merge_reports([a, b])
-    # node-a: the wall plug is the total; node-b: package only (core is inside it)
-    assert merged.energy_j == pytest.approx(4000.0 + 500.0, rel=1e-12)
+    # node-a: the GPU (the wall plug is compared, never added); node-b: package only (core is
+    # inside it)
+    assert merged.energy_j == pytest.approx(1000.0 + 500.0, rel=1e-12)
 
 
 def test_merge_status_window_and_errors(sample_report):

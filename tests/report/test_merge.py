@@ -377,7 +377,11 @@ def test_node_total_rules():
     inner = FakeChannel("core", 30.0, kind="counter", counted=False)
     r = measure(clock, 100.0, extra_channels=(wall, inner))
     total, basis, added = node_total(r.channels)
-    assert total == pytest.approx(4000.0) and "whole-system channel(s) wall" in basis
+    # issue #10: the wall meter is compared apart, never added to the components
+    assert total == pytest.approx(1000.0) and "wall meter wall compared apart" in basis
+    assert [c.name for c in added] == ["gpu:0"]
+    total, basis, added = node_total([c for c in r.channels if c.name == "wall"])
+    assert total == pytest.approx(4000.0) and basis.startswith("wall meter only")
     assert [c.name for c in added] == ["wall"]
     total, basis, _ = node_total([c for c in r.channels if c.name != "wall"])
     assert total == pytest.approx(1000.0) and basis == "sum of gpu:0"

@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sensors", help="what this machine can measure, and how to fix the rest")
     s.add_argument("--backend", action="append", help="probe only this backend (repeatable)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument(
+        "--wallplug",
+        metavar="SOURCE",
+        help="check this wall meter (e.g. shelly+http://192.168.1.50): one reading, update rate",
+    )
 
     r = sub.add_parser("run", help="run a command and measure it")
     r.add_argument("--output", "-o", type=_path, help="write the JSON report here")
@@ -115,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-live",
         action="store_true",
         help="no live line (power now, energy so far); it is shown only on a terminal anyway",
+    )
+    r.add_argument(
+        "--wallplug",
+        metavar="SOURCE",
+        help="also read this wall meter (e.g. shelly+http://192.168.1.50); see docs/wallplug.md",
     )
     r.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
 

@@ -66,6 +66,8 @@ def cmd_sensors(args: argparse.Namespace) -> int:
     """Print what this machine can measure, and why/how to fix what it cannot."""
     from bertwatt.backends import create, default_backends
 
+    if args.wallplug:
+        return _check_wallplug(args.wallplug, as_json=args.json)
     backends = [create(n) for n in args.backend] if args.backend else default_backends()
     rows: list[dict[str, Any]] = []
     missing: list[dict[str, Any]] = []
@@ -90,6 +92,66 @@ def cmd_sensors(args: argparse.Namespace) -> int:
                 lines.append(f"      fix: {m['fix']}")
     out("\n".join(lines))
     return 0
+
+
+def _check_wallplug(source: str, *, as_json: bool) -> int:
+    """``sensors --wallplug``: probe the meter, take one reading, print it and the update rate."""
+    import math
+
+    from bertwatt.backends import WallPlugBackend
+
+    backend = WallPlugBackend.from_source(source)
+    try:
+        av = backend.probe()
+        if not av.ok:
+            for u in av.unavailable:
+                err(f"{u.what}: {u.reason}" + (f". Fix: {u.fix}" if u.fix else ""))
+            return EXIT_ERROR
+        values, errors = backend.read()
+    finally:
+        backend.close()
+    info = backend.meter_info
+    rows = []
+    for i, ch in enumerate(av.channels):
+        v = values[i] if i < len(values) else math.nan
+        rows.append(
+            {
+                "channel": ch.name,
+                "kind": ch.kind,
+                "value": v if math.isfinite(v) else None,
+                "unit": "J" if ch.kind == "counter" else "W",
+                "error": (errors or {}).get(i),
+                "counted": ch.counted,
+                "source": ch.provenance.source,
+            }
+        )
+    update = info.update_period_s if info is not None else None
+    resolution = info.energy_resolution_j if info is not None else None
+    if as_json:
+        data = {
+            "device": backend.device,
+            "model": info.model if info else None,
+            "update_period_s": update,
+            "poll_interval_s": backend.poll_interval_s,
+            "energy_resolution_j": resolution,
+            "channels": rows,
+        }
+        out_json(json.dumps(data, indent=2))
+    else:
+        lines = [f"wall meter {backend.device}: {info.model if info else '?'}"]
+        for r in rows:
+            shown = "no reading" if r["value"] is None else f"{r['value']:,.3f} {r['unit']}"
+            extra = "" if r["counted"] else "  (fallback, not added)"
+            lines.append(f"  {r['channel']:<22} {r['kind']:<7} {shown}{extra}")
+            if r["error"]:
+                lines.append(f"      error: {r['error']}")
+        every = f"every {update:g} s" if update else "unknown"
+        lines.append(
+            f"  update rate: {every} (polled every {backend.poll_interval_s:g} s)"
+            + (f"; counter resolution {resolution:g} J" if resolution else "")
+        )
+        out("\n".join(lines))
+    return EXIT_ERROR if any(r["value"] is None for r in rows) else 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:

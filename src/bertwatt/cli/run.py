@@ -222,9 +222,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_output(args.output)
     if args.zone is None:
         _check_env_zone()
+    extra = []
+    if args.wallplug:
+        from bertwatt.backends import WallPlugBackend
+
+        extra.append(WallPlugBackend.from_source(args.wallplug))  # a bad source fails here
     cwd = os.getcwd()
     meter = EnergyMeter(
         backends=_backends(args.backend),
+        extra_backends=extra,
         interval_s=args.interval,
         output=args.output,
         checkpoint_interval_s=args.checkpoint_interval,

@@ -37,6 +37,7 @@ from bertwatt.report.uncertainty import (
     power_averaging_window,
     sensor_model_for,
 )
+from bertwatt.report.wall import WallChannel, WallReport, compare_wall, wall_energy
 
 __all__ = [
     "baseline_report",
@@ -52,6 +53,7 @@ __all__ = [
     "total_of",
     "total_timeline",
     "total_warnings",
+    "wall_report",
     "window_warnings",
 ]
 
@@ -86,24 +88,57 @@ def channel_energy(c: ChannelSnapshot) -> float | None:
 
 
 def total_of(
-    channels: Sequence[ChannelSnapshot], values: Mapping[str, float]
+    channels: Sequence[ChannelSnapshot],
+    values: Mapping[str, float],
+    coverage: Mapping[str, float] | None = None,
+    duration_s: float | None = None,
 ) -> tuple[float | None, str]:
     """Sum channel energies (``values`` by channel name) without double counting.
 
-    Channels not counted (RAPL sub-zones, psys) never add. If a counted channel covers the whole
-    ``system`` (a wall plug), it is the total and component channels are shown beside it.
+    Channels not counted (RAPL sub-zones, psys) never add. Whole-machine channels (scope
+    ``system``: wall plugs, BMCs) overlap the components and are never added to them: the total is
+    the component sum whenever a component channel was measured, and the wall meter's energy only
+    when it is the sole measurement (its counter, or its integrated power when the counter is too
+    coarse, refreshed too rarely or reset: :func:`bertwatt.report.wall.wall_energy`).
+    ``coverage`` (share of the window per channel name) and ``duration_s`` inform that choice.
     Returns (total, basis sentence).
     """
-    counted = [c for c in channels if c.counted and c.name in values]
-    if not counted:
+    measured = [c for c in channels if c.name in values]
+    components = [c for c in measured if c.counted and c.scope != "system"]
+    walls = [c for c in measured if c.scope == "system"]
+    if components:
+        names = ", ".join(sorted(c.name for c in components))
+        basis = f"sum of {names}"
+        wall_names = sorted(c.name for c in walls if c.counted)
+        if wall_names:
+            basis += (
+                f"; wall meter {', '.join(wall_names)} compared apart (report.wall), never added"
+            )
+        return sum(values[c.name] for c in components), basis
+    if not any(c.counted for c in walls):
         return None, "no counted channel was measured"
-    system = [c for c in counted if c.scope == "system"]
-    if system:
-        names = ", ".join(sorted(c.name for c in system))
-        total = sum(values[c.name] for c in system)
-        return total, f"whole-system channel(s) {names}; components shown apart"
-    names = ", ".join(sorted(c.name for c in counted))
-    return sum(values[c.name] for c in counted), f"sum of {names}"
+    cov = coverage or {}
+    total, how, _ = wall_energy(
+        [_wall_channel(c, values.get(c.name), cov.get(c.name)) for c in walls], duration_s
+    )
+    return total, f"wall meter only (no component sensor): {how}"
+
+
+def _wall_channel(
+    c: ChannelSnapshot, energy_j: float | None, coverage: float | None
+) -> WallChannel:
+    """The facts :mod:`bertwatt.report.wall` needs about one channel over one window."""
+    return WallChannel(
+        name=c.name,
+        scope=c.scope,
+        counted=c.counted,
+        kind=c.kind,
+        parent=c.parent,
+        energy_j=energy_j,
+        resolution_j=c.provenance.resolution_j,
+        coverage=coverage,
+        update_period_s=c.provenance.update_period_s,
+    )
 
 
 def _method(c: ChannelSnapshot, interval_s: float) -> str:
@@ -197,13 +232,20 @@ def _detected(c: ChannelSnapshot, model: SensorModel | None) -> tuple[float | No
 
 
 def total_interval(
-    channels: Sequence[ChannelSnapshot], intervals: Mapping[str, Interval]
+    channels: Sequence[ChannelSnapshot],
+    intervals: Mapping[str, Interval],
+    coverage: Mapping[str, float] | None = None,
+    duration_s: float | None = None,
 ) -> Interval | None:
-    """The interval of the total: the same channels as :func:`total_of`, lows and highs added."""
+    """The interval of the total: the same channels as :func:`total_of`, lows and highs added
+    (``coverage`` and ``duration_s`` as for :func:`total_of`, so a wall meter alone uses the same
+    reading for its interval as for its figure)."""
     if not intervals:
         return None
-    low, _ = total_of(channels, {n: i.low_j for n, i in intervals.items()})
-    high, basis = total_of(channels, {n: i.high_j for n, i in intervals.items()})
+    low, _ = total_of(channels, {n: i.low_j for n, i in intervals.items()}, coverage, duration_s)
+    high, basis = total_of(
+        channels, {n: i.high_j for n, i in intervals.items()}, coverage, duration_s
+    )
     if low is None or high is None:
         return None
     return Interval(
@@ -392,9 +434,9 @@ def phase_report(
 
     ``powers``: each channel's power readings inside the window (computed when absent).
     """
-    ptotal, _ = total_of(channels, p.energy_j)
-    counted = [c.name for c in channels if c.counted and c.name in p.energy_j]
     dur_ns = p.duration_ns
+    ptotal, _ = total_of(channels, p.energy_j, _phase_coverage(p), dur_ns / _NS)
+    counted = [c.name for c in channels if c.counted and c.name in p.energy_j]
     cov = min((p.covered_ns[n] / dur_ns for n in counted), default=0.0) if dur_ns else 0.0
     t0 = snap.t_start_ns
     by_name = {c.name: c for c in channels}
@@ -414,7 +456,11 @@ def phase_report(
         )
         if iv is not None:
             ivals[name] = iv
-    piv = total_interval(channels, ivals) if ptotal is not None else None
+    piv = (
+        total_interval(channels, ivals, _phase_coverage(p), dur_ns / _NS)
+        if ptotal is not None
+        else None
+    )
     report = PhaseReport(
         name=p.name,
         intervals=[((a - t0) / _NS, (b - t0) / _NS) for a, b in p.intervals],
@@ -437,6 +483,40 @@ def phase_report(
     return report, note
 
 
+def _phase_coverage(p: PhaseSnapshot) -> dict[str, float]:
+    """Share of the phase's intervals each channel covered, by channel name."""
+    if not p.duration_ns:
+        return {}
+    return {n: min(1.0, ns / p.duration_ns) for n, ns in p.covered_ns.items()}
+
+
+def _run_coverage(snap: WindowSnapshot) -> dict[str, float]:
+    duration_ns = _duration_ns(snap)
+    if not duration_ns:
+        return {}
+    return {c.name: min(1.0, c.covered_ns / duration_ns) for c in snap.channels}
+
+
+def wall_report(snap: WindowSnapshot) -> WallReport | None:
+    """Software sensors against the wall meter for the run and each phase; None without one."""
+    energies = {c.name: channel_energy(c) for c in snap.channels}
+    cov = _run_coverage(snap)
+    run = [_wall_channel(c, energies[c.name], cov.get(c.name)) for c in snap.channels]
+    phases = {}
+    durations = {}
+    for p in snap.phases:
+        pcov = _phase_coverage(p)
+        phases[p.name] = [
+            _wall_channel(c, p.energy_j.get(c.name), pcov.get(c.name))
+            for c in snap.channels
+            if c.name in p.energy_j
+        ]
+        durations[p.name] = p.duration_ns / _NS
+    return compare_wall(
+        run, phases, run_duration_s=_duration_ns(snap) / _NS, phase_durations_s=durations
+    )
+
+
 def baseline_report(
     snap: WindowSnapshot, total: float | None
 ) -> tuple[BaselineReport | None, float | None]:
@@ -446,7 +526,8 @@ def baseline_report(
         return None, None
     bdur = b.duration_ns / _NS
     per_w = {name: j / bdur for name, j in b.energy_j.items()} if bdur > 0 else {}
-    idle_w, _ = total_of(snap.channels, per_w) if per_w else (None, "")
+    idle_j, _ = total_of(snap.channels, b.energy_j, None, bdur) if per_w else (None, "")
+    idle_w = idle_j / bdur if idle_j is not None else None
     above = None
     if total is not None and idle_w is not None:
         above = total - idle_w * (_duration_ns(snap) / _NS)
@@ -459,8 +540,10 @@ def total_timeline(snap: WindowSnapshot, total: float | None) -> list[tuple[floa
     counted = [c for c in snap.channels if c.counted and c.samples]
     if not counted or not duration_ns:
         return []
-    if any(c.scope == "system" for c in counted):
-        counted = [c for c in counted if c.scope == "system"]
+    # the curve of whatever forms the total: the components, or the wall meter alone
+    components = [c for c in counted if c.scope != "system"]
+    if components:
+        counted = components
     duration_s = duration_ns / _NS
     t_start, n = snap.t_start_ns, _TOTAL_POINTS
     out = []
@@ -503,7 +586,11 @@ def build_report(snap: WindowSnapshot) -> EnergyReport:
     hostname = str(snap.host.get("hostname", ""))
     channels = [channel_report(c, snap) for c in snap.channels]
     energies = {c.name: e for c in snap.channels if (e := channel_energy(c)) is not None}
-    total, basis = total_of(snap.channels, energies) if energies else (None, "nothing was measured")
+    total, basis = (
+        total_of(snap.channels, energies, _run_coverage(snap), duration_s)
+        if energies
+        else (None, "nothing was measured")
+    )
     ivals = {r.name: r for r in channels}
     tiv = total_interval(
         snap.channels,
@@ -512,6 +599,8 @@ def build_report(snap: WindowSnapshot) -> EnergyReport:
             for n, r in ivals.items()
             if r.energy_interval_j is not None
         },
+        _run_coverage(snap),
+        duration_s,
     )
     if total is None:
         tiv = None
@@ -568,4 +657,5 @@ def build_report(snap: WindowSnapshot) -> EnergyReport:
         energy_above_idle_j=above,
         timeline=total_timeline(snap, total),
         run=RunInfo.model_validate(dict(snap.run)) if snap.run is not None else None,
+        wall=wall_report(snap),
     )

@@ -10,7 +10,9 @@ Rules (docs/report-format.md has worked examples):
   the energy over the union of the times they covered: overlap once, sequential parts added
   (:mod:`bertwatt.report.union`); coverage is recomputed over the merged window.
 - **Different nodes add**; within a node the total follows the single-report rule (uncounted
-  channels never add; a whole-system channel is the node's total).
+  channels never add; a wall meter is compared apart, never added, and is the node's total only
+  without component channels: :mod:`bertwatt.report.merge_wall`, which also recomputes
+  ``report.wall`` from the merged channels).
 - **Phases merge by name** with the same union rule, per channel.
 - **Carbon is kept per part** (:mod:`bertwatt.report.merge_work`), and fine-tuning / inference
   work adds with its ratios recomputed.
@@ -41,6 +43,7 @@ from bertwatt.report.merge_parts import (
     posix_s,
     utc,
 )
+from bertwatt.report.merge_wall import merged_wall, node_total
 from bertwatt.report.union import Curve, Piece, Union, merge_intervals, union_energy
 
 if TYPE_CHECKING:
@@ -218,20 +221,6 @@ def merge_channel(
     )
 
 
-def node_total(channels: Iterable[Any]) -> tuple[float | None, str, list[Any]]:
-    """A node's total without double counting: (J, basis sentence, channels added)."""
-    counted = [c for c in channels if c.counted and c.energy_j is not None]
-    if not counted:
-        return None, "no counted channel was measured", []
-    system = [c for c in counted if c.provenance.scope == "system"]
-    if system:
-        names = ", ".join(sorted(c.name for c in system))
-        basis = f"whole-system channel(s) {names}; components shown apart"
-        return sum(c.energy_j for c in system), basis, system
-    names = ", ".join(sorted(c.name for c in counted))
-    return sum(c.energy_j for c in counted), f"sum of {names}", counted
-
-
 # --------------------------------------------------------------------------------- phases
 def phase_channel_energy(ph: PhaseReport, node: str, name: str, multi: bool) -> float | None:
     """A phase's energy on one channel, from its per-channel figures."""
@@ -278,7 +267,8 @@ def merge_phase(
         ch = merged_channels[(node, name)].model_copy(update={"energy_j": e})
         per_node.setdefault(node, []).append(ch)
         channels[f"{node}/{name}" if multi else name] = e
-    totals = [node_total(chs)[0] for chs in per_node.values()]
+    duration_s = sum(p.report.phases[phase].duration_s for p in parts if phase in p.report.phases)
+    totals = [node_total(chs, duration_s)[0] for chs in per_node.values()]
     known = [t for t in totals if t is not None]
     energy = sum(known) if known else None
     reps = [p.report.phases[phase] for p in parts if phase in p.report.phases]
@@ -426,7 +416,7 @@ def merge_energy(
     totals, bases, added_all = [], [], []
     for node in nodes:
         chs = [c for (n, _), c in merged.items() if n == node]
-        total, basis, added = node_total(chs)
+        total, basis, added = node_total(chs, duration)
         totals.append(total)
         bases.append(f"{node}: {basis}" if len(nodes) > 1 else basis)
         added_all += added
@@ -463,6 +453,9 @@ def merge_energy(
             "channels": list(merged.values()),
             "phases": phases,
             "timeline": total_timeline(added_all, duration, energy),
+            "wall": merged_wall(
+                merged, phases, {n: ph.duration_s for n, ph in phases.items()}, duration
+            ),
         },
         used,
     )

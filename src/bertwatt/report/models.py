@@ -28,6 +28,7 @@ from uuid import uuid4
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bertwatt.report.job import NodeReport, RankReport
+from bertwatt.report.wall import WallReport
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -318,6 +319,10 @@ class EnergyReport(_Model):
     )
     missing_ranks: list[int] = Field(
         default_factory=list, description="ranks whose report did not reach rank 0 (partial)"
+    )
+    wall: WallReport | None = Field(
+        default=None,
+        description="software sensors against the wall meter, for the run and each phase",
     )
     extra: dict[str, Any] = Field(default_factory=dict)
 

@@ -16,6 +16,7 @@ from bertwatt.units import fmt_g
 
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
+    from bertwatt.report.wall import WallFigures
 
 __all__ = ["escape_controls", "estimate_line", "format_energy", "render_summary"]
 
@@ -105,6 +106,11 @@ def render_summary(report: EnergyReport) -> str:
                 f"    {_e(ph.name):<18} {energy:>22}  {ph.duration_s:10.2f} s{times}"
                 f"  mean {_w(ph.mean_power_w)}"
             )
+    if report.wall is not None:
+        lines.append("  software vs wall:")
+        rows = [("run", report.wall.run), *report.wall.phases.items()]
+        for name, fig in rows:
+            lines.append(f"    {_e(name):<18} {_wall_line(fig)}")
     lines += _carbon_lines(report)
     if report.unavailable:
         lines.append("  not measured:")
@@ -213,3 +219,19 @@ def _carbon_lines(report: EnergyReport) -> list[str]:
     if len(c.parts) > 20:
         lines.append(f"    ... and {len(c.parts) - 20} more parts (see carbon.parts)")
     return lines
+
+
+def _wall_line(fig: WallFigures) -> str:
+    """One line: component J, wall J, wall / component, and what the sensors did not see."""
+    ratio = "-" if fig.ratio is None else f"x{fig.ratio:.2f}"
+    unseen = "-" if fig.unseen_j is None else format_energy(fig.unseen_j)
+    if fig.wall_basis.startswith("energy counter"):
+        basis = "counter"
+    elif "integrated power" in fig.wall_basis:
+        basis = "power"
+    else:
+        basis = _e(fig.wall_basis[:40])
+    return (
+        f"components {format_energy(fig.component_j):>22}  wall {format_energy(fig.wall_j):>22}"
+        f"  wall/components {ratio:>6}  unseen {unseen} (wall from {basis})"
+    )
