@@ -31,8 +31,8 @@ What it does:
    window (60 W idle, then 300 W), then measures each tool's cost, one process at a time:
    import time (fresh interpreter, no fake), construct + start + stop (first in a process, then
    repeated), background CPU over a 10 s window with the main thread asleep, peak RSS added.
-5. Prints the tables, rewrites them in docs/performance.md between the ``peers:`` markers, and
-   prints the short table for the README.
+5. Prints the tables and rewrites them between the ``peers:`` markers: the full tables in
+   docs/performance.md, the short one (defaults only) in README.md.
 """
 
 from __future__ import annotations
@@ -498,19 +498,24 @@ def summary_table(rows, short, costs, combos) -> tuple[str, dict[str, Any]]:
     return "\n".join(lines), facts
 
 
-def write_docs(block: str) -> None:
-    path = REPO / "docs" / "performance.md"
+def _replace_between_markers(path: Path, text: str) -> None:
     doc = path.read_text(encoding="utf-8")
     begin, end = "<!-- peers:begin -->", "<!-- peers:end -->"
-    if begin not in doc:
+    if begin not in doc or end not in doc:
         raise SystemExit(f"{path}: markers {begin} ... {end} not found")
     new = re.sub(
         re.escape(begin) + ".*?" + re.escape(end),
-        lambda m: f"{begin}\n{block}\n{end}",
+        lambda m: f"{begin}\n{text}\n{end}",
         doc,
         flags=re.S,
     )
     path.write_text(new, encoding="utf-8")
+
+
+def write_docs(block: str, readme: str) -> None:
+    """Rewrite the tables in docs/performance.md and the short one in README.md."""
+    _replace_between_markers(REPO / "docs" / "performance.md", block)
+    _replace_between_markers(REPO / "README.md", readme)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -523,7 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--venv", type=Path, default=None, help="venv for the peers (created if missing)"
     )
-    p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
+    p.add_argument(
+        "--no-docs", action="store_true", help="do not rewrite docs/performance.md and README.md"
+    )
     p.add_argument("--json", type=Path, default=None, help="also write every raw result here")
     args = p.parse_args(argv)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -564,9 +571,14 @@ def main(argv: list[str] | None = None) -> int:
     print(block)
     readme_combos = [(t, "default") for t in tools]
     readme, _ = summary_table(rows, short, costs, readme_combos)
+    readme = (
+        f"At each tool's defaults, measured with `python benchmarks/peers/run.py"
+        f"{' --quick' if args.quick else ''}` on {time.strftime('%Y-%m-%d', time.gmtime())}"
+        " (full tables in [docs/performance.md](docs/performance.md)):\n\n" + readme
+    )
     print("\nREADME table (defaults):\n" + readme)
     if not args.no_docs:
-        write_docs(block)
+        write_docs(block, readme)
     if args.json:
         args.json.write_text(
             json.dumps(
