@@ -21,6 +21,7 @@ from typing import Any
 
 from bertwatt.distributed.gpus import node_gpus
 from bertwatt.report.job import GPUEntry, NodeReport, RankReport, job_report_class
+from bertwatt.report.merge import per_process
 
 __all__ = [
     "DIST_KEY",
@@ -81,7 +82,7 @@ def own_share(report: Any, local_world_size: int) -> dict[str, Any] | None:
     for c in report.channels:
         if not c.counted or c.energy_j is None:
             continue
-        if c.domain == "gpu" or _per_process(c):
+        if c.domain == "gpu" or per_process(c):
             own += c.energy_j
         else:
             node_level += c.energy_j
@@ -131,19 +132,11 @@ def thin_report(report: Any, max_points: int = 64) -> Any:
     )
 
 
-def _per_process(channel: Any) -> bool:
-    prov = channel.provenance
-    if prov.kind != "estimated":
-        return False
-    model = prov.assumptions.get("power_model", "") + prov.assumptions.get("utilisation", "")
-    return "this process" in model
-
-
 def _rank_channels(report: Any, rank: int) -> Any:
     """Rename per-process estimate channels so that they add over ranks instead of merging."""
-    if not any(_per_process(c) for c in report.channels):
+    if not any(per_process(c) for c in report.channels):
         return report
-    renamed = {c.name: f"{c.name}@rank{rank}" for c in report.channels if _per_process(c)}
+    renamed = {c.name: f"{c.name}@rank{rank}" for c in report.channels if per_process(c)}
     channels = [
         c.model_copy(update={"name": renamed[c.name]}) if c.name in renamed else c
         for c in report.channels

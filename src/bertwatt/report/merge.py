@@ -70,12 +70,41 @@ def channel_node(part: Part, ch: ChannelReport) -> str:
     return ch.node_id or ch.host or part.node
 
 
+def per_process(ch: ChannelReport) -> bool:
+    """True for a channel that measures one process, not a device: a CPU estimate attributed to
+    "this process" (its utilisation). Two processes' copies add; they are not one sensor."""
+    prov = ch.provenance
+    if prov.kind != "estimated":
+        return False
+    model = prov.assumptions.get("power_model", "") + prov.assumptions.get("utilisation", "")
+    return "this process" in model
+
+
+def process_label(report: Any) -> str:
+    """Which process a report measured: its rank in a distributed job, else its pid, else its
+    run id (names a per-process channel in a merge: ``cpu:estimate@rank1``)."""
+    rank = (report.extra.get("distributed") or {}).get("rank")
+    if isinstance(rank, int) and not isinstance(rank, bool):
+        return f"rank{rank}"
+    if report.host.pid is not None:
+        return f"pid{report.host.pid}"
+    return report.run_id[:8]
+
+
+def merged_name(part: Part, ch: ChannelReport) -> str:
+    """The channel's name in the merged report (per-process channels carry their process)."""
+    if not per_process(ch):
+        return ch.name
+    suffix = f"@{process_label(part.report)}"
+    return ch.name if ch.name.endswith(suffix) else ch.name + suffix
+
+
 def channel_groups(parts: Sequence[Part]) -> dict[tuple[str, str], list[tuple[Part, Any]]]:
-    """(node, channel name) -> [(part, channel)], in the order given."""
+    """(node, merged channel name) -> [(part, channel)], in the order given."""
     groups: dict[tuple[str, str], list[tuple[Part, Any]]] = {}
     for p in parts:
         for ch in p.report.channels:
-            groups.setdefault((channel_node(p, ch), ch.name), []).append((p, ch))
+            groups.setdefault((channel_node(p, ch), merged_name(p, ch)), []).append((p, ch))
     return groups
 
 
@@ -179,6 +208,7 @@ def merge_channel(
 ) -> tuple[Any, Union | None]:
     """One merged channel of one node from every report that measured it."""
     first = members[0][1]
+    name = merged_name(members[0][0], first)
     pieces = [pc for pc in (channel_piece(p, ch) for p, ch in members) if pc is not None]
     u = union_energy(pieces) if pieces else None
     energy = u.energy_j if u is not None else None
@@ -199,6 +229,7 @@ def merge_channel(
     return (
         first.model_copy(
             update={
+                "name": name,
                 "node_id": node,
                 "host": first.host or node,
                 "energy_j": energy,
