@@ -106,6 +106,20 @@ def fake_backends() -> list[Any]:
     ]
 
 
+def counter_backends() -> list[Any]:
+    """Every channel a counter: two GPU-like energy counters (no power channel, no estimate)."""
+    from bertwatt.testing import FakeBackend, FakeChannel
+
+    return [
+        FakeBackend(
+            channels=[
+                FakeChannel("gpu:0", 250.0, kind="counter"),
+                FakeChannel("gpu:1", 250.0, kind="counter"),
+            ]
+        )
+    ]
+
+
 def run_once(loop: Loop, config: str, make_backends: Callable[[], list[Any] | None]) -> Run:
     """Run the loop once: ``config == "bare"`` without a meter, else inside one.
 
@@ -207,6 +221,7 @@ CONFIGS: dict[str, Callable[[], list[Any] | None]] = {
     "bare": lambda: None,
     "auto": lambda: None,
     "fake": fake_backends,
+    "counters": counter_backends,
     "null": lambda: None,
     "auto-1s": lambda: None,
 }

@@ -177,9 +177,10 @@ def test_carbon_per_node() -> None:
 
 def test_thin_and_wire_round_trip() -> None:
     rep = measure(FakeClock(), rank(1, "node-a", 1), interval_s=0.01)
-    assert max(len(c.timeline) for c in rep.channels) > 64
-    thin = thin_report(rep, 16)
-    assert max(len(c.timeline) for c in thin.channels) <= 16
+    # (counters are read about once a second between edges: a few points per second of window)
+    assert max(len(c.timeline) for c in rep.channels) > 8
+    thin = thin_report(rep, 4)
+    assert max(len(c.timeline) for c in thin.channels) <= 4
     assert thin.channels[0].timeline[-1] == rep.channels[0].timeline[-1]
     back = decode_report(encode_report(rep, 16))
     assert type(back) is type(rep)
