@@ -137,7 +137,7 @@ def test_v2_fields_round_trip(tmp_path, sample_report):
     assert again == report
     assert again.status == "interrupted" and again.resume.lost_energy_upper_j == 0.5
     text = again.summary()
-    assert "resumed at step 5" in text and "up to 0.50 J" in text
+    assert "resumed at step 5" in text and "up to 0.5 J" in text
 
 
 def test_run_ids_are_fresh_uuid4_hex():

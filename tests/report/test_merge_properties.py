@@ -19,10 +19,12 @@ from bertwatt.meter import EnergyMeter
 from bertwatt.report import EnergyReport, merge_reports
 from bertwatt.testing import FakeBackend, FakeChannel, FakeClock
 
-INTERVAL_S = 0.5
+#: The meter reads counters every max(interval_s, 1 s) between edges: with a 1 s interval every
+#: read, window edge and step below falls on whole seconds.
+INTERVAL_S = 1.0
 
-#: A step trace (t_s, W): steps on multiples of the sampling interval, so that the stored
-#: timeline of each report is exact at every step and interpolation between points is exact.
+#: A step trace (t_s, W): steps on multiples of the read period, so that the stored timeline of
+#: each report is exact at every step and interpolation between points is exact.
 traces = st.lists(
     st.tuples(st.integers(0, 80), st.floats(1.0, 500.0, allow_nan=False)), min_size=1, max_size=6
 ).map(lambda steps: sorted({t * INTERVAL_S: w for t, w in [(0, steps[0][1]), *steps]}.items()))

@@ -117,4 +117,4 @@ def test_kwh_and_energy_formatting():
     assert kwh(3.6e6) == 1.0
     assert format_energy(None) == "not measured"
     assert format_energy(12.345) == "12.35 J"
-    assert format_energy(7.2e6) == "2.0000 kWh (7,200,000 J)"
+    assert format_energy(7.2e6) == "2 kWh (7,200,000 J)"

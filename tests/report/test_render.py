@@ -42,7 +42,11 @@ def test_escape_controls_can_keep_newlines():
     [
         (None, "not measured"),
         (12.345, "12.35 J"),
-        (36_000_000.0, "10.0000 kWh (36,000,000 J)"),
+        (36_000_000.0, "10 kWh (36,000,000 J)"),
+        (5_425_200_000.0, "1,507 kWh (5,425,200,000 J)"),
+        (0.000237, "237 uJ"),
+        (0.0, "0 J"),
+        (0.5, "0.5 J"),
         (float("nan"), "invalid (nan, not a measurement)"),
         (float("inf"), "invalid (inf, not a measurement)"),
         (-1e12, "invalid (-1000000000000.0, not a measurement)"),

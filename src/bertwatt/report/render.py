@@ -12,7 +12,7 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
-from bertwatt.units import fmt_g
+from bertwatt.units import fmt_g, fmt_j, fmt_num
 
 if TYPE_CHECKING:
     from bertwatt.report.models import EnergyReport
@@ -39,14 +39,15 @@ def escape_controls(text: Any, *, keep_newlines: bool = False) -> str:
 
 
 def format_energy(energy_j: float | None) -> str:
-    """Human-readable energy: J below 10 kJ, else kWh, always with the unit."""
+    """Human-readable energy to 4 significant figures: J (with a prefix) below 10 kJ, else kWh
+    with the joules beside, always with the unit; an impossible figure is said to be invalid."""
     if energy_j is None:
         return "not measured"
     if not math.isfinite(energy_j) or energy_j < 0:
         return f"invalid ({energy_j!r}, not a measurement)"
-    if abs(energy_j) < 10_000:
-        return f"{energy_j:,.2f} J"
-    return f"{energy_j / 3.6e6:,.4f} kWh ({energy_j:,.0f} J)"
+    if energy_j < 10_000:  # 4 significant figures: "12.35 J", "0.5 J", "237 uJ", never "-0.00 J"
+        return f"{fmt_num(energy_j)} J" if energy_j == 0 or energy_j >= 1e-3 else fmt_j(energy_j)
+    return f"{fmt_num(energy_j / 3.6e6)} kWh ({energy_j:,.0f} J)"
 
 
 def _w(value: float | None) -> str:
