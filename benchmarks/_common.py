@@ -304,7 +304,7 @@ def command_line() -> str:
     except ValueError:
         script_txt = str(script)
     args = [a for i, a in enumerate(sys.argv[1:]) if not _is_json_arg(sys.argv[1:], i)]
-    return shlex.join(["/work/venv/bin/python", script_txt, *args])
+    return shlex.join([".venv/bin/python", script_txt, *args])
 
 
 def _is_json_arg(argv: list[str], i: int) -> bool:

@@ -2,9 +2,9 @@
 
 Usage::
 
-    /work/venv/bin/python benchmarks/run_all.py            # full runs (about 15 minutes idle)
-    /work/venv/bin/python benchmarks/run_all.py --quick    # smoke run (about 3 minutes)
-    /work/venv/bin/python benchmarks/run_all.py --only import,enter_exit
+    .venv/bin/python benchmarks/run_all.py            # full runs (about 15 minutes idle)
+    .venv/bin/python benchmarks/run_all.py --quick    # smoke run (about 3 minutes)
+    .venv/bin/python benchmarks/run_all.py --only import,enter_exit
 
 Each benchmark's own output is streamed as it runs; the table follows at the end, with the
 machine facts. Exit status: 0 when every target is met, 1 when any is missed, 2 when a benchmark
