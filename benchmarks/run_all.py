@@ -35,6 +35,8 @@ BENCHMARKS = {
     "long_run": "bench_long_run.py",
     "merge": "bench_merge.py",
     "startup": "bench_startup.py",
+    "gather": "bench_gather.py",
+    "step_overhead": "bench_step_overhead.py",
 }
 
 
