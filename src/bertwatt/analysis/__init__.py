@@ -1,28 +1,8 @@
 """Cross-run analysis: fit energy against the work done across many reports (:mod:`.fit`).
 
-Not imported by ``import bertwatt``. ``from bertwatt.analysis import fit_runs``.
+Not imported by ``import bertwatt``. ``from bertwatt.analysis import fit_runs``. The public
+names are those of :mod:`bertwatt.analysis.fit` (its ``__all__``), listed once there.
 """
 
-from bertwatt.analysis.fit import (
-    PREDICTORS,
-    FitAnalysis,
-    FitResult,
-    LinearFit,
-    RunPoint,
-    fit_line,
-    fit_runs,
-    render_fit,
-    run_points,
-)
-
-__all__ = [
-    "PREDICTORS",
-    "FitAnalysis",
-    "FitResult",
-    "LinearFit",
-    "RunPoint",
-    "fit_line",
-    "fit_runs",
-    "render_fit",
-    "run_points",
-]
+from bertwatt.analysis.fit import *  # noqa: F403 - re-export exactly fit.__all__
+from bertwatt.analysis.fit import __all__ as __all__
