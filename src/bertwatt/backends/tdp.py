@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
-import logging
 import math
 import re
 from dataclasses import dataclass
@@ -20,7 +18,6 @@ from pathlib import Path
 
 __all__ = ["TdpRecord", "lookup_tdp"]
 
-logger = logging.getLogger(__name__)
 
 _VENDORS = frozenset({"intel", "amd", "apple"})
 
@@ -80,56 +77,101 @@ def _longest_digit_run(text: str) -> str:
 
 
 @functools.cache
-def _table() -> tuple[
-    tuple[tuple[str, float, str, str], ...], dict[str, tuple[int, ...]], dict[str, int]
-]:
-    """The packaged table, read once per process, with two cheap indexes: the longest run of
-    digits of each name -> rows, and exact name -> row. Names are normalised only for the rows a
-    lookup looks at (:func:`_row`), so a first lookup costs a CSV parse, not 5,000
-    normalisations."""
+def _data() -> bytes:
+    """The packaged table (UTF-8, a few hundred kB), read once per process, kept as bytes:
+    a lookup searches it for a few substrings and decodes only the lines it finds."""
     path = Path(__file__).with_name("data") / "cpu_tdp.csv"
     if path.is_file():  # an installed package or a source tree: no importlib.resources (15 ms)
-        text = path.read_text(encoding="utf-8")
-    else:  # imported from a zip archive
-        from importlib import resources
+        return path.read_bytes()
+    from importlib import resources  # imported from a zip archive
 
-        ref = resources.files(__package__ or "bertwatt.backends").joinpath("data")
-        text = ref.joinpath("cpu_tdp.csv").read_text(encoding="utf-8")
-    rows: list[tuple[str, float, str, str]] = []
-    index: dict[str, list[int]] = {}
-    exact: dict[str, int] = {}
-    skipped = 0
-    records = csv.reader(io.StringIO(text))
-    head = next(records)
-    at = {name: head.index(name) for name in ("model", "tdp_watts", "source", "year")}
-    for rec in records:
-        try:
-            tdp_w = float(rec[at["tdp_watts"]])
-        except ValueError:
-            tdp_w = math.nan
-        if not (math.isfinite(tdp_w) and tdp_w > 0):
-            skipped += 1  # kept in the file as published, unusable as a figure
-            continue
-        model = rec[at["model"]]
-        # normalising never creates digits: a row holding a token holds its digit runs
-        for run in set(_DIGIT_RUN.findall(model)):
-            index.setdefault(run, []).append(len(rows))
-        key = " ".join(model.lower().split())
-        if key not in exact or rows[exact[key]][1] < tdp_w:  # a tie takes the higher TDP
-            exact[key] = len(rows)
-        rows.append((model, tdp_w, rec[at["source"]], rec[at["year"]]))
-    logger.debug("cpu_tdp.csv: %d usable rows, %d without a usable TDP", len(rows), skipped)
-    return tuple(rows), {k: tuple(v) for k, v in index.items()}, exact
+    ref = resources.files(__package__ or "bertwatt.backends").joinpath("data")
+    return ref.joinpath("cpu_tdp.csv").read_bytes()
+
+
+@functools.cache
+def _lower() -> bytes:
+    """The table with ASCII letters in lower case (byte for byte the same offsets)."""
+    return _data().lower()
+
+
+@functools.cache
+def _columns() -> tuple[int, int, int, int]:
+    """Positions of model, tdp_watts, source and year in the table's header."""
+    head = next(csv.reader([_data().partition(b"\n")[0].decode("utf-8")]))
+    at = tuple(head.index(name) for name in ("model", "tdp_watts", "source", "year"))
+    return at  # type: ignore[return-value]
+
+
+def _lines_containing(needle: str, *, digits: bool = False) -> list[str]:
+    """The data lines of the table holding ``needle`` (ASCII, lower case), in table order, once
+    each; with ``digits``, only where ``needle`` is a whole run of digits. An empty or non-ASCII
+    needle gives every line.
+
+    A lookup parses only these lines, not the 4,900 rows of the table: a first lookup in a
+    process costs a few substring searches of the bytes (the window's start-up budget)."""
+    data, low = _data(), _lower()
+    body = data.find(b"\n") + 1
+    if not needle or not needle.isascii():
+        return data[body:].decode("utf-8").splitlines()
+    key = needle.encode("ascii")
+    found: dict[int, str] = {}
+    at = low.find(key, body)
+    while at >= 0:
+        end = at + len(key)
+        whole = not digits or (not low[at - 1 : at].isdigit() and not low[end : end + 1].isdigit())
+        start = low.rfind(b"\n", 0, at) + 1
+        if whole and start not in found:
+            stop = low.find(b"\n", end)
+            found[start] = data[start : stop if stop >= 0 else len(data)].decode("utf-8")
+        at = low.find(key, end)
+    return [line.rstrip("\r") for line in found.values()]
 
 
 @functools.lru_cache(maxsize=4096)
-def _row(pos: int) -> _Row:
-    """Row ``pos`` of the table with its normalised tokens."""
-    model, tdp_w, source, year = _table()[0][pos]
+def _row(line: str) -> _Row | None:
+    """One data line of the table with its normalised tokens; None when it has no usable TDP
+    (such rows stay in the file as published)."""
+    rec = next(csv.reader([line]), None)
+    at_model, at_tdp, at_source, at_year = _columns()
+    if rec is None or len(rec) <= max(_columns()):
+        return None
+    try:
+        tdp_w = float(rec[at_tdp])
+    except ValueError:
+        return None
+    if not (math.isfinite(tdp_w) and tdp_w > 0):
+        return None
+    model = rec[at_model]
     tokens = _normalise(model)
     return _Row(
-        model, tdp_w, source, year, frozenset(tokens), frozenset(filter(_has_digit, tokens))
+        model,
+        tdp_w,
+        rec[at_source],
+        rec[at_year],
+        frozenset(tokens),
+        frozenset(filter(_has_digit, tokens)),
     )
+
+
+def _exact(name: str) -> _Row | None:
+    """The row whose model is ``name`` (case and runs of blanks ignored); a tie takes the higher
+    TDP."""
+    words = name.split()
+    if not words:
+        return None
+    key = " ".join(name.lower().split())
+    ascii_words = [w for w in key.split() if w.isascii()]
+    longest = max(ascii_words, key=len, default="")
+    at_model = _columns()[0]
+    lines = [
+        line
+        for line in _lines_containing(longest)
+        for rec in csv.reader([line])
+        if len(rec) > at_model and " ".join(rec[at_model].lower().split()) == key
+    ]
+    rows = [r for r in map(_row, lines) if r is not None]
+    return max(rows, key=lambda r: r.tdp_w, default=None)
 
 
 def lookup_tdp(cpu_model: str) -> TdpRecord | None:
@@ -150,10 +192,8 @@ def lookup_tdp(cpu_model: str) -> TdpRecord | None:
     Returns:
         The matched row, or None when no row matches.
     """
-    _rows, index, exact = _table()
-    if (pos := exact.get(" ".join(cpu_model.lower().split()))) is not None:
-        row = _row(pos)
-        return TdpRecord(row.model, row.tdp_w, row.source, row.year, "exact table name")
+    if (exact := _exact(cpu_model)) is not None:
+        return TdpRecord(exact.model, exact.tdp_w, exact.source, exact.year, "exact table name")
     tokens = _normalise(cpu_model)
     digits = [t for t in tokens if _has_digit(t)]
     if not digits:
@@ -165,9 +205,9 @@ def lookup_tdp(cpu_model: str) -> TdpRecord | None:
     versions = {t for t in digits if re.fullmatch(r"v\d+", t)}
     vendor = brand & _VENDORS
     best: tuple[tuple[int, int, float], _Row] | None = None
-    for pos in index.get(_longest_digit_run(primary), ()):
-        row = _row(pos)
-        if primary not in row.digits:
+    for line in _lines_containing(_longest_digit_run(primary), digits=True):
+        row = _row(line)
+        if row is None or primary not in row.digits:
             continue
         if not row.digits <= brand or not versions <= row.tokens:
             continue
