@@ -341,7 +341,7 @@ def test_fallback_is_labelled_with_its_source_and_fix(tmp_path: Path) -> None:
     prov = ch.provenance
     assert (ch.name, ch.domain, ch.kind, ch.counted) == ("cpu:estimate", "cpu", "power", True)
     assert (prov.kind, prov.scope) == ("estimated", "cpu-package")
-    assert prov.source == "TDP x CPU utilisation (psutil)"
+    assert prov.source == "TDP x CPU utilisation (/proc)"  # process mode on Linux: no psutil
     assert set(prov.assumptions) == CPU_ASSUMPTIONS
     assert prov.assumptions["tdp_source"].startswith("fallback: CPU model not in table")
     assert "Green Algorithms" in prov.assumptions["tdp_source"]
@@ -572,8 +572,9 @@ def test_psutil_failures_in_probe_are_reported_not_raised(monkeypatch: pytest.Mo
     assert av.unavailable[0].what == "estimate"
     assert "no /proc/stat" in av.unavailable[0].reason
 
+    # process mode answers from /proc without psutil; where /proc cannot be read, psutil answers
     monkeypatch.setitem(sys.modules, "psutil", fake_psutil([]))
-    av = EstimateBackend(utilisation="process").probe()
+    av = EstimateBackend(utilisation="process", procfs_path="/nonexistent/proc").probe()
     assert not av.ok and "process vanished" in av.unavailable[0].reason
 
 
@@ -582,3 +583,55 @@ def test_missing_psutil_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -
     av = EstimateBackend(utilisation="system").probe()
     assert not av.ok
     assert av.unavailable[0].fix == "pip install psutil"
+
+
+# --- process mode on Linux: os.times() and a fake /proc tree, psutil not imported -------------
+
+
+def _fake_proc(root: Path, kid_ticks: int) -> int:
+    """A /proc tree in ``root``: this process (stat, one task listing a child), a child with
+    ``kid_ticks`` of CPU time, and uptime. Returns the child's pid."""
+    kid = 4_000_000  # above any real pid_max: cannot collide with a live process
+    me = root / str(os.getpid())
+    (me / "task" / "1").mkdir(parents=True)
+    (me / "task" / "1" / "children").write_text(f"{kid} ")
+    # proc(5): pid (comm) state, then fields 4.. ; starttime is field 22
+    fields = ["S"] + ["0"] * 18 + ["100"] + ["0"] * 30
+    (me / "stat").write_text(f"{os.getpid()} (py thon) " + " ".join(fields))
+    (root / "uptime").write_text("1000.00 1900.00\n")
+    _write_kid(root, kid, kid_ticks)
+    return kid
+
+
+def _write_kid(root: Path, kid: int, ticks: int) -> None:
+    (root / str(kid)).mkdir(exist_ok=True)
+    fields = ["R", "1"] + ["0"] * 9 + [str(ticks), "0", "0", "0"] + ["0"] * 30
+    (root / str(kid) / "stat").write_text(f"{kid} (burn (x)) " + " ".join(fields))
+
+
+def test_process_tree_from_procfs_without_psutil(tmp_path: Path) -> None:
+    hz = os.sysconf("SC_CLK_TCK")
+    kid = _fake_proc(tmp_path, kid_ticks=5 * hz)
+    # this machine's /proc, in a fresh process: psutil is not imported by process mode
+    code = (
+        "import sys\n"
+        "from bertwatt.backends.estimate import EstimateBackend\n"
+        "av = EstimateBackend(tdp_w=100.0).probe()\n"
+        "print(av.ok, 'psutil' in sys.modules, av.channels[0].provenance.source)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split(None, 2) == ["True", "False", "TDP x CPU utilisation (/proc)\n"]
+
+    backend = EstimateBackend(procfs_path=tmp_path, tdp_w=100.0, cpu_count=USABLE)
+    ch = probe_cpu(backend)
+    assert "/proc/<pid>/stat" in ch.provenance.assumptions["utilisation"]
+    capacity_w = full_load_w(ch)
+    time.sleep(0.2)
+    _write_kid(tmp_path, kid, 6 * hz)  # the child used 1 more CPU second in 0.2 s of wall time
+    values, errors = backend.read()
+    assert errors is None
+    assert values[0] == pytest.approx(min(1.0, 1.0 / (0.2 * USABLE)) * capacity_w, rel=0.35)
+    (tmp_path / str(kid) / "stat").unlink()  # the child is gone (not yet reaped): no error,
+    time.sleep(0.05)  # and the tree's CPU time never goes backwards (no negative power)
+    values, errors = backend.read()
+    assert errors is None and 0.0 <= values[0] < capacity_w

@@ -24,7 +24,9 @@ figure, not measured power: turbo can exceed it (Intel PL2). A table TDP covers 
 multiplied by the distinct ``physical id`` values of ``/proc/cpuinfo`` and by the share of logical
 CPUs usable here (``os.sched_getaffinity``). A VM cannot see the host's CPU count, so no share
 applies there and the figure is likely too high: pass ``cpu_count=`` (host logical CPUs). cgroup
-quotas are not seen. Utilisation comes from ``psutil.cpu_times()`` deltas kept on the instance, not
+quotas are not seen. In ``"process"`` mode on Linux, CPU times come from ``os.times()`` and
+``/proc/<pid>/stat`` (psutil is not imported: it costs about 10 ms at a window's start); in
+``"system"`` mode, utilisation comes from ``psutil.cpu_times()`` deltas kept on the instance, not
 from ``psutil.cpu_percent(interval=None)``, whose last sample is shared by every caller
 (module-global, per thread since giampaolo/psutil#2282): other code, or priming on another thread,
 corrupts it.
@@ -81,10 +83,12 @@ _MEASURE_NOTE = (
     "for NVIDIA GPUs `pip install nvidia-ml-py` and use the 'nvml' backend."
 )
 _PROCESS_UTIL = (
-    "this process tree's user+system CPU seconds (psutil cpu_times() of this process, its "
-    "reaped children and its live descendants from /proc/<pid>/task/<tid>/children) / "
+    "this process tree's user+system CPU seconds (this process and its reaped children from "
+    "{own}, its live descendants from /proc/<pid>/task/<tid>/children and {kids}) / "
     "(wall seconds x usable CPUs)"
 )
+_PROCFS_OWN, _PROCFS_KIDS = "os.times()", "/proc/<pid>/stat"
+_PSUTIL_OWN, _PSUTIL_KIDS = "psutil cpu_times()", "psutil cpu_times()"
 _MIN_INTERVAL_S = 0.02  # reads closer than this to the last accepted one repeat its utilisation, s
 _UTIL_WINDOW = (
     f", since the previous read; a read less than {_MIN_INTERVAL_S * 1e3:g} ms after the previous "
@@ -178,6 +182,34 @@ def _channel(
     )
 
 
+class _NoPsutil:
+    """Stands for psutil where it is not imported (process mode on Linux reads /proc)."""
+
+    class Error(Exception):
+        """Never raised: lets ``except psutil.Error`` clauses stand as they are."""
+
+
+def _stat_fields(procfs: str, pid: int) -> list[bytes]:
+    """Fields 3.. of ``/proc/<pid>/stat`` (after the command name, which may hold blanks)."""
+    with open(f"{procfs}/{pid}/stat", "rb") as fh:
+        data = fh.read()
+    return data[data.rindex(b")") + 2 :].split()
+
+
+def _procfs_busy_s(procfs: str, pid: int) -> float:
+    """utime + stime + cutime + cstime of ``pid`` in seconds (``proc(5)`` fields 14-17)."""
+    f = _stat_fields(procfs, pid)
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _procfs_age_s(procfs: str) -> float:
+    """Seconds since this process started: ``/proc/uptime`` minus ``starttime`` (field 22)."""
+    start_s = int(_stat_fields(procfs, os.getpid())[19]) / os.sysconf("SC_CLK_TCK")
+    with open(f"{procfs}/uptime", "rb") as fh:
+        uptime_s = float(fh.read().split()[0])
+    return max(0.0, uptime_s - start_s)
+
+
 def _err(message: str, fix: str | None = None) -> ConfigError:
     return ConfigError(message, backend="estimate", fix=fix)
 
@@ -211,6 +243,10 @@ class EstimateBackend:
         cpu_count: the host's logical CPUs, which the TDP x sockets covers; default: the CPUs the
             kernel reports (inside a VM, the VM's own).
         cpuinfo_path: where to read the CPU brand string, sockets and the hypervisor flag.
+        procfs_path: the Linux ``/proc`` mount. With ``utilisation="process"`` (and no
+            ``memory``), CPU times are read from it and ``os.times()`` directly, so psutil is not
+            imported (about 10 ms at a window's start); elsewhere, or where it cannot be read,
+            psutil answers.
 
     Raises:
         ConfigError: an argument has a type or value that cannot be used.
@@ -229,6 +265,7 @@ class EstimateBackend:
         memory_w_per_gib: float = DEFAULT_MEMORY_W_PER_GIB,
         cpu_count: int | None = None,
         cpuinfo_path: str | os.PathLike[str] = "/proc/cpuinfo",
+        procfs_path: str | os.PathLike[str] = "/proc",
     ) -> None:
         fix = "the TDP of one CPU package in W, e.g. EstimateBackend(tdp_w=150)"
         self._tdp_w = None if tdp_w is None else _positive("tdp_w", tdp_w, 2000.0, fix)
@@ -246,6 +283,9 @@ class EstimateBackend:
             raise _err(f"cpu_count must be an int >= 1, got {cpu_count!r}", _FIX_COUNT)
         if not isinstance(cpuinfo_path, (str, os.PathLike)):
             raise _err(f"cpuinfo_path must be a path, got {cpuinfo_path!r}")
+        if not isinstance(procfs_path, (str, os.PathLike)):
+            raise _err(f"procfs_path must be a path, got {procfs_path!r}")
+        self._procfs = os.fspath(procfs_path)
         self._cpu_model = cpu_model.strip() if cpu_model is not None else None
         self._mode, self._memory, self._cpu_count = utilisation, memory, cpu_count
         self._cpuinfo_path = os.fspath(cpuinfo_path)
@@ -267,18 +307,23 @@ class EstimateBackend:
         return (
             f"EstimateBackend(tdp_w={self._tdp_w!r}, cpu_model={self._cpu_model!r}, "
             f"utilisation={self._mode!r}, memory={self._memory!r}, "
-            f"memory_w_per_gib={self._w_per_gib!r}, cpu_count={self._cpu_count!r})"
+            f"memory_w_per_gib={self._w_per_gib!r}, cpu_count={self._cpu_count!r}, "
+            f"procfs_path={self._procfs!r})"
         )
 
     def probe(self) -> Availability:
         """Detect the CPU, choose the TDP, sample CPU times once (no sleep); never raises."""
-        try:
-            import psutil
-        except ImportError as err:
-            gone = Unavailable(
-                what="estimate", reason=f"cannot import psutil ({err})", fix="pip install psutil"
-            )
-            return Availability(unavailable=(gone,))
+        psutil: Any = _NoPsutil
+        if self._mode == "system" or self._memory or not self._procfs_readable():
+            try:
+                import psutil
+            except ImportError as err:
+                gone = Unavailable(
+                    what="estimate",
+                    reason=f"cannot import psutil ({err})",
+                    fix="pip install psutil",
+                )
+                return Availability(unavailable=(gone,))
         self._psutil = psutil
         if self._cpuinfo is None:
             self._cpuinfo = _read_cpuinfo(self._cpuinfo_path)
@@ -300,7 +345,8 @@ class EstimateBackend:
         return Availability(channels=self._channels, unavailable=tuple(missing))
 
     def _probe_cpu(self, psutil: Any, info: _CpuInfo) -> Channel:
-        host = self._cpu_count or psutil.cpu_count(logical=True) or os.cpu_count() or 1
+        counted = None if psutil is _NoPsutil else psutil.cpu_count(logical=True)
+        host = self._cpu_count or counted or os.cpu_count() or 1
         try:
             affinity = sorted(os.sched_getaffinity(0))
         except (AttributeError, OSError):
@@ -335,7 +381,9 @@ class EstimateBackend:
                 f"distinct 'physical id' in {self._cpuinfo_path})" if info.sockets else "assumed)"
             )
             a["logical_cpus_host"] = f"{host} (" + (
-                "constructor argument cpu_count)" if self._cpu_count else "psutil.cpu_count)"
+                "constructor argument cpu_count)"
+                if self._cpu_count
+                else ("os.cpu_count)" if counted is None else "psutil.cpu_count)")
             )
             a["share_of_packages"] = f"{usable}/{host} = {share:.4g}"
             if sockets > 1:
@@ -351,7 +399,8 @@ class EstimateBackend:
             else "P = capacity_w x u: this process's share, no idle floor"
         )
         facts = {"cpu_model": str(model), "capacity_w": f"{self._capacity_w:.4g}"}
-        source, method = "TDP x CPU utilisation (psutil)", "CPU-time deltas between reads"
+        via = "/proc" if psutil is _NoPsutil else "psutil"
+        source, method = f"TDP x CPU utilisation ({via})", "CPU-time deltas between reads"
         capacity_w = self._capacity_w
         return _channel(
             "cpu:estimate",
@@ -365,12 +414,25 @@ class EstimateBackend:
             mean_since_last_read=True,  # utilisation since the previous read
         )
 
+    def _procfs_readable(self) -> bool:
+        """Whether this process's CPU times can be read from ``procfs_path`` (Linux)."""
+        try:
+            _procfs_busy_s(self._procfs, os.getpid())
+            _procfs_age_s(self._procfs)
+        except (OSError, ValueError, IndexError):
+            return False
+        return True
+
     def _prime(self, psutil: Any, affinity: list[int]) -> str:
         """Choose the CPUs and take the first CPU-times sample (no sleep); return how it is done."""
         if self._mode == "process":
-            self._proc, self._cpu_ids = psutil.Process(), None
-            self._kids, self._tree_max = {}, 0.0
-            how = _PROCESS_UTIL
+            self._proc = None if psutil is _NoPsutil else psutil.Process()
+            self._cpu_ids, self._kids, self._tree_max = None, {}, 0.0
+            how = (
+                _PROCESS_UTIL.format(own=_PROCFS_OWN, kids=_PROCFS_KIDS)
+                if self._proc is None
+                else _PROCESS_UTIL.format(own=_PSUTIL_OWN, kids=_PSUTIL_KIDS)
+            )
         else:
             online = len(psutil.cpu_times(percpu=True))
             try:
@@ -395,8 +457,11 @@ class EstimateBackend:
         busy, total = self._last
         if self._mode == "process":
             try:
-                total = (time.time() - self._proc.create_time()) * self._usable
-            except (OSError, psutil.Error):
+                if self._proc is None:
+                    total = _procfs_age_s(self._procfs) * self._usable
+                else:
+                    total = (time.time() - self._proc.create_time()) * self._usable
+            except (OSError, ValueError, IndexError, psutil.Error):
                 return None
         return min(1.0, max(0.0, busy / total)) if total > 0 else None
 
@@ -425,16 +490,17 @@ class EstimateBackend:
     def _descendants(self) -> list[int]:
         """PIDs of this process's live descendants, from /proc/<pid>/task/<tid>/children."""
         out: list[int] = []
-        todo = [self._proc.pid]
+        todo = [os.getpid()]
         while todo and len(out) < 4096:
             pid = todo.pop()
             try:
-                tids = os.listdir(f"/proc/{pid}/task")
+                tids = os.listdir(f"{self._procfs}/{pid}/task")
             except OSError:
                 continue
             for tid in tids:
                 try:
-                    with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as fh:
+                    path = f"{self._procfs}/{pid}/task/{tid}/children"
+                    with open(path, encoding="ascii") as fh:
                         kids = [int(k) for k in fh.read().split()]
                 except (OSError, ValueError):
                     continue
@@ -444,6 +510,16 @@ class EstimateBackend:
 
     def _tree_busy_s(self) -> float:
         """CPU seconds of this process, its reaped children and its live descendants."""
+        if self._proc is None:  # Linux: os.times() and /proc/<pid>/stat, no psutil
+            t = os.times()
+            busy = t.user + t.system + t.children_user + t.children_system
+            for pid in self._descendants():
+                try:
+                    busy += _procfs_busy_s(self._procfs, pid)
+                except (OSError, ValueError, IndexError):
+                    continue  # gone: its time is in its parent's children_* once reaped
+            self._tree_max = max(self._tree_max, busy)
+            return self._tree_max
         t = self._proc.cpu_times()
         busy = t.user + t.system + getattr(t, "children_user", 0.0)
         busy += getattr(t, "children_system", 0.0)
