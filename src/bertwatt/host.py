@@ -25,6 +25,20 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def _os_string() -> str:
+    """``platform.platform()``'s usual form (``Linux-6.8.0-x86_64-with-glibc2.39``) without the
+    ``uname -p`` child process it starts on Linux (a few ms at a window's stop)."""
+    system, release, machine = platform.system(), platform.release(), platform.machine()
+    if system != "Linux":
+        return platform.platform()
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""  # "glibc 2.39"
+    except (ValueError, OSError):
+        libc = ""
+    tail = f"-with-{libc.replace(' ', '')}" if libc else ""
+    return f"{system}-{release}-{machine}{tail}"
+
+
 @functools.cache
 def host_facts() -> dict[str, object]:
     """Hostname, OS, Python, bertwatt version, CPU model and logical CPU count."""
@@ -32,7 +46,7 @@ def host_facts() -> dict[str, object]:
 
     return {
         "hostname": socket.gethostname(),
-        "os": platform.platform(),
+        "os": _os_string(),
         "python": platform.python_version(),
         "bertwatt_version": __version__,
         "cpu_model": cpu_model(),

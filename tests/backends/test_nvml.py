@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -501,3 +504,37 @@ def test_repr_shows_arguments() -> None:
     assert repr(NVMLBackend(devices=[1, "GPU-ab"])) == (
         "NVMLBackend(devices=[1, 'GPU-ab'], all_devices=False)"
     )
+
+
+def _probe_in_fresh_process(driver_paths: list[str]) -> list[str]:
+    """Probe the real NVMLBackend in a fresh process (no fake pynvml installed) with
+    ``DRIVER_PATHS`` set; returns [reason, whether pynvml got imported]."""
+    code = (
+        "import sys\n"
+        "import bertwatt.backends.nvml as nvml\n"
+        f"nvml.DRIVER_PATHS = {tuple(driver_paths)!r}\n"
+        "(missing,) = nvml.NVMLBackend().probe().unavailable\n"
+        "print(missing.reason)\n"
+        "print('pynvml' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def test_no_driver_is_said_without_loading_nvml(tmp_path: Path) -> None:
+    gone = [str(tmp_path / "nvidiactl"), str(tmp_path / "version")]
+    reason, imported = _probe_in_fresh_process(gone)
+    assert reason.startswith("no NVIDIA driver on this machine: none of ")
+    assert gone[0] in reason and "NVML was not loaded" in reason
+    assert imported == "False"  # pynvml (ctypes, ~15 ms) is not imported for nothing
+
+
+def test_a_sign_of_a_driver_lets_nvml_decide(tmp_path: Path) -> None:
+    if importlib.util.find_spec("pynvml") is None:
+        pytest.skip("nvidia-ml-py is not installed")
+    if Path("/dev/nvidiactl").exists():
+        pytest.skip("this machine has an NVIDIA driver: nvmlInit would succeed")
+    (tmp_path / "nvidiactl").touch()
+    reason, imported = _probe_in_fresh_process([str(tmp_path / "nvidiactl")])
+    assert imported == "True"
+    assert reason.startswith("nvmlInit failed: ")  # no libnvidia-ml.so here: NVML's own words

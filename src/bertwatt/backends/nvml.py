@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -92,6 +94,26 @@ _GENERIC_INIT_FIX = (
     "run on a host with an NVIDIA GPU and a working driver (check `nvidia-smi`), or leave 'nvml' "
     "out of backends="
 )
+
+#: Where a Linux host with an NVIDIA driver shows it: the control device and the driver's proc
+#: entry, or, under WSL 2, the GPU paravirtualisation device and the driver's library folder.
+DRIVER_PATHS = ("/dev/nvidiactl", "/proc/driver/nvidia/version", "/dev/dxg", "/usr/lib/wsl/lib")
+
+
+def _no_driver() -> str | None:
+    """Why NVML cannot work here, when no NVIDIA driver is present on Linux; else None.
+
+    Saves importing pynvml (ctypes and friends, about 15 ms) and a failing ``nvmlInit`` on the
+    many machines without an NVIDIA GPU. Elsewhere, and when any sign of a driver exists,
+    ``nvmlInit`` decides (and names its own error).
+    """
+    if not sys.platform.startswith("linux") or any(os.path.exists(p) for p in DRIVER_PATHS):
+        return None
+    return (
+        "no NVIDIA driver on this machine: none of " + ", ".join(DRIVER_PATHS) + " exists "
+        "(NVML was not loaded)"
+    )
+
 
 _READ_HINTS = {
     "NVML_ERROR_GPU_IS_LOST": (
@@ -164,6 +186,8 @@ class NVMLBackend:
         :class:`~bertwatt.backends.base.Unavailable` entries with the reason and the fix.
         """
         self.close()
+        if "pynvml" not in sys.modules and (missing := _no_driver()) is not None:
+            return _nothing(missing, _INIT_FIXES["NVML_ERROR_LIBRARY_NOT_FOUND"])
         try:
             import pynvml
         except ImportError as err:
