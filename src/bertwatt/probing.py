@@ -1,10 +1,13 @@
 """Probe backends at window start and turn what they can measure into sampler groups.
 
 Every ``probe()`` is bounded: backends are probed in parallel, each on a daemon thread, and
-start() waits for them at most ``probe_timeout_s`` together. A probe that raises, returns
-something that is not an :class:`~bertwatt.backends.base.Availability`, or does not return in
-time; a channel name measured twice; and every ``Unavailable`` entry a backend reports all end up
-in the window's list of what could not be measured, with the reason: nothing is dropped silently.
+start() waits for them at most ``probe_timeout_s`` together. A backend that declares
+``may_hang = False`` (bertwatt's RAPL and estimate: local files only) is probed, and closed, on
+the caller's thread meanwhile, sparing a thread hand-off at every window's start. A probe that
+raises, returns something that is not an :class:`~bertwatt.backends.base.Availability`, or does
+not return in time; a channel name measured twice; and every ``Unavailable`` entry a backend
+reports all end up in the window's list of what could not be measured, with the reason: nothing
+is dropped silently.
 
 A backend object already used by a running meter (nested meters) is not probed again: the new
 meter joins it, and only the last meter using it closes it (see ``backends/_guard.py``).
@@ -66,8 +69,20 @@ def _close_quietly(backend: object) -> None:
         backend.close()  # type: ignore[attr-defined]
 
 
+def _quick(backend: object) -> bool:
+    """Whether ``backend`` declares that its probe() and close() cannot hang (``may_hang`` is
+    False: local files only); those run on the caller's thread, sparing a thread hand-off."""
+    try:
+        return getattr(backend, "may_hang", True) is False
+    except Exception:  # a property that raises: treated as may hang
+        return False
+
+
 def _close_in_background(backend: object) -> None:
     """Close a backend nobody uses any more, on a daemon thread (a close() may hang)."""
+    if _quick(backend):
+        _close_quietly(backend)
+        return
     threading.Thread(
         target=_close_quietly, args=(backend,), name="bertwatt-close", daemon=True
     ).start()
@@ -266,14 +281,18 @@ def probe_backends(
     """
     limit = cfg.probe_timeout_s if timeout_s is None else timeout_s
     deadline = time.monotonic() + limit
-    probes = [_Probe(b, inline=inline) for b in backends]
+    # backends that may hang start on their threads first; quick ones then run here meanwhile
+    order = sorted(range(len(backends)), key=lambda i: _quick(backends[i]))
+    started = {i: _Probe(backends[i], inline=inline or _quick(backends[i])) for i in order}
+    probes = [started[i] for i in range(len(backends))]
     estimate: _Probe | None = None
     estimate_error = ""
     if estimate_uncovered_cpu:
         from bertwatt.backends import create
 
         try:
-            estimate = _Probe(create("estimate"), inline=inline)
+            backend = create("estimate")
+            estimate = _Probe(backend, inline=inline or _quick(backend))
         except Exception as err:
             estimate_error = f"{type(err).__name__}: {str(err)[:200]}"
     groups: list[BackendGroup] = []

@@ -162,6 +162,12 @@ class Backend(Protocol):
             reads it at window edges (its edges are resolved from its timeline), only on its
             schedule. Every backend, blocking or not, is read on a thread of its own, so none
             can delay another's samples or the user's code.
+
+    Optional attribute ``may_hang`` (default True when absent): False declares that
+    :meth:`probe` and :meth:`close` only read local files and cannot hang, so the meter calls
+    them on its own thread instead of a bounded one (no thread hand-off at a window's start).
+    bertwatt's RAPL and estimate backends declare it; any backend that talks to a driver or a
+    network must not.
     """
 
     name: str

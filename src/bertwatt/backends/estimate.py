@@ -254,6 +254,8 @@ class EstimateBackend:
 
     name = "estimate"
     blocking = False
+    #: probe() and close() only read /proc files: probed on the caller's thread (see probing.py)
+    may_hang = False
 
     def __init__(
         self,

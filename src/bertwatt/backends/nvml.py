@@ -157,6 +157,12 @@ class NVMLBackend:
     name = "nvml"
     blocking = False
 
+    @property
+    def may_hang(self) -> bool:
+        """Whether probe() or close() may take long (``nvmlInit`` can take seconds while a
+        driver wakes its GPUs): False only when there is no NVIDIA driver to call."""
+        return self._nvml is not None or "pynvml" in sys.modules or _no_driver() is None
+
     def __init__(
         self, devices: Sequence[int | str] | None = None, *, all_devices: bool = False
     ) -> None:

@@ -163,6 +163,8 @@ class RAPLBackend:
 
     name = "rapl"
     blocking = False
+    #: probe() and close() only read sysfs files: probed on the caller's thread (see probing.py)
+    may_hang = False
 
     def __init__(
         self,
