@@ -29,6 +29,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
 from typing import TYPE_CHECKING, Any
 
+# The modules a default window uses (stdlib only: no vendor library, psutil or pynvml) are
+# imported with the meter, so that no window's start pays for importing them.
+import bertwatt.backends.estimate
+import bertwatt.backends.nvml
+import bertwatt.backends.rapl
+import bertwatt.distributed.binding
+import bertwatt.distributed.ranks  # noqa: F401
 from bertwatt.backends.base import Backend, Channel
 from bertwatt.clock import Clock, SystemClock
 from bertwatt.config import MeterConfig, validate_pue

@@ -635,3 +635,21 @@ def test_process_tree_from_procfs_without_psutil(tmp_path: Path) -> None:
     time.sleep(0.05)  # and the tree's CPU time never goes backwards (no negative power)
     values, errors = backend.read()
     assert errors is None and 0.0 <= values[0] < capacity_w
+
+
+def test_tdp_lookup_reads_only_the_lines_it_needs() -> None:
+    from bertwatt.backends import tdp
+
+    # every table name finds its own row, whatever its case and runs of blanks
+    assert lookup_tdp("intel   XEON gold 6248") == lookup_tdp("Intel Xeon Gold 6248")
+    assert lookup_tdp("INTEL AUBREY ISLE") is not None  # a name without any digit
+    # a model number matches whole runs of digits only: 6248 is not 62480 or 16248
+    lines = tdp._lines_containing("6248", digits=True)
+    assert lines and all("6248" in line for line in lines)
+    assert not any(
+        "62480" in line or "16248" in line for line in lines if line.count("6248") == 1
+    )
+    # the table is parsed lazily, line by line: nothing is normalised but the lines found
+    tdp._row.cache_clear()
+    lookup_tdp("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz")
+    assert 0 < tdp._row.cache_info().currsize < 50

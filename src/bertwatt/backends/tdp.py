@@ -90,12 +90,6 @@ def _data() -> bytes:
 
 
 @functools.cache
-def _lower() -> bytes:
-    """The table with ASCII letters in lower case (byte for byte the same offsets)."""
-    return _data().lower()
-
-
-@functools.cache
 def _columns() -> tuple[int, int, int, int]:
     """Positions of model, tdp_watts, source and year in the table's header."""
     head = next(csv.reader([_data().partition(b"\n")[0].decode("utf-8")]))
@@ -104,27 +98,33 @@ def _columns() -> tuple[int, int, int, int]:
 
 
 def _lines_containing(needle: str, *, digits: bool = False) -> list[str]:
-    """The data lines of the table holding ``needle`` (ASCII, lower case), in table order, once
-    each; with ``digits``, only where ``needle`` is a whole run of digits. An empty or non-ASCII
-    needle gives every line.
+    """The data lines of the table holding ``needle`` (ASCII; case ignored), in table order,
+    once each; with ``digits``, only where ``needle`` is a whole run of digits. An empty or
+    non-ASCII needle gives every line.
 
     A lookup parses only these lines, not the 4,900 rows of the table: a first lookup in a
-    process costs a few substring searches of the bytes (the window's start-up budget)."""
-    data, low = _data(), _lower()
+    process costs a substring search of the bytes (the window's start-up budget)."""
+    data = _data()
     body = data.find(b"\n") + 1
     if not needle or not needle.isascii():
         return data[body:].decode("utf-8").splitlines()
     key = needle.encode("ascii")
+    if digits:
+        spans = []
+        at = data.find(key, body)
+        while at >= 0:
+            end = at + len(key)
+            if not data[at - 1 : at].isdigit() and not data[end : end + 1].isdigit():
+                spans.append(at)
+            at = data.find(key, end)
+    else:
+        spans = [m.start() for m in re.compile(re.escape(key), re.IGNORECASE).finditer(data, body)]
     found: dict[int, str] = {}
-    at = low.find(key, body)
-    while at >= 0:
-        end = at + len(key)
-        whole = not digits or (not low[at - 1 : at].isdigit() and not low[end : end + 1].isdigit())
-        start = low.rfind(b"\n", 0, at) + 1
-        if whole and start not in found:
-            stop = low.find(b"\n", end)
+    for at in spans:
+        start = data.rfind(b"\n", 0, at) + 1
+        if start not in found:
+            stop = data.find(b"\n", at)
             found[start] = data[start : stop if stop >= 0 else len(data)].decode("utf-8")
-        at = low.find(key, end)
     return [line.rstrip("\r") for line in found.values()]
 
 
