@@ -41,6 +41,7 @@ in use (Green Algorithms: it "only depends on the size of memory available"), so
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -120,6 +121,19 @@ class _CpuInfo:
     model_from: str
     sockets: int | None
     hypervisor: bool
+
+
+def _cpuinfo(path: str) -> _CpuInfo:
+    """:func:`_read_cpuinfo`, read once per process for the kernel's own ``/proc/cpuinfo``
+    (the CPU model, sockets and hypervisor flag do not change while a process runs)."""
+    if path == "/proc/cpuinfo":
+        return _proc_cpuinfo()
+    return _read_cpuinfo(path)
+
+
+@functools.cache
+def _proc_cpuinfo() -> _CpuInfo:
+    return _read_cpuinfo("/proc/cpuinfo")
 
 
 def _read_cpuinfo(path: str) -> _CpuInfo:
@@ -328,7 +342,7 @@ class EstimateBackend:
                 return Availability(unavailable=(gone,))
         self._psutil = psutil
         if self._cpuinfo is None:
-            self._cpuinfo = _read_cpuinfo(self._cpuinfo_path)
+            self._cpuinfo = _cpuinfo(self._cpuinfo_path)
         channels, readers, missing = [], [], []
         try:
             channels.append(self._probe_cpu(psutil, self._cpuinfo))

@@ -184,6 +184,7 @@ def _exact(name: str) -> _Row | None:
     return max(rows, key=lambda r: r.tdp_w, default=None)
 
 
+@functools.lru_cache(maxsize=256)  # a pure function of its argument: the table never changes
 def lookup_tdp(cpu_model: str) -> TdpRecord | None:
     """Find the TDP of a CPU from its brand string, e.g. ``/proc/cpuinfo``'s "model name".
 
