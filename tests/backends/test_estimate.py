@@ -651,5 +651,6 @@ def test_tdp_lookup_reads_only_the_lines_it_needs() -> None:
     )
     # the table is parsed lazily, line by line: nothing is normalised but the lines found
     tdp._row.cache_clear()
+    lookup_tdp.cache_clear()
     lookup_tdp("Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz")
     assert 0 < tdp._row.cache_info().currsize < 50
