@@ -38,7 +38,7 @@ import bertwatt.distributed.binding
 import bertwatt.distributed.ranks  # noqa: F401
 from bertwatt.backends.base import Backend, Channel
 from bertwatt.clock import Clock, SystemClock
-from bertwatt.config import MeterConfig, validate_pue
+from bertwatt.config import MeterConfig, validate_pue, zone_from_env
 from bertwatt.errors import ConfigError, MeasurementWarning
 from bertwatt.host import host_facts, node_identity
 from bertwatt.probing import probe_backends
@@ -643,7 +643,11 @@ class EnergyMeter:
         from bertwatt.report.build import build_report
 
         report = build_report(snap)
-        if final:
+        if final and self.carbon is None and zone_from_env() is None:
+            from bertwatt.carbon.uncomputed import NO_ZONE_NOTE, uncomputed
+
+            report = uncomputed(report, NO_ZONE_NOTE)  # the carbon code is not loaded for this
+        elif final:
             from bertwatt.carbon.intensity import apply_carbon
 
             report = apply_carbon(report, self.carbon, pue=self.pue)

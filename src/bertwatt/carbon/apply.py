@@ -21,6 +21,9 @@ from bertwatt.carbon.intensity import (
     as_intensity,
 )
 from bertwatt.carbon.series import weighted_intensity
+from bertwatt.carbon.uncomputed import NO_ZONE_NOTE as _NO_ZONE_NOTE
+from bertwatt.carbon.uncomputed import uncomputed as _uncomputed
+from bertwatt.carbon.uncomputed import update as _update
 from bertwatt.errors import BertwattError
 
 __all__ = ["apply_carbon"]
@@ -42,28 +45,6 @@ def _live_time_note(reading_time: datetime, start_unix: float, end_unix: float) 
             "outside the run; it may not represent the run"
         )
     return ""
-
-
-_NO_ZONE_NOTE = (
-    "emissions not computed: no carbon-intensity zone was given. Set one with "
-    "EnergyMeter(carbon=CarbonIntensity.zone('FR')) (or any zone from `bertwatt zones`), "
-    "bertwatt.carbon.apply_carbon(report, 'FR'), or the BERTWATT_ZONE environment variable"
-)
-
-
-def _update(report: Any, **fields: Any) -> Any:
-    # The report fills its own carbon model from plain fields (EnergyReport.with_emissions), so
-    # the carbon package never imports the report layer and neither imports the other.
-    fill = getattr(report, "with_emissions", None)
-    if callable(fill):
-        return fill(**fields)
-    import dataclasses
-
-    return dataclasses.replace(report, **fields)
-
-
-def _uncomputed(report: Any, note: str) -> Any:
-    return _update(report, emissions_g=None, carbon=None, carbon_note=note)
 
 
 def apply_carbon(
