@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bertwatt.distributed.gpus import node_gpus
+from bertwatt.distributed.share import own_share
 from bertwatt.report.job import GPUEntry, NodeReport, RankReport, job_report_class
 from bertwatt.report.merge import per_process
 
@@ -57,7 +58,12 @@ def annotate(report: Any, facts: Mapping[str, Any]) -> Any:
     extra = dict(report.extra)
     extra[DIST_KEY] = dict(facts)
     update: dict[str, Any] = {"extra": extra}
-    share = own_share(report, int(facts.get("local_world_size") or 1))
+    share = own_share(
+        report,
+        int(facts.get("local_world_size") or 1),
+        local_rank=int(facts.get("local_rank") or 0),
+        gpus=facts.get("gpus") if isinstance(facts.get("gpus"), Mapping) else None,
+    )
     if share is not None:
         extra[DIST_KEY]["own_share"] = share
         note = share["basis"]
@@ -69,34 +75,6 @@ def annotate(report: Any, facts: Mapping[str, Any]) -> Any:
         if "node_id" in type(report).model_fields:
             update["node_id"] = node
     return report.model_copy(update=update)
-
-
-def own_share(report: Any, local_world_size: int) -> dict[str, Any] | None:
-    """This rank's own share of the energy: its GPU(s) and per-process estimates in full, and
-    1/``local_world_size`` of each node-level channel (which every rank of the node reads and
-    the job report counts once). None for a single rank on its node or nothing measured."""
-    if local_world_size <= 1 or report.energy_j is None:
-        return None
-    own = node_level = 0.0
-    node_names = []
-    for c in report.channels:
-        if not c.counted or c.energy_j is None:
-            continue
-        if c.domain == "gpu" or per_process(c):
-            own += c.energy_j
-        else:
-            node_level += c.energy_j
-            node_names.append(c.name)
-    if not node_names:
-        return None
-    share = own + node_level / local_world_size
-    basis = (
-        f"this rank's own share is {share:.6g} J: its own channels {own:.6g} J plus 1/"
-        f"{local_world_size} of the node-level {', '.join(node_names)} ({node_level:.6g} J, read "
-        f"by each of the {local_world_size} ranks of this node); energy_j above counts them "
-        "whole, the job report counts them once per node"
-    )
-    return {"energy_j": share, "own_j": own, "node_level_j": node_level, "basis": basis}
 
 
 def _on_node(item: Any, node: str) -> Any:
