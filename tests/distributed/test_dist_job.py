@@ -247,3 +247,72 @@ def test_rank_report_states_its_own_share_of_node_energy() -> None:
 def test_job_report_drops_the_ranks_share_notes() -> None:
     job = build_job_report(two_by_two(FakeClock()), world_size=4)
     assert not any("own share" in w for w in job.warnings)
+
+
+def _lows_highs(channels: list[Any]) -> tuple[float, float]:
+    lows = sum(c.energy_interval_j[0] for c in channels)
+    highs = sum(c.energy_interval_j[1] for c in channels)
+    return lows, highs
+
+
+def test_job_and_node_intervals_are_recomputed_from_the_channels_counted_once() -> None:
+    parts = two_by_two(FakeClock())
+    job = build_job_report(parts, world_size=4)
+    for node, ranks in zip(job.nodes, (parts[:2], parts[2:]), strict=True):
+        # the node's channels once: each rank's GPU, the CPU package of one rank
+        gpus = [c for p in ranks for c in p.report.channels if c.domain == "gpu"]
+        cpu = ranks[0].report.channel("cpu:package-0")
+        assert node.energy_interval_j is not None
+        assert node.energy_interval_j == pytest.approx(_lows_highs([*gpus, cpu]), rel=1e-9)
+        low, high = node.energy_interval_j
+        assert low < node.energy_j < high
+        assert "intervals added" in (node.interval_basis or "")
+    lows = sum(n.energy_interval_j[0] for n in job.nodes)
+    highs = sum(n.energy_interval_j[1] for n in job.nodes)
+    assert job.energy_interval_j == pytest.approx((lows, highs), rel=1e-9)
+    assert "2 node(s)" in (job.interval_basis or "")
+    # the rank reports' intervals are wider than a share: the job is not their sum
+    rank_high = sum(p.report.energy_interval_j[1] for p in parts)
+    assert job.energy_interval_j[1] < rank_high
+
+
+def test_a_wall_meter_beside_components_is_compared_not_counted_in_node_or_job() -> None:
+    """Local rank 0 polls a wall meter (issue #10); the node's energy stays its components, as in
+    any report's total and in `bertwatt merge`, and the interval is around that energy."""
+    parts = two_by_two(FakeClock())
+    clock = FakeClock()
+    plug = FakeChannel("plug", 900.0, kind="counter", domain="system", scope="system")
+    with EnergyMeter(backends=[FakeBackend(channels=[plug], clock=clock)], clock=clock) as m:
+        clock.advance(SECONDS)
+    wall = m.report.channel("plug")
+    rank0 = parts[0].report
+    parts[0].report = rank0.model_copy(
+        update={"channels": [*rank0.channels, wall.model_copy(update={"host": "node-a"})]}
+    )
+    job = build_job_report(parts, world_size=4)
+    node_a = job.nodes[0]
+    assert "plug" in node_a.channels
+    assert node_a.energy_j == pytest.approx((GPU_W[0] + GPU_W[1] + CPU_W) * SECONDS, rel=1e-6)
+    low, high = node_a.energy_interval_j
+    assert low < node_a.energy_j < high
+    assert job.energy_j == pytest.approx(2 * (GPU_W[0] + GPU_W[1] + CPU_W) * SECONDS, rel=1e-6)
+    low, high = job.energy_interval_j
+    assert low < job.energy_j < high
+
+
+def test_a_channel_without_interval_leaves_its_node_and_the_job_without_one() -> None:
+    parts = two_by_two(FakeClock())
+    rank2 = parts[2].report
+    parts[2].report = rank2.model_copy(
+        update={
+            "channels": [
+                c.model_copy(update={"energy_interval_j": None}) if c.domain == "gpu" else c
+                for c in rank2.channels
+            ]
+        }
+    )
+    job = build_job_report(parts, world_size=4)
+    node_a, node_b = job.nodes
+    assert node_a.energy_interval_j is not None
+    assert node_b.energy_interval_j is None and "gpu:0" in (node_b.interval_basis or "")
+    assert job.energy_interval_j is None and "node-b" in (job.interval_basis or "")

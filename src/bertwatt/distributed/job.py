@@ -22,7 +22,8 @@ from typing import Any
 from bertwatt.distributed.gpus import node_gpus
 from bertwatt.distributed.share import own_share
 from bertwatt.report.job import GPUEntry, NodeReport, RankReport, job_report_class
-from bertwatt.report.merge import per_process
+from bertwatt.report.merge import _around, _widths, per_process
+from bertwatt.report.merge_wall import node_total
 
 __all__ = [
     "DIST_KEY",
@@ -128,12 +129,38 @@ def _rank_channels(report: Any, rank: int) -> Any:
     return report.model_copy(update={"channels": channels, "phases": phases})
 
 
-def _node_total(channels: Sequence[Any]) -> float | None:
-    counted = [c for c in channels if c.counted and c.energy_j is not None]
-    if not counted:
-        return None
-    system = [c for c in counted if c.provenance.scope == "system"]
-    return math.fsum(c.energy_j for c in (system or counted))
+def _node_energy(
+    channels: Sequence[Any], duration_s: float
+) -> tuple[float | None, tuple[float, float] | None, str | None]:
+    """A node's energy (the total rule of any report: counted components, a wall meter only
+    without them), its interval (the widths of the channels added, added) and how."""
+    energy, basis, added = node_total(channels, duration_s)
+    if energy is None:
+        return None, None, None
+    widths = _widths((c.energy_j, c.energy_interval_j) for c in added)
+    if widths is None:
+        lacking = sorted(c.name for c in added if c.energy_interval_j is None)
+        return energy, None, f"no interval: {', '.join(lacking)} carried none"
+    return (
+        energy,
+        _around(energy, widths),
+        f"{basis}: the lows and highs of these channels' intervals added",
+    )
+
+
+def _job_interval(nodes: Sequence[NodeReport], energy: float | None) -> tuple[Any, str | None]:
+    """The job's interval: the nodes' interval widths added around the job's energy."""
+    if energy is None:
+        return None, None
+    counted = [n for n in nodes if n.energy_j is not None]
+    lacking = [n.node_id for n in counted if n.energy_interval_j is None]
+    if lacking:
+        return None, f"no interval: node(s) {', '.join(lacking)} have none"
+    widths = _widths((n.energy_j, n.energy_interval_j) for n in counted)
+    return _around(energy, widths), (
+        f"the interval widths of the {len(counted)} node(s) added (each node: the lows and "
+        "highs of its counted channels' intervals added)"
+    )
 
 
 def _work(report: Any) -> tuple[int | None, int | None]:
@@ -184,7 +211,7 @@ def _nodes(merged: Any, parts: Sequence[Part]) -> list[NodeReport]:
     nodes = []
     for node_id, node_parts in by_node.items():
         channels = [c for c in merged.channels if c.host == node_id]
-        energy = _node_total(channels)
+        energy, interval, interval_basis = _node_energy(channels, merged.duration_s)
         carbon = _carbon_of(node_parts)
         emissions = None
         if carbon is not None and energy is not None:
@@ -213,6 +240,8 @@ def _nodes(merged: Any, parts: Sequence[Part]) -> list[NodeReport]:
                     for g in table.values()
                 ],
                 energy_j=energy,
+                energy_interval_j=interval,
+                interval_basis=interval_basis,
                 emissions_g=emissions,
             )
         )
@@ -310,9 +339,12 @@ def build_job_report(
         data["run"]["world_size"] = world_size
     fields = {k: v for k, v in data.items() if k in base.model_fields}
     carbon = _carbon_of(ordered)
+    interval, interval_basis = _job_interval(nodes, energy)
     fields.update(
         energy_j=energy,
         energy_kwh=None if energy is None else energy / _J_PER_KWH,
+        energy_interval_j=interval,
+        interval_basis=interval_basis,
         mean_power_w=energy / duration if energy is not None and duration > 0 else None,
         warnings=warnings,
         emissions_g=total_emissions,
