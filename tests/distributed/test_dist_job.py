@@ -316,3 +316,65 @@ def test_a_channel_without_interval_leaves_its_node_and_the_job_without_one() ->
     assert node_a.energy_interval_j is not None
     assert node_b.energy_interval_j is None and "gpu:0" in (node_b.interval_basis or "")
     assert job.energy_interval_j is None and "node-b" in (job.interval_basis or "")
+
+
+@pytest.fixture
+def gloo_group(tmp_path: Path) -> Any:
+    """A real gloo process group of one process (FileStore in tmp_path), destroyed after."""
+    pytest.importorskip("torch")
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        yield dist
+    finally:
+        dist.destroy_process_group()
+
+
+def no_side_group(dist: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.distributed refuses the gloo side group (a torch built without gloo says this)."""
+
+    def new_group(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("Distributed package doesn't have Gloo built in")
+
+    monkeypatch.setattr(dist, "new_group", new_group)
+
+
+def test_side_group_refused_rank_0_writes_the_job_from_the_files_present(
+    gloo_group: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_side_group(gloo_group, monkeypatch)
+    out = tmp_path / "out"
+    info0, info1 = rank(0, "node-a", 0, world=2), rank(1, "node-a", 1, world=2)
+    # rank 1 measured and wrote its file (it could not send it either)
+    s1 = RankSession(out, gather_timeout_s=60, info=info1).start()
+    s0 = RankSession(out, gather_timeout_s=60, info=info0).start()
+    assert s1.finish(measure(FakeClock(), info1)) is None
+    assert any("Gloo built in" in p and "its file only" in p for p in s1.problems)
+    job = s0.finish(measure(FakeClock(), info0))  # returns at once: nothing to wait for
+    assert job is not None and job.status == "partial" and job.missing_ranks == [1]
+    entry = job.ranks[1]
+    assert entry.source == "file" and entry.file == "node-node-a-rank1.json"
+    assert "creating the gloo side group failed" in (entry.problem or "")
+    assert any("Gloo built in" in w for w in job.warnings)
+    assert job.nodes[0].energy_j == pytest.approx((GPU_W[0] + GPU_W[1] + CPU_W) * SECONDS)
+    assert (out / "job.json").exists()
+    assert any("side group failed" in p for p in s0.problems)
+
+
+def test_side_group_refused_and_no_file_names_the_rank_missing(
+    gloo_group: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_side_group(gloo_group, monkeypatch)
+    session = RankSession(tmp_path, gather_timeout_s=60, info=rank(0, "n", 0, world=3)).start()
+    job = session.finish(measure(FakeClock(), rank(0, "n", 0, world=3)))
+    assert job.missing_ranks == [1, 2] and [r.source for r in job.ranks] == [
+        "self",
+        "missing",
+        "missing",
+    ]
+    assert all("Gloo built in" in (r.problem or "") for r in job.ranks[1:])
+    assert any("partial job report: 2 rank(s) missing" in w for w in job.warnings)

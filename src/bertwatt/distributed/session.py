@@ -188,10 +188,18 @@ class RankSession:
         from bertwatt.distributed.gather import _dist, receive_reports, send_report
 
         if group is None:
-            if _dist() is not None and info.rank == 0 and self._group_error is not None:
-                # a process group but no side group: the job from the files present
-                missing = {r: self._group_error for r in range(1, info.world_size)}
-                return self._job(mine, [], missing, info)
+            if _dist() is not None and self._group_error is not None:
+                # a process group but no side group: files only, the job from the files present
+                if info.rank == 0:
+                    missing = {
+                        r: f"no gather ({self._group_error})" for r in range(1, info.world_size)
+                    }
+                    return self._job(mine, [], missing, info)
+                self._note(
+                    f"no gather ({self._group_error}): this rank wrote its file only; rank 0 "
+                    f"merges the files present, or run `bertwatt merge {self.output_dir}`"
+                )
+                return None
             self._note(
                 "no torch.distributed process group: each rank wrote its file only; merge "
                 f"them with `bertwatt merge {self.output_dir}`"
