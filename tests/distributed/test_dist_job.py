@@ -378,3 +378,41 @@ def test_side_group_refused_and_no_file_names_the_rank_missing(
     ]
     assert all("Gloo built in" in (r.problem or "") for r in job.ranks[1:])
     assert any("partial job report: 2 rank(s) missing" in w for w in job.warnings)
+
+
+def test_a_rerun_or_elastic_restart_never_overwrites_an_earlier_job_or_rank_file(
+    gloo_group: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_side_group(gloo_group, monkeypatch)  # rank 0 writes the job from the files present
+
+    def run(restart: int) -> Any:
+        infos = [
+            RankInfo(**(rank(r, "n", r, world=2).as_dict() | {"restart": restart})) for r in (1, 0)
+        ]
+        sessions = [RankSession(tmp_path, gather_timeout_s=60, info=i).start() for i in infos]
+        jobs = [s.finish(measure(FakeClock(), i)) for s, i in zip(sessions, infos, strict=True)]
+        return sessions[1].job_path, jobs[1]
+
+    first_path, first = run(0)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.json")}
+    second_path, second = run(0)  # the same job run again in the same directory
+    third_path, third = run(1)  # an elastic restart
+    assert (first_path.name, second_path.name, third_path.name) == (
+        "job.json",
+        "job-a2.json",
+        "job-r1.json",
+    )
+    assert sorted(p.name for p in tmp_path.glob("node-*.json")) == [
+        "node-n-rank0-a2.json",
+        "node-n-rank0-r1.json",
+        "node-n-rank0.json",
+        "node-n-rank1-a2.json",
+        "node-n-rank1-r1.json",
+        "node-n-rank1.json",
+    ]
+    for name, data in before.items():  # every earlier file as it was
+        assert (tmp_path / name).read_bytes() == data
+    assert first.ranks[1].file == "node-n-rank1.json"
+    assert second.ranks[1].file == "node-n-rank1-a2.json"  # the latest attempt of that rank
+    # the restarted attempt merges its own attempt's files only
+    assert third.ranks[1].file == "node-n-rank1-r1.json"

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bertwatt.distributed.files import claim_rank_path, job_file_name, rank_files
+from bertwatt.distributed.files import claim_job_path, claim_rank_path, rank_files
 from bertwatt.distributed.gpus import GPUOwnership
 from bertwatt.distributed.job import Part, annotate, build_job_report, rank_meta, thin_report
 from bertwatt.distributed.ranks import RankInfo, _check_timeout, rank_info
@@ -239,7 +239,7 @@ class RankSession:
         )
         if self.problems:
             job.warnings.extend(p for p in self.problems if p not in job.warnings)
-        self.job_path = self.output_dir / job_file_name(info.restart)
+        self.job_path = claim_job_path(self.output_dir, info.restart)
         from bertwatt.report.io import write_text_atomic
 
         try:
