@@ -118,7 +118,7 @@ class Share:
             )
         return (
             f"this rank's own share is {self.energy_j:.6g} J: its own channels "
-            f"{self.own_j:.6g} J{gpu}{node}; energy_j above counts them whole, the job report "
+            f"{self.own_j:.6g} J{gpu}{node}; the rank's energy_j counts them whole, the job report "
             "counts them once per node"
         )
 
