@@ -22,7 +22,7 @@ from typing import Any
 from bertwatt.distributed.gpus import node_gpus
 from bertwatt.distributed.share import own_share
 from bertwatt.report.job import GPUEntry, NodeReport, RankReport, job_report_class
-from bertwatt.report.merge import _around, _widths, per_process
+from bertwatt.report.merge import _around, _widths, merge_reports, per_process
 from bertwatt.report.merge_wall import node_total
 
 __all__ = [
@@ -300,7 +300,8 @@ def build_job_report(
     missing = dict(missing or {})
     ordered = sorted(parts, key=lambda p: p.rank)
     prepared = [_rank_channels(p.report, p.rank) for p in ordered]
-    merged = EnergyReport.merge(prepared)
+    names = [p.file or f"rank {p.rank}" for p in ordered]
+    merged = merge_reports(prepared, names=names)  # messages name the rank files
     nodes = _nodes(
         merged, [Part(p.rank, r, p.source, p.file) for p, r in zip(ordered, prepared, strict=True)]
     )
@@ -377,7 +378,7 @@ def build_job_report(
         fields.update(_finetune_fields(ordered, energy))
     job = dict(job or {})
     extra = {k: v for k, v in merged.extra.items() if k != DIST_KEY}
-    extra.setdefault("merged_from", [p.file or f"rank {p.rank}" for p in ordered])
+    extra["merged_from"] = names
     extra["job"] = {
         "world_size": world_size,
         "job_id": job.get("job_id"),
