@@ -263,6 +263,10 @@ def test_killed_rank_leaves_files_that_merge_into_the_job(tmp_path: Path) -> Non
     )
     assert rep.energy_j == pytest.approx(gpu + node, rel=0.01)
     assert rep.energy_j <= sum(r.energy_j for r in ranks) * (1 + 1e-9)
+    # the merge of a job's rank files is its job report: nodes and ranks, from the files
+    assert [n.ranks for n in rep.nodes] == [[0, 1]] and rep.missing_ranks == []
+    assert [(r.rank, r.source) for r in rep.ranks] == [(0, "file"), (1, "file")]
+    assert rep.nodes[0].energy_j == pytest.approx(rep.energy_j)
 
 
 def test_accelerate_launch(tmp_path: Path) -> None:
