@@ -2,7 +2,9 @@
 
 Scenario from the environment:
   BW_OUT        output directory (rank files and job report)
-  BW_SCENARIO   "basic" | "late_group" | "hang" | "kill"
+  BW_SCENARIO   "basic" | "late_group" | "hang" | "kill" | "never" (the process group is
+                created after the meter started and the last rank never stops its meter: it
+                exits once rank 0 has written its summary)
   BW_TIMEOUT    gather_timeout_s
   BW_SECONDS    measured seconds (default 1.0)
 Every node gets a fake NVML with 2 GPUs of different power (100 W and 250 W; UUIDs derived from
@@ -33,7 +35,7 @@ def main() -> int:
     scenario = os.environ.get("BW_SCENARIO", "basic")
     timeout = float(os.environ.get("BW_TIMEOUT", "60"))
     seconds = float(os.environ.get("BW_SECONDS", "1.0"))
-    late = scenario == "late_group"
+    late = scenario in ("late_group", "never")
     if not late:
         dist.init_process_group("gloo")
     info = rank_info()
@@ -64,7 +66,11 @@ def main() -> int:
             time.sleep(20)  # torchrun tears this rank down when rank 1 dies
         if scenario == "hang" and info.rank == info.world_size - 1:
             time.sleep(timeout + 3.0)
+        if scenario == "never" and info.rank == info.world_size - 1:
+            return never_stop(out, meter)
+        t0 = time.monotonic()
         report = meter.stop(warn=False)
+        stop_s = time.monotonic() - t0
         job = meter.job_report
     collective_ok = None
     if scenario in ("basic", "late_group"):
@@ -79,10 +85,23 @@ def main() -> int:
         "problems": meter._dist.session.problems,
         "job": job is not None,
         "collective_ok": collective_ok,
+        "stop_s": stop_s,
     }
     with open(os.path.join(out, f"worker-{info.node_id}-{info.rank}.out"), "w") as fh:
         json.dump(summary, fh)
     dist.destroy_process_group()
+    return 0
+
+
+def never_stop(out: str, meter: EnergyMeter) -> int:
+    """The rank that never stops its meter: wait (at most 120 s) for rank 0's summary, then
+    leave without stop() and without a word to the process group."""
+    deadline = time.monotonic() + 120.0
+    while time.monotonic() < deadline and not any(
+        name.startswith("worker-") and name.endswith("-0.out") for name in os.listdir(out)
+    ):
+        time.sleep(0.1)
+    assert meter.running
     return 0
 
 

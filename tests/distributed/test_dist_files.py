@@ -27,6 +27,7 @@ def test_names() -> None:
     assert rank_file_name(info(1)) == "node-node-a-rank1.json"
     assert rank_file_name(info(3, restart=2)) == "node-node-a-rank3-r2.json"
     assert job_file_name() == "job.json" and job_file_name(2) == "job-r2.json"
+    assert job_file_name(0, 2) == "job-a2.json" and job_file_name(1, 3) == "job-r1-a3.json"
 
 
 def test_name_pattern_parses_node_ids_with_dashes() -> None:

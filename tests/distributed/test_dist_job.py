@@ -247,3 +247,172 @@ def test_rank_report_states_its_own_share_of_node_energy() -> None:
 def test_job_report_drops_the_ranks_share_notes() -> None:
     job = build_job_report(two_by_two(FakeClock()), world_size=4)
     assert not any("own share" in w for w in job.warnings)
+
+
+def _lows_highs(channels: list[Any]) -> tuple[float, float]:
+    lows = sum(c.energy_interval_j[0] for c in channels)
+    highs = sum(c.energy_interval_j[1] for c in channels)
+    return lows, highs
+
+
+def test_job_and_node_intervals_are_recomputed_from_the_channels_counted_once() -> None:
+    parts = two_by_two(FakeClock())
+    job = build_job_report(parts, world_size=4)
+    for node, ranks in zip(job.nodes, (parts[:2], parts[2:]), strict=True):
+        # the node's channels once: each rank's GPU, the CPU package of one rank
+        gpus = [c for p in ranks for c in p.report.channels if c.domain == "gpu"]
+        cpu = ranks[0].report.channel("cpu:package-0")
+        assert node.energy_interval_j is not None
+        assert node.energy_interval_j == pytest.approx(_lows_highs([*gpus, cpu]), rel=1e-9)
+        low, high = node.energy_interval_j
+        assert low < node.energy_j < high
+        assert "intervals added" in (node.interval_basis or "")
+    lows = sum(n.energy_interval_j[0] for n in job.nodes)
+    highs = sum(n.energy_interval_j[1] for n in job.nodes)
+    assert job.energy_interval_j == pytest.approx((lows, highs), rel=1e-9)
+    assert "2 node(s)" in (job.interval_basis or "")
+    # the rank reports' intervals are wider than a share: the job is not their sum
+    rank_high = sum(p.report.energy_interval_j[1] for p in parts)
+    assert job.energy_interval_j[1] < rank_high
+
+
+def test_a_wall_meter_beside_components_is_compared_not_counted_in_node_or_job() -> None:
+    """Local rank 0 polls a wall meter (issue #10); the node's energy stays its components, as in
+    any report's total and in `bertwatt merge`, and the interval is around that energy."""
+    parts = two_by_two(FakeClock())
+    clock = FakeClock()
+    plug = FakeChannel("plug", 900.0, kind="counter", domain="system", scope="system")
+    with EnergyMeter(backends=[FakeBackend(channels=[plug], clock=clock)], clock=clock) as m:
+        clock.advance(SECONDS)
+    wall = m.report.channel("plug")
+    rank0 = parts[0].report
+    parts[0].report = rank0.model_copy(
+        update={"channels": [*rank0.channels, wall.model_copy(update={"host": "node-a"})]}
+    )
+    job = build_job_report(parts, world_size=4)
+    node_a = job.nodes[0]
+    assert "plug" in node_a.channels
+    assert node_a.energy_j == pytest.approx((GPU_W[0] + GPU_W[1] + CPU_W) * SECONDS, rel=1e-6)
+    low, high = node_a.energy_interval_j
+    assert low < node_a.energy_j < high
+    assert job.energy_j == pytest.approx(2 * (GPU_W[0] + GPU_W[1] + CPU_W) * SECONDS, rel=1e-6)
+    low, high = job.energy_interval_j
+    assert low < job.energy_j < high
+
+
+def test_a_channel_without_interval_leaves_its_node_and_the_job_without_one() -> None:
+    parts = two_by_two(FakeClock())
+    rank2 = parts[2].report
+    parts[2].report = rank2.model_copy(
+        update={
+            "channels": [
+                c.model_copy(update={"energy_interval_j": None}) if c.domain == "gpu" else c
+                for c in rank2.channels
+            ]
+        }
+    )
+    job = build_job_report(parts, world_size=4)
+    node_a, node_b = job.nodes
+    assert node_a.energy_interval_j is not None
+    assert node_b.energy_interval_j is None and "gpu:0" in (node_b.interval_basis or "")
+    assert job.energy_interval_j is None and "node-b" in (job.interval_basis or "")
+
+
+@pytest.fixture
+def gloo_group(tmp_path: Path) -> Any:
+    """A real gloo process group of one process (FileStore in tmp_path), destroyed after."""
+    pytest.importorskip("torch")
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        yield dist
+    finally:
+        dist.destroy_process_group()
+
+
+def no_side_group(dist: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.distributed refuses the gloo side group (a torch built without gloo says this)."""
+
+    def new_group(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("Distributed package doesn't have Gloo built in")
+
+    monkeypatch.setattr(dist, "new_group", new_group)
+
+
+def test_side_group_refused_rank_0_writes_the_job_from_the_files_present(
+    gloo_group: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_side_group(gloo_group, monkeypatch)
+    out = tmp_path / "out"
+    info0, info1 = rank(0, "node-a", 0, world=2), rank(1, "node-a", 1, world=2)
+    # rank 1 measured and wrote its file (it could not send it either)
+    s1 = RankSession(out, gather_timeout_s=60, info=info1).start()
+    s0 = RankSession(out, gather_timeout_s=60, info=info0).start()
+    assert s1.finish(measure(FakeClock(), info1)) is None
+    assert any("Gloo built in" in p and "its file only" in p for p in s1.problems)
+    job = s0.finish(measure(FakeClock(), info0))  # returns at once: nothing to wait for
+    assert job is not None and job.status == "partial" and job.missing_ranks == [1]
+    entry = job.ranks[1]
+    assert entry.source == "file" and entry.file == "node-node-a-rank1.json"
+    assert "creating the gloo side group failed" in (entry.problem or "")
+    assert any("Gloo built in" in w for w in job.warnings)
+    assert job.nodes[0].energy_j == pytest.approx((GPU_W[0] + GPU_W[1] + CPU_W) * SECONDS)
+    assert (out / "job.json").exists()
+    assert any("side group failed" in p for p in s0.problems)
+
+
+def test_side_group_refused_and_no_file_names_the_rank_missing(
+    gloo_group: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_side_group(gloo_group, monkeypatch)
+    session = RankSession(tmp_path, gather_timeout_s=60, info=rank(0, "n", 0, world=3)).start()
+    job = session.finish(measure(FakeClock(), rank(0, "n", 0, world=3)))
+    assert job.missing_ranks == [1, 2] and [r.source for r in job.ranks] == [
+        "self",
+        "missing",
+        "missing",
+    ]
+    assert all("Gloo built in" in (r.problem or "") for r in job.ranks[1:])
+    assert any("partial job report: 2 rank(s) missing" in w for w in job.warnings)
+
+
+def test_a_rerun_or_elastic_restart_never_overwrites_an_earlier_job_or_rank_file(
+    gloo_group: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_side_group(gloo_group, monkeypatch)  # rank 0 writes the job from the files present
+
+    def run(restart: int) -> Any:
+        infos = [
+            RankInfo(**(rank(r, "n", r, world=2).as_dict() | {"restart": restart})) for r in (1, 0)
+        ]
+        sessions = [RankSession(tmp_path, gather_timeout_s=60, info=i).start() for i in infos]
+        jobs = [s.finish(measure(FakeClock(), i)) for s, i in zip(sessions, infos, strict=True)]
+        return sessions[1].job_path, jobs[1]
+
+    first_path, first = run(0)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.json")}
+    second_path, second = run(0)  # the same job run again in the same directory
+    third_path, third = run(1)  # an elastic restart
+    assert (first_path.name, second_path.name, third_path.name) == (
+        "job.json",
+        "job-a2.json",
+        "job-r1.json",
+    )
+    assert sorted(p.name for p in tmp_path.glob("node-*.json")) == [
+        "node-n-rank0-a2.json",
+        "node-n-rank0-r1.json",
+        "node-n-rank0.json",
+        "node-n-rank1-a2.json",
+        "node-n-rank1-r1.json",
+        "node-n-rank1.json",
+    ]
+    for name, data in before.items():  # every earlier file as it was
+        assert (tmp_path / name).read_bytes() == data
+    assert first.ranks[1].file == "node-n-rank1.json"
+    assert second.ranks[1].file == "node-n-rank1-a2.json"  # the latest attempt of that rank
+    # the restarted attempt merges its own attempt's files only
+    assert third.ranks[1].file == "node-n-rank1-r1.json"

@@ -210,6 +210,26 @@ def test_rank_hanging_past_timeout_gives_partial_job(tmp_path: Path) -> None:
     assert out0["job"] is True
 
 
+def test_rank_that_never_stops_its_meter_costs_rank_0_the_timeout_only(tmp_path: Path) -> None:
+    """distributed=True, the process group created after the meters started (so the gloo side
+    group is created at stop), and rank 1 never stops its meter: rank 0 cannot create the side
+    group, gives up at gather_timeout_s, and writes a partial job from the files present."""
+    timeout = 3.0
+    wait([torchrun(tmp_path, 2, scenario="never", port=free_port(), timeout=timeout)])
+    j = job(tmp_path)
+    assert j.status == "partial" and j.missing_ranks == [1]
+    entry = j.ranks[1]
+    assert entry.source == "file"  # its last checkpoint file
+    assert entry.file == next(tmp_path.glob("node-*-rank1.json")).name
+    assert "side group" in (entry.problem or "") and "gather_timeout_s=3" in entry.problem
+    assert any("rank 1" in w for w in j.warnings)
+    out0 = json.loads(next(tmp_path.glob("worker-*-0.out")).read_text())
+    assert out0["job"] is True
+    # bounded: the timeout, plus building and writing the job (generous for a loaded machine)
+    assert timeout <= out0["stop_s"] < timeout + 20.0
+    assert not list(tmp_path.glob("worker-*-1.out"))  # rank 1 never got past its meter
+
+
 def test_killed_rank_leaves_files_that_merge_into_the_job(tmp_path: Path) -> None:
     wait([torchrun(tmp_path, 2, scenario="kill", port=free_port())], ok=False)
     files = sorted(tmp_path.glob("node-*-rank*.json"))
@@ -243,6 +263,10 @@ def test_killed_rank_leaves_files_that_merge_into_the_job(tmp_path: Path) -> Non
     )
     assert rep.energy_j == pytest.approx(gpu + node, rel=0.01)
     assert rep.energy_j <= sum(r.energy_j for r in ranks) * (1 + 1e-9)
+    # the merge of a job's rank files is its job report: nodes and ranks, from the files
+    assert [n.ranks for n in rep.nodes] == [[0, 1]] and rep.missing_ranks == []
+    assert [(r.rank, r.source) for r in rep.ranks] == [(0, "file"), (1, "file")]
+    assert rep.nodes[0].energy_j == pytest.approx(rep.energy_j)
 
 
 def test_accelerate_launch(tmp_path: Path) -> None:

@@ -188,3 +188,42 @@ def test_bad_gather_timeout_and_output_dir() -> None:
         EnergyMeter(output_dir="")
     with pytest.raises(ConfigError, match="NUL"):
         EnergyMeter(output_dir="a\0b")
+
+
+def test_ray_worker_on_cuda_2_measures_that_gpu(
+    clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray Train worker: rank 0 of 2 on its node (Ray sets torchrun-style variables), every
+    GPU of the node visible, its current CUDA device cuda:2. It measures GPU 2 (matched by UUID
+    from torch.cuda's device properties), not the LOCAL_RANK-th GPU."""
+    torch = pytest.importorskip("torch")
+    uuids = ["GPU-a0", "GPU-b1", "GPU-c2", "GPU-d3"]
+    watts = [100.0, 150.0, 275.0, 300.0]
+    for k, v in {
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "2",
+        "LOCAL_WORLD_SIZE": "2",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("BERTWATT_NODE_ID", "ray-node")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+    class Props:  # what torch.cuda.get_device_properties(2) gives: a UUID without "GPU-"
+        uuid = "c2"
+
+    # the CUDA runtime seen through torch, at its boundary (this machine has no GPU)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: Props() if d == 2 else None)
+    fake = FakeNVML(
+        [FakeGPU(uuid=u, power_w=w) for u, w in zip(uuids, watts, strict=True)], clock=clock
+    )
+    with fake.install(), EnergyMeter(clock=clock, output_dir=tmp_path) as meter:
+        clock.advance(10.0)
+    assert gpu_uuids(meter.report) == ["GPU-c2"]
+    gpu = next(c for c in meter.report.channels if c.domain == "gpu")
+    assert gpu.energy_j == pytest.approx(2750.0, abs=0.01)
+    facts = json.loads((tmp_path / "node-ray-node-rank0.json").read_text())["extra"]["distributed"]
+    assert facts["gpus"]["owned"] == ["GPU-c2"] and facts["gpus"]["visible"] == uuids
+    assert "current CUDA device" in facts["gpus"]["how"]

@@ -195,9 +195,17 @@ def cmd_merge(args: argparse.Namespace) -> int:
     result = merge_paths(list(args.reports), exclude=exclude)
     for path, why in result.skipped:
         note(f"bertwatt: skipped {path}: {why}")
+    report = result.report
+    # the rank files of a distributed job: its job report (nodes, ranks, missing ranks)
+    from bertwatt.distributed.offline import job_for_merge
+
+    job = job_for_merge(list(args.reports), report)
+    if job is not None:
+        report = job
+        note(f"bertwatt: the rank files of a distributed job: {len(job.ranks)} rank(s)")
     if args.output is not None:
-        write_report(result.report, args.output)
-    out(result.report.summary())
+        write_report(report, args.output)
+    out(report.summary())
     if args.output is not None:
         note(f"bertwatt: merged {len(result.files)} report(s) into {args.output}")
     return 0

@@ -69,6 +69,7 @@ class MeterDistribution:
         self.info: Any = None
         self.gpus: Any = None
         self.job_report: Any = None
+        self.share_logged = False  # the live figures' share rule is logged once per meter
 
     # ------------------------------------------------------------------ decisions
     def _rank_info(self) -> Any:

@@ -5,7 +5,7 @@ and at the end, so a rank that dies leaves its last checkpoint behind. ``-r<rest
 for elastic restarts (``TORCHELASTIC_RESTART_COUNT`` > 0), so a restarted attempt never replaces
 the file of an earlier one; if the name is still taken by an earlier run in the same directory,
 ``-a2``, ``-a3``, ... are added rather than overwrite it. Rank 0 writes the job report to
-``job.json`` (``job-r<restart>.json`` after a restart).
+``job.json`` (``job-r<restart>.json`` after a restart), with the same ``-a<n>`` rule.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from pathlib import Path
 
 from bertwatt.distributed.ranks import RankInfo
 
-__all__ = ["RANK_FILE_RE", "claim_rank_path", "job_file_name", "rank_file_name", "rank_files"]
+__all__ = [
+    "RANK_FILE_RE",
+    "claim_job_path",
+    "claim_rank_path",
+    "job_file_name",
+    "rank_file_name",
+    "rank_files",
+]
 
 #: Matches a rank file name; groups ``node``, ``rank``, ``restart``, ``attempt``.
 RANK_FILE_RE = re.compile(
@@ -35,9 +42,25 @@ def rank_file_name(info: RankInfo, attempt: int = 1) -> str:
     return name + ".json"
 
 
-def job_file_name(restart: int = 0) -> str:
-    """``job.json``, or ``job-r<restart>.json`` after an elastic restart."""
-    return f"job-r{restart}.json" if restart else "job.json"
+def job_file_name(restart: int = 0, attempt: int = 1) -> str:
+    """``job.json``, ``job-r<restart>.json`` after an elastic restart, ``-a<attempt>`` added
+    when an earlier run left a job report of that name."""
+    name = f"job-r{restart}" if restart else "job"
+    if attempt > 1:
+        name += f"-a{attempt}"
+    return name + ".json"
+
+
+def claim_job_path(output_dir: str | os.PathLike[str], restart: int = 0) -> Path:
+    """Where rank 0 writes the job report: :func:`job_file_name`, or its next free ``-a<n>``
+    variant when an earlier run of the directory left one (never overwritten)."""
+    base = Path(output_dir)
+    attempt = 1
+    while True:
+        path = base / job_file_name(restart, attempt)
+        if not path.exists():
+            return path
+        attempt += 1
 
 
 def claim_rank_path(output_dir: str | os.PathLike[str], info: RankInfo) -> Path:

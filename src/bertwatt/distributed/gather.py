@@ -51,10 +51,18 @@ def side_group(timeout_s: float) -> tuple[Any, str | None]:
     dist = _dist()
     if dist is None:
         return None, "no initialised torch.distributed process group"
+    t0 = time.monotonic()
     try:
         group = dist.new_group(backend="gloo", timeout=timedelta(seconds=max(timeout_s, 0.001)))
     except Exception as err:
-        return None, f"creating the gloo side group failed: {type(err).__name__}: {err}"
+        waited = time.monotonic() - t0
+        hint = ""
+        if waited >= 0.9 * timeout_s:
+            hint = (
+                f" after {waited:.1f} s (gather_timeout_s={timeout_s:g}: a rank that does not "
+                "start or stop its meter never joins it)"
+            )
+        return None, f"creating the gloo side group failed{hint}: {type(err).__name__}: {err}"
     return group, None
 
 
@@ -120,7 +128,9 @@ def receive_reports(group: Any, world_size: int, timeout_s: float) -> GatherResu
         problem = _wait(work, deadline)
         if problem is not None:
             with lock:
-                result.problems[r] = f"no report within {timeout_s:g} s ({problem})"
+                result.problems[r] = (
+                    f"no report within {timeout_s:g} s ({problem}; did it stop its meter?)"
+                )
             return
         size = int(header.item())
         if size < 0 or size > _MAX_BYTES:

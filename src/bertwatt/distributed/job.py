@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bertwatt.distributed.gpus import node_gpus
+from bertwatt.distributed.share import own_share
 from bertwatt.report.job import GPUEntry, NodeReport, RankReport, job_report_class
-from bertwatt.report.merge import per_process
+from bertwatt.report.merge import _around, _widths, merge_reports, per_process
+from bertwatt.report.merge_wall import node_total
 
 __all__ = [
     "DIST_KEY",
@@ -57,7 +59,12 @@ def annotate(report: Any, facts: Mapping[str, Any]) -> Any:
     extra = dict(report.extra)
     extra[DIST_KEY] = dict(facts)
     update: dict[str, Any] = {"extra": extra}
-    share = own_share(report, int(facts.get("local_world_size") or 1))
+    share = own_share(
+        report,
+        int(facts.get("local_world_size") or 1),
+        local_rank=int(facts.get("local_rank") or 0),
+        gpus=facts.get("gpus") if isinstance(facts.get("gpus"), Mapping) else None,
+    )
     if share is not None:
         extra[DIST_KEY]["own_share"] = share
         note = share["basis"]
@@ -69,34 +76,6 @@ def annotate(report: Any, facts: Mapping[str, Any]) -> Any:
         if "node_id" in type(report).model_fields:
             update["node_id"] = node
     return report.model_copy(update=update)
-
-
-def own_share(report: Any, local_world_size: int) -> dict[str, Any] | None:
-    """This rank's own share of the energy: its GPU(s) and per-process estimates in full, and
-    1/``local_world_size`` of each node-level channel (which every rank of the node reads and
-    the job report counts once). None for a single rank on its node or nothing measured."""
-    if local_world_size <= 1 or report.energy_j is None:
-        return None
-    own = node_level = 0.0
-    node_names = []
-    for c in report.channels:
-        if not c.counted or c.energy_j is None:
-            continue
-        if c.domain == "gpu" or per_process(c):
-            own += c.energy_j
-        else:
-            node_level += c.energy_j
-            node_names.append(c.name)
-    if not node_names:
-        return None
-    share = own + node_level / local_world_size
-    basis = (
-        f"this rank's own share is {share:.6g} J: its own channels {own:.6g} J plus 1/"
-        f"{local_world_size} of the node-level {', '.join(node_names)} ({node_level:.6g} J, read "
-        f"by each of the {local_world_size} ranks of this node); energy_j above counts them "
-        "whole, the job report counts them once per node"
-    )
-    return {"energy_j": share, "own_j": own, "node_level_j": node_level, "basis": basis}
 
 
 def _on_node(item: Any, node: str) -> Any:
@@ -150,12 +129,38 @@ def _rank_channels(report: Any, rank: int) -> Any:
     return report.model_copy(update={"channels": channels, "phases": phases})
 
 
-def _node_total(channels: Sequence[Any]) -> float | None:
-    counted = [c for c in channels if c.counted and c.energy_j is not None]
-    if not counted:
-        return None
-    system = [c for c in counted if c.provenance.scope == "system"]
-    return math.fsum(c.energy_j for c in (system or counted))
+def _node_energy(
+    channels: Sequence[Any], duration_s: float
+) -> tuple[float | None, tuple[float, float] | None, str | None]:
+    """A node's energy (the total rule of any report: counted components, a wall meter only
+    without them), its interval (the widths of the channels added, added) and how."""
+    energy, basis, added = node_total(channels, duration_s)
+    if energy is None:
+        return None, None, None
+    widths = _widths((c.energy_j, c.energy_interval_j) for c in added)
+    if widths is None:
+        lacking = sorted(c.name for c in added if c.energy_interval_j is None)
+        return energy, None, f"no interval: {', '.join(lacking)} carried none"
+    return (
+        energy,
+        _around(energy, widths),
+        f"{basis}: the lows and highs of these channels' intervals added",
+    )
+
+
+def _job_interval(nodes: Sequence[NodeReport], energy: float | None) -> tuple[Any, str | None]:
+    """The job's interval: the nodes' interval widths added around the job's energy."""
+    if energy is None:
+        return None, None
+    counted = [n for n in nodes if n.energy_j is not None]
+    lacking = [n.node_id for n in counted if n.energy_interval_j is None]
+    if lacking:
+        return None, f"no interval: node(s) {', '.join(lacking)} have none"
+    widths = _widths((n.energy_j, n.energy_interval_j) for n in counted)
+    return _around(energy, widths), (
+        f"the interval widths of the {len(counted)} node(s) added (each node: the lows and "
+        "highs of its counted channels' intervals added)"
+    )
 
 
 def _work(report: Any) -> tuple[int | None, int | None]:
@@ -206,7 +211,7 @@ def _nodes(merged: Any, parts: Sequence[Part]) -> list[NodeReport]:
     nodes = []
     for node_id, node_parts in by_node.items():
         channels = [c for c in merged.channels if c.host == node_id]
-        energy = _node_total(channels)
+        energy, interval, interval_basis = _node_energy(channels, merged.duration_s)
         carbon = _carbon_of(node_parts)
         emissions = None
         if carbon is not None and energy is not None:
@@ -235,6 +240,8 @@ def _nodes(merged: Any, parts: Sequence[Part]) -> list[NodeReport]:
                     for g in table.values()
                 ],
                 energy_j=energy,
+                energy_interval_j=interval,
+                interval_basis=interval_basis,
                 emissions_g=emissions,
             )
         )
@@ -293,7 +300,8 @@ def build_job_report(
     missing = dict(missing or {})
     ordered = sorted(parts, key=lambda p: p.rank)
     prepared = [_rank_channels(p.report, p.rank) for p in ordered]
-    merged = EnergyReport.merge(prepared)
+    names = [p.file or f"rank {p.rank}" for p in ordered]
+    merged = merge_reports(prepared, names=names)  # messages name the rank files
     nodes = _nodes(
         merged, [Part(p.rank, r, p.source, p.file) for p, r in zip(ordered, prepared, strict=True)]
     )
@@ -332,9 +340,12 @@ def build_job_report(
         data["run"]["world_size"] = world_size
     fields = {k: v for k, v in data.items() if k in base.model_fields}
     carbon = _carbon_of(ordered)
+    interval, interval_basis = _job_interval(nodes, energy)
     fields.update(
         energy_j=energy,
         energy_kwh=None if energy is None else energy / _J_PER_KWH,
+        energy_interval_j=interval,
+        interval_basis=interval_basis,
         mean_power_w=energy / duration if energy is not None and duration > 0 else None,
         warnings=warnings,
         emissions_g=total_emissions,
@@ -367,7 +378,7 @@ def build_job_report(
         fields.update(_finetune_fields(ordered, energy))
     job = dict(job or {})
     extra = {k: v for k, v in merged.extra.items() if k != DIST_KEY}
-    extra.setdefault("merged_from", [p.file or f"rank {p.rank}" for p in ordered])
+    extra["merged_from"] = names
     extra["job"] = {
         "world_size": world_size,
         "job_id": job.get("job_id"),

@@ -9,8 +9,8 @@
    launcher, which sets ``RANK`` too and adds ``CROSS_RANK``, ``CROSS_SIZE``, ``LOCAL_SIZE``;
 3. Slurm (``SLURM_PROCID``, ``SLURM_LOCALID``, ``SLURM_NODEID``, ``SLURM_NTASKS``,
    ``SLURMD_NODENAME``, ``SLURM_JOB_ID``);
-4. Open MPI (``OMPI_COMM_WORLD_RANK``, ``..._SIZE``, ``..._LOCAL_RANK``, ``..._LOCAL_SIZE``,
-   ``..._NODE_RANK``);
+4. Open MPI (``OMPI_COMM_WORLD_RANK``, ``..._SIZE``, ``..._LOCAL_RANK``, ``..._LOCAL_SIZE``;
+   the node's index is ``rank // local size``);
 5. otherwise this process is rank 0 of 1.
 
 The node is identified by ``BERTWATT_NODE_ID`` when set, else by the kernel boot id
@@ -209,6 +209,12 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any] | None:
         world = _int(env, "WORLD_SIZE", low=1)
         local = _int(env, "LOCAL_RANK")
         local_size = _int(env, "LOCAL_WORLD_SIZE", low=1) or _int(env, "LOCAL_SIZE", low=1)
+        if local_size is None and _int(env, "OMPI_COMM_WORLD_RANK") == rank:
+            # RANK exported from Open MPI's numbering (DeepSpeed's MPI discovery under mpirun
+            # sets RANK, WORLD_SIZE, LOCAL_RANK only): the ranks per node are Open MPI's
+            local_size = _int(env, "OMPI_COMM_WORLD_LOCAL_SIZE", low=1)
+            if local_size is not None and not deepspeed and not accelerate:
+                launcher = "openmpi"
         node_rank = _int(env, "GROUP_RANK")
         if node_rank is None:
             node_rank = _int(env, "CROSS_RANK")
@@ -248,7 +254,9 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any] | None:
             "world_size": _int(env, "OMPI_COMM_WORLD_SIZE", low=1),
             "local_rank": _int(env, "OMPI_COMM_WORLD_LOCAL_RANK"),
             "local_world_size": _int(env, "OMPI_COMM_WORLD_LOCAL_SIZE", low=1),
-            "node_rank": _int(env, "OMPI_COMM_WORLD_NODE_RANK"),
+            # not OMPI_COMM_WORLD_NODE_RANK: Open MPI documents it as this process's rank on
+            # its node across all jobs, not the node's index (which is rank // local size)
+            "node_rank": None,
             "launcher": "openmpi",
             "rank_var": "OMPI_COMM_WORLD_RANK",
             "world_var": "OMPI_COMM_WORLD_SIZE",

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bertwatt.distributed.files import claim_rank_path, job_file_name, rank_files
+from bertwatt.distributed.files import claim_job_path, claim_rank_path, rank_files
 from bertwatt.distributed.gpus import GPUOwnership
 from bertwatt.distributed.job import Part, annotate, build_job_report, rank_meta, thin_report
 from bertwatt.distributed.ranks import RankInfo, _check_timeout, rank_info
@@ -188,10 +188,18 @@ class RankSession:
         from bertwatt.distributed.gather import _dist, receive_reports, send_report
 
         if group is None:
-            if _dist() is not None and info.rank == 0 and self._group_error is not None:
-                # a process group but no side group: the job from the files present
-                missing = {r: self._group_error for r in range(1, info.world_size)}
-                return self._job(mine, [], missing, info)
+            if _dist() is not None and self._group_error is not None:
+                # a process group but no side group: files only, the job from the files present
+                if info.rank == 0:
+                    missing = {
+                        r: f"no gather ({self._group_error})" for r in range(1, info.world_size)
+                    }
+                    return self._job(mine, [], missing, info)
+                self._note(
+                    f"no gather ({self._group_error}): this rank wrote its file only; rank 0 "
+                    f"merges the files present, or run `bertwatt merge {self.output_dir}`"
+                )
+                return None
             self._note(
                 "no torch.distributed process group: each rank wrote its file only; merge "
                 f"them with `bertwatt merge {self.output_dir}`"
@@ -231,7 +239,7 @@ class RankSession:
         )
         if self.problems:
             job.warnings.extend(p for p in self.problems if p not in job.warnings)
-        self.job_path = self.output_dir / job_file_name(info.restart)
+        self.job_path = claim_job_path(self.output_dir, info.restart)
         from bertwatt.report.io import write_text_atomic
 
         try:

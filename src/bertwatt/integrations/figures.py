@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bertwatt.distributed.share import rank_share_figures
 from bertwatt.integrations.predict import predict_run
 from bertwatt.integrations.tokens import WorkCounts
 
@@ -24,7 +25,8 @@ def live_metrics(session: FinetuneSession) -> dict[str, float]:
     """``energy/...`` figures for the Trainer's log (cheap: no report is built).
 
     Cumulative over the segments of a resumed run: the earlier sessions' checkpointed
-    figures are added to this session's.
+    figures are added to this session's. On a rank of a distributed job the energy figures are
+    the rank's own share (:func:`bertwatt.distributed.share.rank_share_figures`).
     """
     out: dict[str, float] = {}
     prev = session.previous
@@ -78,7 +80,7 @@ def live_metrics(session: FinetuneSession) -> dict[str, float]:
             out["energy/predicted_kwh"] = predicted / _J_PER_KWH
             if factor is not None:
                 out["energy/predicted_gco2e"] = predicted / _J_PER_KWH * factor
-    return out
+    return rank_share_figures(session.meter, out)
 
 
 def step_record_totals(session: FinetuneSession) -> dict[str, float]:

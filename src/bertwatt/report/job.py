@@ -39,7 +39,9 @@ class GPUEntry(_Model):
 class NodeReport(_Model):
     """One node of the job: every sensor of it counted once.
 
-    ``energy_j`` adds the node's counted channels (each once, whichever ranks read it);
+    ``energy_j`` adds the node's counted channels (each once, whichever ranks read it; a wall
+    meter only when the node has no component channel, as in any report's total), and
+    ``energy_interval_j`` adds the widths of those channels' intervals around it;
     ``emissions_g`` is that energy times the node's carbon intensity and PUE (None when no
     intensity was configured).
     """
@@ -50,6 +52,12 @@ class NodeReport(_Model):
     channels: list[str]
     gpus: list[GPUEntry] = Field(default_factory=list)
     energy_j: float | None
+    energy_interval_j: tuple[float, float] | None = Field(
+        default=None,
+        description="(low, high) J around energy_j: the widths of the node's counted channels' "
+        "intervals added; None in files before it or when a channel has none",
+    )
+    interval_basis: str | None = Field(default=None, description="how the interval was formed")
     emissions_g: float | None = None
 
 
