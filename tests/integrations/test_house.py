@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hf_helpers import fake_sensor
+from hf_helpers import POWER_W, fake_sensor
 
 import bertwatt.integrations
 from bertwatt.integrations.plan import RunPlan
@@ -238,3 +238,55 @@ def test_the_forward_hook_and_step_end_read_nothing_from_the_batch() -> None:
     assert counter.pending
     counts = counter.take()  # now the inputs are read; probes are no tensors: not counted
     assert counts.batches == 0 and counter.uncounted == 10 and mask.reads
+
+
+def test_the_default_early_prediction_waits_for_the_first_scheduled_evaluation() -> None:
+    """Issue #12's case: 200 steps, an evaluation every 50. At the default 10 % (step 20) the
+    evaluations were left out (-37 %); the plan's first evaluation (step 50, in the first half)
+    is measured first, and the three still to come are included: exact on a fake clock."""
+    clock = FakeClock()
+    meter = EnergyMeter(backends=[fake_sensor(clock)], clock=clock)
+    session = FinetuneSession(meter)
+    meter.start()
+    session.begin_train(
+        RunPlan(total_steps=200, expected_evals=4, first_eval_step=50, expected_saves=0)
+    )
+    for step in range(1, 201):
+        clock.advance(0.1)
+        session.step_end(step)
+        if step % 50 == 0:
+            with session.phase("eval"):
+                clock.advance(2.0)
+    session.end_train()
+    p = session.build_report(meter.stop(warn=False)).prediction
+    assert p is not None and p.at_step == 50
+    assert "plus 3 evaluation(s)" in p.basis
+    assert p.actual_energy_j == pytest.approx((200 * 0.1 + 4 * 2.0) * POWER_W)
+    assert p.error == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_live_line_goes_into_the_trainers_progress_bar() -> None:
+    """Attached, the callback hands the Trainer's callback list to the live line, which draws
+    into the ProgressCallback's bar (postfix) instead of a second line on stderr."""
+    pytest.importorskip("transformers")
+    from transformers.trainer_callback import ProgressCallback
+
+    from bertwatt.integrations.trainer_state import live_line
+
+    class Bar:
+        postfix = ""
+
+        def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+            self.postfix = text
+
+    clock = FakeClock()
+    meter = EnergyMeter(backends=[fake_sensor(clock)], clock=clock)
+    meter.start()
+    progress = ProgressCallback()
+    progress.training_bar = Bar()
+    clock.advance(2.0)
+    line = live_line(meter, [progress], False)  # off (no terminal here): drawn by hand
+    line.draw()
+    meter.stop(warn=False)
+    assert "W now" in progress.training_bar.postfix and "so far" in progress.training_bar.postfix
+    assert not progress.training_bar.postfix.startswith("bertwatt")
