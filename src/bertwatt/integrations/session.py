@@ -145,6 +145,7 @@ class FinetuneSession:
         "_phase_steps",
         "_predict_after",
         "_predict_at",
+        "_predict_retry",
         "_prediction",
         "_previous",
         "_run_facts",
@@ -239,6 +240,8 @@ class FinetuneSession:
         self._steps_accounted = 0  # steps already added to the train/epoch phase steps
         self._stride = 1  # steps per record (the step log's, cached for step_end)
         self._predict_at = _NEVER
+        #: a prediction found no measured step record yet: retry when the next one closes
+        self._predict_retry = False
         self._now: Callable[[], int] = _clock_reader(meter)
         self._plan_prediction()
 
@@ -568,6 +571,9 @@ class FinetuneSession:
             self._block = WorkCounts()
             self._chain = m
             self._stride = self._log.stride
+            if self._predict_retry:  # a new record: the prediction may work now
+                self._predict_retry = False
+                self._predict_at = 0
         return m
 
     def step_end(self, step: int | None = None) -> int:
@@ -719,9 +725,11 @@ class FinetuneSession:
         from bertwatt.integrations.predict import predict_run
 
         self._prediction = predict_run(self.snapshot(for_prediction=True))
-        if self._prediction is not None:
-            self._predict_at = _NEVER
-            logger.info("bertwatt: %s", self._prediction.message())
+        self._predict_at = _NEVER
+        if self._prediction is None:  # no step record measured yet: wait for the next one
+            self._predict_retry = True
+            return
+        logger.info("bertwatt: %s", self._prediction.message())
 
     def live_metrics(self) -> dict[str, float]:
         """Every ``energy/...`` figure for the Trainer's log (cheap: no report is built);
