@@ -4,10 +4,10 @@
 
     from bertwatt import EnergyCallback
 
-    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
-                      callbacks=[EnergyCallback(carbon="FR")])
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev)
+    energy = EnergyCallback(carbon="FR").attach(trainer)
     trainer.train()
-    print(trainer.callback_handler.callbacks[-1].report.summary())
+    print(energy.report.summary())
 
 or, in one call, training then evaluation::
 
