@@ -188,3 +188,23 @@ def test_steplog_alone_keeps_sums_when_merging():
     assert energy == pytest.approx(sum(0.1 * i for i in range(1, closed + 1)) * POWER_W)
     assert counts.tokens_padded == sum(10 * i for i in range(1, closed + 1))
     assert closed == first - 1 and log.stride == 4
+
+
+def test_steps_after_the_meter_stopped_are_not_counted_and_nothing_raises():
+    clock = FakeClock()
+    meter = EnergyMeter(backends=[fake_sensor(clock)], clock=clock)
+    session = FinetuneSession(meter)
+    meter.start()
+    session.begin_train()
+    for _ in range(3):
+        clock.advance(0.5)
+        session.step(examples=2, tokens_padded=8)
+    base = meter.stop(warn=False)  # stopped under a running training loop
+    for _ in range(2):
+        clock.advance(0.5)
+        session.step(examples=2, tokens_padded=8)  # outside the window: not counted
+    session.end_train()
+    report = session.build_report(base)
+    assert report.steps == 3 and report.examples == 6
+    assert sum(report.step_energy.steps) == 3
+    assert report.step_energy.total_energy_j == pytest.approx(1.5 * POWER_W)

@@ -443,7 +443,8 @@ class FinetuneSession:
         self._train_tokens.open(True)  # the forward hook's short path
 
     def _leave_quietly(self) -> None:
-        """The meter stopped under the session: keep what was counted, close nothing."""
+        """The meter stopped under the session: keep what was counted (forward calls kept
+        until now included), close nothing, count nothing more."""
         if self._mode == "train":
             self._flush_train()
             self._account_steps()
@@ -583,8 +584,9 @@ class FinetuneSession:
         meter mark, token counts) only once it is long enough. Returns the meter clock's time
         read (ns; 0 when nothing was recorded).
         """
-        if self._mode != "train":
-            if not self.running:
+        if self._mode != "train" or not self._meter.running:
+            if not self._meter.running:  # stopped under the session: its window is over
+                self._leave_quietly()
                 return 0
             self.set_mode("train")
         n = self._block_steps + 1
@@ -594,7 +596,7 @@ class FinetuneSession:
         self._block_steps = n
         self._steps_done = done
         now = self._now()
-        if n >= self._stride and now >= self._due_ns and self._meter.running:
+        if n >= self._stride and now >= self._due_ns:
             self._close_block()
         if done >= self._predict_at:
             self._maybe_predict()
@@ -679,6 +681,8 @@ class FinetuneSession:
                 when the model is watched (its forward calls are already counted).
             examples, tokens_padded, tokens_nonpadding: explicit counts instead of a batch.
         """
+        if not self.running:  # outside the meter's window: nothing to attribute it to
+            return
         if batch is not None:
             self.count(batch)
         if examples is not None or tokens_padded is not None or tokens_nonpadding is not None:
