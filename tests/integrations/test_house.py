@@ -290,3 +290,50 @@ def test_the_live_line_goes_into_the_trainers_progress_bar() -> None:
     meter.stop(warn=False)
     assert "W now" in progress.training_bar.postfix and "so far" in progress.training_bar.postfix
     assert not progress.training_bar.postfix.startswith("bertwatt")
+
+
+#: Attributes of objects from outside bertwatt that the integration sets, by design: the
+#: Trainer's state it stores its checkpoint figures in, and the demo model's config.
+_EXTERNAL_SETS = {("resume.py", "stateful_callbacks"), ("demo.py", "num_labels")}
+
+
+def _own_fields(tree: ast.Module) -> set[str]:
+    """Attributes the classes of a module define: ``self.x = ...`` and class-level fields."""
+    fields = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+        and isinstance(node.ctx, ast.Store)
+    }
+    for cls in ast.walk(tree):
+        if isinstance(cls, ast.ClassDef):
+            for stmt in cls.body:
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                    fields.add(stmt.target.id)
+    return fields
+
+
+def test_each_module_sets_only_attributes_of_its_own_classes() -> None:
+    """No module sets a field of another module's object (the session's, a counter's, a
+    value's): it asks the owner (``use_pad_token_id``, ``add_extra``, ``begin_train(plan)``)."""
+    problems = []
+    for name, tree in _sources():
+        own = _own_fields(tree)
+        for node in ast.walk(tree):
+            targets: list[ast.expr] = []
+            if isinstance(node, ast.Assign):
+                targets = list(node.targets)
+            elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+                targets = [node.target]
+            for target in targets:
+                for t in target.elts if isinstance(target, ast.Tuple) else [target]:
+                    if (
+                        isinstance(t, ast.Attribute)
+                        and not (isinstance(t.value, ast.Name) and t.value.id in ("self", "cls"))
+                        and t.attr not in own
+                        and (name, t.attr) not in _EXTERNAL_SETS
+                    ):
+                        problems.append(f"{name}:{node.lineno}: {ast.unparse(t)}")
+    assert problems == []

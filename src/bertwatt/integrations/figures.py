@@ -51,11 +51,13 @@ def live_metrics(s: SessionSnapshot) -> dict[str, float]:
         out["energy/j_per_token_padded"] = energy / counts.tokens_padded
     if counts.tokens_nonpadding:
         out["energy/j_per_token_nonpadding"] = energy / counts.tokens_nonpadding
-    train = WorkCounts()
-    train.add(s.phase_counts("train"))
+    train = s.phase_counts("train")
     if prev is not None:
-        train.tokens_padded += prev.tokens_padded
-        train.tokens_nonpadding += prev.tokens_nonpadding
+        train = WorkCounts(
+            tokens_padded=train.tokens_padded + prev.tokens_padded,
+            tokens_nonpadding=train.tokens_nonpadding + prev.tokens_nonpadding,
+            tokens_unknown=train.tokens_unknown,
+        )
     if train.padding_share is not None:
         out["energy/padding_share"] = train.padding_share
     factor = s.intensity_g_per_kwh

@@ -405,7 +405,7 @@ class FinetuneSession:
         self._grouping_hint = plan.grouping_hint
         if plan.pad_token_id is not None:
             for counter in (self._train_tokens, self._other_tokens, self._eval_in_train_tokens):
-                counter.pad_token_id = plan.pad_token_id
+                counter.use_pad_token_id(plan.pad_token_id)
         if plan.trainer:
             self._extra.setdefault("trainer", {}).update(plan.trainer)
         self._run_facts.update(plan.run_facts)
@@ -647,9 +647,12 @@ class FinetuneSession:
         if self._train_tokens.pad_token_id is None:
             pad = getattr(getattr(model, "config", None), "pad_token_id", None)
             if isinstance(pad, int):
-                self._train_tokens.pad_token_id = pad
-                self._other_tokens.pad_token_id = pad
-                self._eval_in_train_tokens.pad_token_id = pad
+                for counter in (
+                    self._train_tokens,
+                    self._other_tokens,
+                    self._eval_in_train_tokens,
+                ):
+                    counter.use_pad_token_id(pad)
         self._hooks.append(model.register_forward_pre_hook(hook, with_kwargs=True))
 
     def unwatch(self) -> None:

@@ -131,10 +131,8 @@ class StepLog:
     # ------------------------------------------------------------ totals
     def totals(self) -> tuple[int, float, WorkCounts, int]:
         """Over records with a known energy: (steps, energy_j, counts, records)."""
-        steps = 0
+        steps = records = examples = padded = nonpadding = 0
         energy = 0.0
-        counts = WorkCounts()
-        records = 0
         for k in range(len(self.steps)):
             e = self.energy_j[k]
             if not self.resolved[k] or e != e:
@@ -142,9 +140,10 @@ class StepLog:
             records += 1
             steps += self.steps[k]
             energy += e
-            counts.examples += self.examples[k]
-            counts.tokens_padded += self.tokens_padded[k]
-            counts.tokens_nonpadding += self.tokens_nonpadding[k]
+            examples += self.examples[k]
+            padded += self.tokens_padded[k]
+            nonpadding += self.tokens_nonpadding[k]
+        counts = WorkCounts(examples=examples, tokens_padded=padded, tokens_nonpadding=nonpadding)
         return steps, energy, counts, records
 
     def per_step_j(self, *, skip_first: bool = False) -> list[float]:

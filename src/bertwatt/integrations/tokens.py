@@ -313,6 +313,10 @@ class TokenCounter:
 
         return hook
 
+    def use_pad_token_id(self, pad_token_id: int | None) -> None:
+        """Find padding with this id in batches without an attention mask (counted from now)."""
+        self.pad_token_id = pad_token_id
+
     def open(self, is_open: bool) -> None:
         """Let :meth:`forward_hook` keep training calls here (True) or pass them on (False)."""
         self._open = is_open
