@@ -185,7 +185,7 @@ class _Rows:
 def _count_rows(sources: list[Any], pad: int | None, length: int) -> _Rows | None:
     """Lengths of same-shaped 2-D masks (non-zero positions) or ids (positions not ``pad``),
     worked out on the tensors' device with a few kernels and two small reads for all of them.
-    None when they cannot be stacked (mixed devices or dtypes, not tensors)."""
+    None when they cannot be stacked (mixed devices, not tensors)."""
     torch = sys.modules.get("torch")
     if torch is None:
         return None
@@ -366,7 +366,7 @@ class TokenCounter:
         self._n = 0
         for (shape, pad_id), sources in groups.items():
             rows = _count_rows(sources, pad_id, int(shape[1]))
-            if rows is None:  # mixed devices or dtypes, or not tensors: one by one
+            if rows is None:  # mixed devices, or not tensors: one by one
                 for src in sources:
                     ok = _is_tensor(src)
                     item = (
