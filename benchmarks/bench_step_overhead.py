@@ -8,8 +8,8 @@ objects: per step, the forward pre-hook the callback installed is called once wi
 16 x 128 tokens (``input_ids``, ``attention_mask`` with padding, ``labels``), then
 ``on_step_end``. Each call is timed with ``time.perf_counter_ns``. Between steps the loop spins
 for ``--step-ms`` (default 23 ms, the step time of the fine-tune in issue #12) so that step
-records close as often as they would in training (a record closes once it covers 1000 x the
-cost of one meter mark, at most 1 s). The model is not run: what is timed is only bertwatt's
+records close as often as they would in training (a record closes once it covers 10000 x the
+cost of one meter mark, at most 2 s). The model is not run: what is timed is only bertwatt's
 code. The first 200 steps are discarded (warm-up).
 
 Headline: mean hook + mean ``on_step_end`` per step (means, so that the occasional step that
@@ -175,7 +175,7 @@ def main() -> int:
         f"{c.spread(null_us).text('{:.1f}', ' us')} (a no-op hook + a no-op on_step_end after "
         "the same work: what any callback costs on this machine, cold caches included)"
     )
-    print(f"step records  : {records} for {report.steps} steps (marks at most ~0.1 % of time)")
+    print(f"step records  : {records} for {report.steps} steps (marks at most ~0.01 % of time)")
     mean_total = statistics.mean(total)
     result = c.Result(
         name="step_overhead",

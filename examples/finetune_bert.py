@@ -102,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         train_examples=train_examples,
         eval_examples=80 if args.quick else 600,
         padding=args.padding,
-        callbacks=[callback],
         model_options=None if args.quick else MODEL,
         num_train_epochs=epochs,
         per_device_train_batch_size=16 if args.quick else 32,
@@ -110,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         logging_steps=10 if args.quick else 50,
         **saving,
     )
+    callback.attach(trainer)  # right after DefaultFlowCallback: report_to integrations see energy/*
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=True if args.resume == "last" else args.resume)
     elapsed = time.monotonic() - started

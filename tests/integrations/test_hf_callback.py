@@ -7,6 +7,7 @@ hf_helpers). Token counts are checked against counts made independently from the
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import Any
 
@@ -136,8 +137,8 @@ def test_energy_keys_reach_log_history_and_reporters(make_trainer):
             seen.append(dict(logs or {}))
 
     clock = FakeClock()
-    cb = callback(clock)
-    trainer = make_trainer(callbacks=[Reporter(), cb], clock=clock, logging_steps=2)
+    trainer = make_trainer(callbacks=[Reporter()], clock=clock, logging_steps=2)
+    cb = callback(clock).attach(trainer)  # the documented way: right after DefaultFlowCallback
     trainer.train()
     first = trainer.state.log_history[0]
     assert first["step"] == 2
@@ -147,8 +148,32 @@ def test_energy_keys_reach_log_history_and_reporters(make_trainer):
     assert "energy/j_per_token_padded" in first
     for key in ("energy/j_per_token_nonpadding", "energy/padding_share"):  # on request only
         assert key not in first
+    assert cb.report.steps == 6
     assert seen and all("energy/kwh" in logs for logs in seen if "loss" in logs)
     assert seen[0]["energy/kwh"] == first["energy/kwh"]
+
+
+def test_an_unattached_callback_says_once_that_reporters_miss_the_keys(make_trainer, caplog):
+    """Given in Trainer(callbacks=[...]) the callback runs after the report_to integrations and
+    nothing transformers hands it leads to the Trainer's list: it says so, with the fix."""
+    from transformers import TrainerCallback
+
+    seen: list[dict[str, Any]] = []
+
+    class Reporter(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            seen.append(dict(logs or {}))
+
+    clock = FakeClock()
+    cb = callback(clock)
+    trainer = make_trainer(callbacks=[Reporter(), cb], clock=clock, logging_steps=2)
+    trainer.args.report_to = ["tensorboard"]  # as the Trainer saw it (not installed here)
+    with caplog.at_level(logging.WARNING, logger="bertwatt"):
+        trainer.train()
+    told = [r.getMessage() for r in caplog.records if "attach(trainer)" in r.getMessage()]
+    assert len(told) == 1 and "tensorboard" in told[0]
+    assert trainer.state.log_history[0]["energy/kwh"] > 0  # the logs still get the keys
+    assert seen and not any("energy/kwh" in logs for logs in seen)  # the reporter ran before
 
 
 def test_training_results_are_identical_with_and_without_the_callback(make_trainer):

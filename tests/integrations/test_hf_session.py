@@ -10,6 +10,7 @@ from hf_helpers import POWER_W, fake_sensor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bertwatt.integrations.plan import RunPlan
 from bertwatt.integrations.session import FinetuneSession
 from bertwatt.integrations.steps import StepLog
 from bertwatt.integrations.tokens import WorkCounts
@@ -43,8 +44,7 @@ def run_schedule(events, capacity, power=POWER_W, kind="counter"):
             clock.advance(ev[1])
             step_seconds += ev[1]
             tokens = ev[2]
-            session.train_tokens.add_counts(WorkCounts(1, 1, tokens, tokens // 2), [])
-            session.step_end()
+            session.step(examples=1, tokens_padded=tokens, tokens_nonpadding=tokens // 2)
         elif ev[0] == "epoch":
             epoch += 1
             session.epoch_begin(f"epoch-{epoch}")
@@ -83,7 +83,7 @@ def test_step_records_tile_training_whatever_the_schedule(events, capacity):
         sum(se.tokens_padded) == report.tokens_padded == sum(e[2] for e in events if e[0] == "step")
     )
     assert sum(se.duration_s) == pytest.approx(step_seconds, abs=1e-6)
-    assert se.steps_per_record == session.step_log.stride
+    assert se.steps_per_record == session.snapshot().step_log.stride
     assert all(b > a for a, b in zip(se.first_step, se.first_step[1:], strict=False))
     epoch_sum = sum(m.energy_j for k, m in report.phase_metrics.items() if k.startswith("epoch-"))
     assert epoch_sum <= train + 1e-6
@@ -112,7 +112,7 @@ def test_merging_bounds_records_and_meter_marks():
     report = session.build_report(meter.stop())
     se = report.step_energy
     assert se.records <= 16 and sum(se.steps) == 1000
-    assert session.step_log.stride == 128
+    assert session.snapshot().step_log.stride == 128
     assert se.total_energy_j == pytest.approx(100.0 * POWER_W)
     # about capacity + capacity/2 * log2(steps / capacity) marks, not one per step
     assert backend.reads < 16 + 8 * math.log2(1000 / 16) + 20
@@ -123,9 +123,8 @@ def test_prediction_is_exact_for_uniform_steps():
     clock = FakeClock()
     meter = EnergyMeter(backends=[fake_sensor(clock)], clock=clock)
     session = FinetuneSession(meter, total_steps=40, predict_after_steps=15)
-    session.expected_evals = 4
     meter.start()
-    session.begin_train()
+    session.begin_train(RunPlan(expected_evals=4))
     for step in range(1, 41):
         clock.advance(0.25)
         session.step_end()
@@ -146,9 +145,8 @@ def test_prediction_says_what_it_leaves_out():
     clock = FakeClock()
     meter = EnergyMeter(backends=[fake_sensor(clock)], clock=clock)
     session = FinetuneSession(meter, total_steps=20, predict_after_steps=4)
-    session.expected_evals = 2
     meter.start()
-    session.begin_train()
+    session.begin_train(RunPlan(expected_evals=2))
     for _ in range(20):
         clock.advance(0.5)
         session.step_end()
@@ -174,16 +172,39 @@ def test_steplog_alone_keeps_sums_when_merging():
     meter.start()
     log = StepLog(capacity=4)
     start = meter.mark()
+    first, block = 1, WorkCounts()
     for i in range(1, 12):
         clock.advance(0.1 * i)
-        if log.add_step(i, WorkCounts(2, 1, 10 * i, 5 * i)):
+        block.add(WorkCounts(2, 1, 10 * i, 5 * i))
+        if i - first + 1 >= log.stride:  # a block of `stride` steps closes at a mark
             end = meter.mark()
-            log.close(start, end, meter)
-            start = end
+            log.close(first, i - first + 1, block, start, end, meter)
+            start, first, block = end, i + 1, WorkCounts()
+    log.resolve(meter)  # energies are read after the fact, from the marks
     meter.stop()
     steps, energy, counts, records = log.totals()
     assert records == len(log) <= 4
     closed = steps
     assert energy == pytest.approx(sum(0.1 * i for i in range(1, closed + 1)) * POWER_W)
     assert counts.tokens_padded == sum(10 * i for i in range(1, closed + 1))
-    assert log.pending_steps == 11 - closed
+    assert closed == first - 1 and log.stride == 4
+
+
+def test_steps_after_the_meter_stopped_are_not_counted_and_nothing_raises():
+    clock = FakeClock()
+    meter = EnergyMeter(backends=[fake_sensor(clock)], clock=clock)
+    session = FinetuneSession(meter)
+    meter.start()
+    session.begin_train()
+    for _ in range(3):
+        clock.advance(0.5)
+        session.step(examples=2, tokens_padded=8)
+    base = meter.stop(warn=False)  # stopped under a running training loop
+    for _ in range(2):
+        clock.advance(0.5)
+        session.step(examples=2, tokens_padded=8)  # outside the window: not counted
+    session.end_train()
+    report = session.build_report(base)
+    assert report.steps == 3 and report.examples == 6
+    assert sum(report.step_energy.steps) == 3
+    assert report.step_energy.total_energy_j == pytest.approx(1.5 * POWER_W)

@@ -132,3 +132,39 @@ def test_small_padding_share_needs_no_remedy():
         padding_report(WorkCounts(), LengthStats(), j_per_token_padded=None, train_energy_j=None)
         is None
     )
+
+
+def test_stacked_counting_equals_one_call_at_a_time_across_slots_dtypes_and_pad_ids():
+    """The hook's slots are counted in stacked groups (one per shape; torch.stack promotes mixed
+    mask dtypes). 150 calls (the 64 slots fill twice) of several shapes and dtypes, masks and
+    pad-id-only batches: the same counts, lengths and histograms as counting each call on its
+    own (batch_counts)."""
+    gen = torch.Generator().manual_seed(7)
+    counter = TokenCounter(pad_token_id=0)
+    want = WorkCounts()
+    lengths_want: dict[int, int] = {}
+    overpadded_want = 0
+    for i in range(150):
+        width = (16, 24, 40)[i % 3]
+        lengths = torch.randint(1, width + 1, (4,), generator=gen).tolist()
+        batch = padded_batch(lengths, width)
+        if i % 5 == 0:
+            batch["attention_mask"] = batch["attention_mask"].bool()  # another dtype, same shape
+        if i % 7 == 0:
+            del batch["attention_mask"]  # ids only: the pad id (0) finds the padding
+        counts, found = batch_counts(batch, pad_token_id=0)
+        want.add(counts)
+        for v in found:
+            lengths_want[v] = lengths_want.get(v, 0) + 1
+        overpadded_want += width > -(-max(found) // 8) * 8
+        counter.open(True)
+        hook = counter.forward_hook(lambda m, a, k: None, lambda err: None)
+
+        class Training:
+            training = True
+
+        hook(Training(), (), batch)
+    assert counter.take() == want
+    assert counter.lengths.lengths == lengths_want
+    assert counter.lengths.overpadded_batches == overpadded_want
+    assert counter.uncounted == 0

@@ -198,8 +198,7 @@ def test_step_records_adapt_to_what_a_mark_costs() -> None:
     session.begin_train()
     for _ in range(60):
         time.sleep(0.005)
-        session.train_tokens.add_counts(WorkCounts(1, 1, 8, 6), [])
-        session.step_end()
+        session.step(examples=1, tokens_padded=8, tokens_nonpadding=6)
     session.end_train()
     report = session.build_report(meter.stop(warn=False))
     se = report.step_energy
@@ -291,11 +290,11 @@ def test_trainer_logs_a_short_default_set_once_per_step(make_trainer: Any) -> No
             seen.append((state.global_step, dict(logs or {})))
 
     clock = FakeClock()
-    cb = _callback(clock, predict_after_steps=2)
     trainer = make_trainer(
-        callbacks=[Reporter(), cb], clock=clock, logging_steps=2, eval_strategy="steps",
+        callbacks=[Reporter()], clock=clock, logging_steps=2, eval_strategy="steps",
         eval_steps=2,
     )  # fmt: skip
+    cb = _callback(clock, predict_after_steps=2).attach(trainer)
     trainer.train()
     with_energy = [(n, logs) for n, logs in seen if any(k.startswith("energy/") for k in logs)]
     steps = [step for step, _ in with_energy]
@@ -346,14 +345,26 @@ def test_the_callback_takes_a_session_and_hands_it_a_plan(make_trainer: Any) -> 
     trainer.train()
     report = session.build_report(meter.stop(warn=False))
     assert report.steps == session.steps_done > 0
-    assert session.expected_evals is not None and session.expected_saves == 0
-    assert session.extra["trainer"]["start_step"] == 0
-    plan = RunPlan(total_steps=10, expected_evals=2, pad_token_id=3, trainer={"x": 1})
+    snap = session.snapshot()
+    assert snap.expected_evals is not None and snap.expected_saves == 0
+    assert snap.extra["trainer"]["start_step"] == 0
+    assert snap.run_facts["batch_size"] == 8  # the Trainer's facts came in the plan
+    plan = RunPlan(
+        total_steps=10,
+        expected_evals=2,
+        pad_token_id=3,
+        trainer={"x": 1},
+        run_facts={"model_name": "tiny"},
+    )
     other = FinetuneSession(EnergyMeter(backends=[fake_sensor(clock)], clock=clock))
     other.meter.start()
     other.begin_train(plan)
-    assert (other.total_steps, other.expected_evals) == (10, 2)
-    assert other.train_tokens.pad_token_id == 3 and other.extra["trainer"] == {"x": 1}
+    torch = pytest.importorskip("torch")
+    other.step({"input_ids": torch.tensor([[5, 3, 3]])})  # no mask: the plan's pad id counts
+    snap = other.snapshot()
+    assert (snap.total_steps, snap.expected_evals) == (10, 2)
+    assert snap.counts["train"].tokens_nonpadding == 1 and snap.extra["trainer"] == {"x": 1}
+    assert snap.run_facts["model_name"] == "tiny"
     other.end_train()
     other.meter.stop(warn=False)
 

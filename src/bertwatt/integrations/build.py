@@ -15,10 +15,11 @@ from bertwatt.integrations.report import (
     StepEnergies,
     figures_basis,
 )
+from bertwatt.integrations.runinfo import flops_fields, observed_batching
+from bertwatt.integrations.snapshot import SessionSnapshot
 from bertwatt.integrations.tokens import WorkCounts
 
 if TYPE_CHECKING:
-    from bertwatt.integrations.session import FinetuneSession
     from bertwatt.report.models import EnergyReport
 
 __all__ = ["build_finetune_report", "phase_metrics"]
@@ -82,8 +83,8 @@ def _attribution(base: EnergyReport) -> str:
     return "; ".join(parts)
 
 
-def _step_energies(session: FinetuneSession, base: EnergyReport) -> StepEnergies | None:
-    log = session.step_log
+def _step_energies(snap: SessionSnapshot, base: EnergyReport) -> StepEnergies | None:
+    log = snap.step_log
     if not len(log):
         return None
     energies: list[float | None] = [
@@ -128,21 +129,21 @@ def _step_energies(session: FinetuneSession, base: EnergyReport) -> StepEnergies
     )
 
 
-def _prediction(session: FinetuneSession, base: EnergyReport) -> PredictionReport | None:
-    p = session.prediction
+def _prediction(snap: SessionSnapshot, base: EnergyReport) -> PredictionReport | None:
+    p = snap.prediction
     if p is None:
         return None
-    meter = session.meter
+    meter = snap.meter
     actual = None
-    if session.train_start_mark is not None and session.train_end_mark is not None:
-        actual = meter.energy_between(session.train_start_mark, session.train_end_mark).energy_j
-    factor = session.intensity_now()
+    if snap.train_start_mark is not None and snap.train_end_mark is not None:
+        actual = meter.energy_between(snap.train_start_mark, snap.train_end_mark).energy_j
+    factor = snap.intensity_g_per_kwh
     actual_g = None
     if actual is not None and base.emissions_g is not None and base.energy_j:
         actual_g = actual * base.emissions_g / base.energy_j
     notes = list(p.notes)
     notes.append("actual: energy from train begin to train end, evaluations and checkpoints in it")
-    prev = session.previous
+    prev = snap.previous
     if prev is not None:
         carried = "unknown" if prev.energy_j is None else f"{prev.energy_j:,.1f} J"
         notes.append(
@@ -191,57 +192,57 @@ def _continued(prev: dict[str, Any] | None, m: PhaseMetrics | None, name: str) -
     return phase_metrics(name, energy, duration, counts, steps, emissions)
 
 
-def _segment(session: FinetuneSession, base: EnergyReport, index: int) -> dict[str, Any]:
-    ended_by = "running" if base.status == "running" else session.ended_by
+def _segment(
+    snap: SessionSnapshot, base: EnergyReport, index: int, run_id: str | None
+) -> dict[str, Any]:
+    ended_by = "running" if base.status == "running" else snap.ended_by
     if ended_by == "running" and base.status != "running":
         ended_by = "completed"
     return {
         "index": index,
-        "run_id": session.run_id,
+        "run_id": run_id,
         "started_at": base.started_at,
         "ended_at": base.ended_at,
-        "steps": session.steps_done,
+        "steps": snap.steps_done,
         "energy_j": base.energy_j,
         "ended_by": ended_by,
     }
 
 
-def _status(session: FinetuneSession, base: EnergyReport) -> str:
+def _status(snap: SessionSnapshot, base: EnergyReport) -> str:
     if base.status == "running":
         return "running"
-    if session.ended_by in ("error", "interrupted"):
+    if snap.ended_by in ("error", "interrupted"):
         return "interrupted"
     return str(base.status)
 
 
-def _run_info(session: FinetuneSession, base: EnergyReport, tokens_padded: int) -> dict[str, Any]:
+def _run_info(snap: SessionSnapshot, base: EnergyReport, tokens_padded: int) -> dict[str, Any]:
     """``report.run``: the meter's (``EnergyMeter(run=...)``), the earlier segments', observed
     facts, the model's and the Trainer's, then the ones stated with ``describe``."""
-    from bertwatt.integrations.runinfo import flops_fields, observed_batching
-
-    lengths = session.train_tokens.lengths
+    lengths = snap.train_lengths
     run: dict[str, Any] = base.run.model_dump(exclude_none=True) if base.run else {}
-    prev = session.previous
+    prev = snap.previous
     if prev is not None:
         run.update({k: v for k, v in prev.run.items() if not k.startswith("flops_")})
-    if not session.auto_eval:  # a plain loop: batching as observed in the forward calls
+    if not snap.auto_eval:  # a plain loop: batching as observed in the forward calls
         run.update(observed_batching(lengths.batch_examples))
-    run.update(session.run_facts)
+    run.update(snap.run_facts)
     longest = max(lengths.padded_lengths, default=None)
     if longest is not None:
         run["max_seq_length"] = max(longest, int(run.get("max_seq_length") or 0))
     sizes = dict(run.get("dataset_sizes") or {})
-    sizes.update(session.run_facts.get("dataset_sizes") or {})
+    sizes.update(snap.run_facts.get("dataset_sizes") or {})
     if sizes:
         run["dataset_sizes"] = sizes
-    run.update(session.stated_facts)
+    run.update(snap.stated_facts)
     run.update(flops_fields(run.get("parameters_total"), tokens_padded))
     return run
 
 
-def _resume_fields(session: FinetuneSession, base: EnergyReport) -> dict[str, Any]:
+def _resume_fields(snap: SessionSnapshot, base: EnergyReport) -> dict[str, Any]:
     """Totals, basis, warnings, segments and ``resume`` of a resumed run (empty when not)."""
-    prev = session.previous
+    prev = snap.previous
     if prev is None:
         return {}
     energy = _add(prev.energy_j, base.energy_j)
@@ -286,17 +287,16 @@ def _resume_fields(session: FinetuneSession, base: EnergyReport) -> dict[str, An
     }
 
 
-def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> FinetuneReport:
+def build_finetune_report(snap: SessionSnapshot, base: EnergyReport) -> FinetuneReport:
     """Combine the meter's report with the session's counts, steps, prediction and padding.
 
-    For a resumed run (``session.previous``), totals, ``phase_metrics`` and ``run`` continue
+    For a resumed run (``snap.previous``), totals, ``phase_metrics`` and ``run`` continue
     from the checkpointed figures of the earlier segments; channels, phases, the timeline and
     per-step records stay this session's.
     """
-    session.step_log.resolve(session.meter)
-    if session.run_id is None:
-        session.run_id = base.run_id
-    prev = session.previous
+    snap.step_log.resolve(snap.meter)
+    run_id = snap.run_id if snap.run_id is not None else base.run_id
+    prev = snap.previous
     carbon_phases: dict[str, float] = dict(base.carbon.phases) if base.carbon else {}
     metrics: dict[str, PhaseMetrics] = {}
     for name, ph in base.phases.items():
@@ -304,23 +304,23 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
             name,
             ph.energy_j,
             ph.duration_s,
-            session.counts.get(name, WorkCounts()),
-            session.phase_steps.get(name, 0),
+            snap.phase_counts(name),
+            snap.phase_steps.get(name, 0),
             carbon_phases.get(name),
         )
     run = WorkCounts()
-    for mode in session.modes_used:
-        run.add(session.counts.get(mode, WorkCounts()))
+    for mode in snap.modes_used:
+        run.add(snap.phase_counts(mode))
     metrics["run"] = phase_metrics(
-        "run", base.energy_j, base.duration_s, run, session.steps_done, base.emissions_g
+        "run", base.energy_j, base.duration_s, run, snap.steps_done, base.emissions_g
     )
     outside = None
     if base.energy_j is not None:
-        parts = [base.phases[m].energy_j for m in session.modes_used if m in base.phases]
+        parts = [base.phases[m].energy_j for m in snap.modes_used if m in base.phases]
         if all(p is not None for p in parts):
             outside = base.energy_j - sum(p for p in parts if p is not None)
-    train_counts = session.counts.get("train", WorkCounts())
-    resumed = _resume_fields(session, base)
+    train_counts = snap.phase_counts("train")
+    resumed = _resume_fields(snap, base)
     if prev is not None:
         names = list(prev.phases) + [n for n in metrics if n not in prev.phases]
         metrics = {n: _continued(prev.phases.get(n), metrics.get(n), n) for n in names}
@@ -331,23 +331,25 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
             tokens_nonpadding=train_counts.tokens_nonpadding + prev.tokens_nonpadding,
             tokens_unknown=train_counts.tokens_unknown,
         )
-        steps = session.steps_done + prev.steps
+        steps = snap.steps_done + prev.steps
     else:
-        total, steps = train_counts, session.steps_done
+        total, steps = train_counts, snap.steps_done
     train_metrics = metrics.get("train")
     padding = padding_report(
         total,
-        session.train_tokens.lengths,
+        snap.train_lengths,
         j_per_token_padded=train_metrics.j_per_token_padded if train_metrics else None,
         train_energy_j=train_metrics.energy_j if train_metrics else None,
-        grouped_by_length=session.grouped_by_length,
-        grouping_hint=session.grouping_hint,
+        grouped_by_length=snap.grouped_by_length,
+        grouping_hint=snap.grouping_hint,
     )
     warnings = list(base.warnings)
-    for w in session.warnings + resumed.pop("_warnings", []):
+    for w in [*snap.warnings, *resumed.pop("_warnings", [])]:
         if w not in warnings:
             warnings.append(w)
-    in_train = session.eval_in_train()
+    extra: dict[str, Any] = dict(base.extra)
+    extra.update(snap.extra)
+    in_train = snap.eval_in_train
     if in_train.batches:
         extra_eval = {
             "examples": in_train.examples,
@@ -355,7 +357,7 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
             "tokens_padded": in_train.tokens_padded,
             "tokens_nonpadding": in_train.tokens_nonpadding,
         }
-        session.extra["eval_in_train"] = extra_eval
+        extra["eval_in_train"] = extra_eval
         warnings.append(
             f"{in_train.batches:,} forward calls ({in_train.examples:,} examples, "
             f"{in_train.tokens_padded:,} tokens) ran with the model in eval mode inside training, "
@@ -376,9 +378,7 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
             + (f" (~{padding.energy_j:,.1f} J)" if padding.energy_j is not None else "")
             + "; see padding.remedies"
         )
-    extra: dict[str, Any] = dict(base.extra)
-    extra.update(session.extra)
-    step_energy = _step_energies(session, base)
+    step_energy = _step_energies(snap, base)
     if step_energy is not None and prev is not None:
         step_energy.notes.append(
             f"resumed run: these records are this session's steps (after step {prev.from_step})"
@@ -386,8 +386,8 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
     earlier = prev.segments if prev is not None else []
     data = base.model_dump()
     data.update(
-        run_id=session.run_id,
-        status=_status(session, base),
+        run_id=run_id,
+        status=_status(snap, base),
         warnings=warnings,
         extra=extra,
         examples=total.examples,
@@ -400,16 +400,16 @@ def build_finetune_report(session: FinetuneSession, base: EnergyReport) -> Finet
         outside_phases_j=outside,
         step_energy=step_energy,
         padding=padding,
-        prediction=_prediction(session, base),
-        run=_run_info(session, base, total.tokens_padded),
-        segments=[*earlier, _segment(session, base, len(earlier))],
+        prediction=_prediction(snap, base),
+        run=_run_info(snap, base, total.tokens_padded),
+        segments=[*earlier, _segment(snap, base, len(earlier), run_id)],
         **resumed,
     )
     report = FinetuneReport.model_validate(data)
     perspective = build_perspective(
         report,
-        session.perspective.get("inference"),
-        pretraining_energy_kwh=session.perspective.get("pretraining_energy_kwh"),
-        pretraining_source=session.perspective.get("pretraining_source"),
+        snap.perspective.get("inference"),
+        pretraining_energy_kwh=snap.perspective.get("pretraining_energy_kwh"),
+        pretraining_source=snap.perspective.get("pretraining_source"),
     )
     return report.model_copy(update={"perspective": perspective})

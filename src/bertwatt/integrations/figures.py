@@ -7,21 +7,17 @@ Which of them reach a log line is chosen by :mod:`~bertwatt.integrations.logkeys
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bertwatt.distributed.share import rank_share_figures
 from bertwatt.integrations.predict import predict_run
+from bertwatt.integrations.snapshot import SessionSnapshot
 from bertwatt.integrations.tokens import WorkCounts
-
-if TYPE_CHECKING:
-    from bertwatt.integrations.session import FinetuneSession
 
 __all__ = ["live_metrics", "step_record_totals"]
 
 _J_PER_KWH = 3.6e6
 
 
-def live_metrics(session: FinetuneSession) -> dict[str, float]:
+def live_metrics(s: SessionSnapshot) -> dict[str, float]:
     """``energy/...`` figures for the Trainer's log (cheap: no report is built).
 
     Cumulative over the segments of a resumed run: the earlier sessions' checkpointed
@@ -29,8 +25,8 @@ def live_metrics(session: FinetuneSession) -> dict[str, float]:
     the rank's own share (:func:`bertwatt.distributed.share.rank_share_figures`).
     """
     out: dict[str, float] = {}
-    prev = session.previous
-    snap = session.meter.snapshot()
+    prev = s.previous
+    snap = s.meter.snapshot()
     energy_now = snap.energy_j
     if prev is not None and energy_now is not None:
         energy_now = None if prev.energy_j is None else prev.energy_j + energy_now
@@ -38,8 +34,8 @@ def live_metrics(session: FinetuneSession) -> dict[str, float]:
         out["energy/kwh"] = energy_now / _J_PER_KWH
     if snap.energy_j is not None and snap.duration_s > 0:
         out["energy/mean_power_w"] = snap.energy_j / snap.duration_s
-    session.step_log.resolve(session.meter)
-    steps, energy, counts, _ = session.step_log.totals()
+    s.step_log.resolve(s.meter)
+    steps, energy, counts, _ = s.step_log.totals()
     if prev is not None:
         r = prev.step_records
         steps += int(r.get("steps", 0))
@@ -57,22 +53,24 @@ def live_metrics(session: FinetuneSession) -> dict[str, float]:
         out["energy/j_per_token_padded"] = energy / counts.tokens_padded
     if counts.tokens_nonpadding:
         out["energy/j_per_token_nonpadding"] = energy / counts.tokens_nonpadding
-    train = WorkCounts()
-    train.add(session.counts.get("train", WorkCounts()))
+    train = s.phase_counts("train")
     if prev is not None:
-        train.tokens_padded += prev.tokens_padded
-        train.tokens_nonpadding += prev.tokens_nonpadding
+        train = WorkCounts(
+            tokens_padded=train.tokens_padded + prev.tokens_padded,
+            tokens_nonpadding=train.tokens_nonpadding + prev.tokens_nonpadding,
+            tokens_unknown=train.tokens_unknown,
+        )
     if train.padding_share is not None:
         out["energy/padding_share"] = train.padding_share
-    factor = session.intensity_now()
+    factor = s.intensity_g_per_kwh
     if factor is not None and snap.energy_j is not None:
         grams = snap.energy_j / _J_PER_KWH * factor
         if prev is None:
             out["energy/gco2e"] = grams
         elif prev.emissions_g is not None:
             out["energy/gco2e"] = prev.emissions_g + grams
-    if session.prediction is not None:
-        now = predict_run(session) or session.prediction
+    if s.prediction is not None:
+        now = predict_run(s) or s.prediction
         predicted: float | None = now.energy_j
         if prev is not None and predicted is not None:
             predicted = None if prev.energy_j is None else prev.energy_j + predicted
@@ -80,13 +78,13 @@ def live_metrics(session: FinetuneSession) -> dict[str, float]:
             out["energy/predicted_kwh"] = predicted / _J_PER_KWH
             if factor is not None:
                 out["energy/predicted_gco2e"] = predicted / _J_PER_KWH * factor
-    return rank_share_figures(session.meter, out)
+    return rank_share_figures(s.meter, out)
 
 
-def step_record_totals(session: FinetuneSession) -> dict[str, float]:
+def step_record_totals(s: SessionSnapshot) -> dict[str, float]:
     """Per-step record totals (steps, energy_j, examples, tokens), earlier segments included."""
-    session.step_log.resolve(session.meter)
-    steps, energy, counts, _ = session.step_log.totals()
+    s.step_log.resolve(s.meter)
+    steps, energy, counts, _ = s.step_log.totals()
     out = {
         "steps": float(steps),
         "energy_j": energy,
@@ -94,7 +92,7 @@ def step_record_totals(session: FinetuneSession) -> dict[str, float]:
         "tokens_padded": float(counts.tokens_padded),
         "tokens_nonpadding": float(counts.tokens_nonpadding),
     }
-    if session.previous is not None:
-        for k, v in session.previous.step_records.items():
+    if s.previous is not None:
+        for k, v in s.previous.step_records.items():
             out[k] = out.get(k, 0.0) + v
     return out

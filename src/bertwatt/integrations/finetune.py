@@ -100,12 +100,10 @@ def measure_finetune(
         predict_after_steps=predict_after_steps,
         total_steps=total_steps,
         auto_eval=hasattr(target, "callback_handler"),
+        inference=inference,
+        pretraining_energy_kwh=pretraining_energy_kwh,
+        pretraining_source=pretraining_source,
     )
-    session.perspective = {
-        "inference": inference,
-        "pretraining_energy_kwh": pretraining_energy_kwh,
-        "pretraining_source": pretraining_source,
-    }
     if hasattr(target, "callback_handler") and hasattr(target, "train"):
         report = _measure_trainer(target, session, evaluate, output, train_kwargs)
     elif callable(target):
@@ -150,18 +148,18 @@ def _measure_trainer(
         meter.start()
     try:
         out = trainer.train(**dict(train_kwargs or {}))
-        session.extra["train_metrics"] = _jsonable(getattr(out, "metrics", None))
+        session.add_extra("train_metrics", _jsonable(getattr(out, "metrics", None)))
         if evaluate and getattr(trainer, "eval_dataset", None) is not None:
             session.set_mode("eval")
             metrics = trainer.evaluate()
             session.set_mode(None)
-            session.extra["eval_metrics"] = _jsonable(metrics)
+            session.add_extra("eval_metrics", _jsonable(metrics))
         if callable(evaluate):
             with session.phase("eval"):
                 evaluate()
     except BaseException as err:
         session.warn(f"training raised {type(err).__name__}: {err}; the report stops there")
-        session.ended_by = _ended_by(err)
+        session.mark_ended(_ended_by(err))
         try:
             session.set_mode(None)
             _finish(session, owns, path)
@@ -171,7 +169,7 @@ def _measure_trainer(
     finally:
         session.unwatch()
         trainer.remove_callback(callback)
-    session.ended_by = "completed"
+    session.mark_ended("completed")
     report = _finish(session, owns, path)
     if path is not None:
         from bertwatt.report.io import write_text_atomic
@@ -200,7 +198,7 @@ def _measure_callable(
         session.end_train()
     except BaseException as err:
         session.warn(f"the training function raised {type(err).__name__}: {err}")
-        session.ended_by = _ended_by(err)
+        session.mark_ended(_ended_by(err))
         try:
             session.end_train()
             _finish(session, owns, path)
@@ -210,6 +208,8 @@ def _measure_callable(
     finally:
         session.unwatch()
     if result is not None:
-        session.extra["result"] = _jsonable(result) if isinstance(result, Mapping) else repr(result)
-    session.ended_by = "completed"
+        session.add_extra(
+            "result", _jsonable(result) if isinstance(result, Mapping) else repr(result)
+        )
+    session.mark_ended("completed")
     return _finish(session, owns, path)

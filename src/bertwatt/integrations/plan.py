@@ -1,16 +1,22 @@
 """The run plan: what a training run will do, handed to :class:`FinetuneSession` in one piece.
 
 The Trainer callback reads the plan from ``TrainingArguments``/``TrainerState`` at train begin
-(:func:`trainer_plan`); a plain loop states what it knows (``measure_finetune(total_steps=...)``).
-The session keeps its own state: it takes the plan in :meth:`FinetuneSession.begin_train` instead
+(:func:`trainer_plan`), adds the run facts it read and, for a resumed run, the earlier sessions'
+figures from the checkpoint; a plain loop states what it knows
+(``measure_finetune(total_steps=...)``). The session keeps its own state: it takes the plan in
+:meth:`FinetuneSession.begin_train`, the one entry for what a caller knows about the run, instead
 of having its attributes set from outside.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bertwatt.integrations.resume import Previous
 
 __all__ = ["RunPlan", "trainer_plan"]
 
@@ -30,6 +36,9 @@ class RunPlan:
         pad_token_id: the padding id (used for batches without an attention mask).
         start_step: the optimizer step training starts at (> 0: resumed from a checkpoint).
         trainer: the Trainer's settings kept in ``report.extra["trainer"]``.
+        run_facts: facts for ``report.run`` read by the caller (model, batching, data sets).
+        previous: the earlier sessions of a resumed run, from the checkpoint (None: a new run,
+            or the checkpoint carries no bertwatt figures).
     """
 
     total_steps: int | None = None
@@ -42,6 +51,8 @@ class RunPlan:
     pad_token_id: int | None = None
     start_step: int = 0
     trainer: dict[str, Any] = field(default_factory=dict)
+    run_facts: Mapping[str, Any] = field(default_factory=dict)
+    previous: Previous | None = None
 
 
 def _value(x: Any) -> str:

@@ -14,11 +14,11 @@ import bisect
 import logging
 import math
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bertwatt.integrations.snapshot import Prediction, SessionSnapshot
+
 if TYPE_CHECKING:
-    from bertwatt.integrations.session import FinetuneSession
     from bertwatt.meter import EnergyMeter
 
 __all__ = ["IntensityNow", "Prediction", "predict_run"]
@@ -26,43 +26,19 @@ __all__ = ["IntensityNow", "Prediction", "predict_run"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    """A whole-run energy prediction.
-
-    Attributes:
-        at_step: optimizer steps measured when it was made.
-        total_steps: optimizer steps of the whole run.
-        energy_j: predicted energy from train begin to train end (J).
-        basis: how it was computed, in words and numbers.
-        notes: what it leaves out.
-    """
-
-    at_step: int
-    total_steps: int
-    energy_j: float
-    basis: str
-    notes: tuple[str, ...] = ()
-
-    def message(self) -> str:
-        """A one-line log message."""
-        return (
-            f"predicted energy of the run after {self.at_step}/{self.total_steps} steps: "
-            f"{self.energy_j:,.1f} J ({self.energy_j / 3.6e6:.6f} kWh)"
-        )
-
-
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def predict_run(session: FinetuneSession) -> Prediction | None:
+def predict_run(snap: SessionSnapshot) -> Prediction | None:
     """Predict the energy from train begin to train end, or None when too little is known."""
-    total = session.total_steps
-    meter = session.meter
-    if not total or session.train_start_mark is None or not meter.running:
+    total = snap.total_steps
+    meter = snap.meter
+    if not total or snap.train_start_mark is None or snap.chain_mark is None:
         return None
-    log = session.step_log
+    if not meter.running:
+        return None
+    log = snap.step_log
     log.resolve(meter)
     records = [
         (log.steps[k], log.energy_j[k])
@@ -76,8 +52,8 @@ def predict_run(session: FinetuneSession) -> Prediction | None:
     if not steps_known:
         return None
     j_per_step = sum(e for _, e in records) / steps_known
-    ref, steps_at_ref = session.chain_point()
-    so_far = meter.energy_between(session.train_start_mark, ref)
+    steps_at_ref = snap.chain_steps
+    so_far = meter.energy_between(snap.train_start_mark, snap.chain_mark)
     if so_far.energy_j is None:
         return None
     remaining = max(0, total - steps_at_ref)
@@ -87,19 +63,19 @@ def predict_run(session: FinetuneSession) -> Prediction | None:
         f"plus {remaining} steps x {j_per_step:.4g} J per step (mean of the latest "
         f"{steps_known} measured steps, the earlier half left out as warm-up)",
     ]
-    train = session.counts.get("train")
-    if train is not None and session.steps_done:
+    train = snap.counts.get("train")
+    if train is not None and snap.steps_done:
         basis.append(
-            f"at {train.tokens_padded / session.steps_done:,.0f} tokens processed per step so far"
+            f"at {train.tokens_padded / snap.steps_done:,.0f} tokens processed per step so far"
         )
     notes: list[str] = []
     for mode, expected, what in (
-        ("eval", session.expected_evals, "evaluation"),
-        ("checkpoint", session.expected_saves, "checkpoint"),
+        ("eval", snap.expected_evals, "evaluation"),
+        ("checkpoint", snap.expected_saves, "checkpoint"),
     ):
         if not expected:
             continue
-        done = session.mode_energies.get(mode, [])
+        done = list(snap.mode_energies.get(mode, ()))
         left = max(0, expected - len(done))
         if not left:
             continue
@@ -110,7 +86,7 @@ def predict_run(session: FinetuneSession) -> Prediction | None:
         energy += left * mean
         basis.append(f"plus {left} {what}(s) x {mean:.4g} J (mean of {len(done)} measured)")
     return Prediction(
-        at_step=session.steps_done,
+        at_step=snap.steps_done,
         total_steps=total,
         energy_j=energy,
         basis="; ".join(basis),

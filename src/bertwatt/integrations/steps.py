@@ -9,6 +9,10 @@ Memory stays bounded: when ``capacity`` records exist, neighbours are merged pai
 durations and counts add) and from then on one record covers twice as many steps. A run of
 ``n`` steps therefore keeps at most ``capacity`` records and asks the meter for about
 ``capacity + capacity/2 * log2(n / capacity)`` marks. Everything is stored in ``array`` columns.
+
+Closing a record stores its two marks and counts only; its energy is read from the meter later
+(:meth:`StepLog.resolve`: at a log, a report, a merge, or once :data:`_RESOLVE_EVERY` records
+wait), so a record's closing costs the training loop one meter mark and a few appends.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ if TYPE_CHECKING:
     from bertwatt.meter import EnergyMeter
 
 __all__ = ["StepLog"]
+
+#: Records closed without their energy read before :meth:`StepLog.close` resolves them (the meter
+#: keeps the most recent 16384 marks, far more than this needs).
+_RESOLVE_EVERY = 256
 
 
 class StepLog:
@@ -47,47 +55,39 @@ class StepLog:
         self.tokens_nonpadding = array("q")
         self.merged_unresolved = 0
         self._unresolved_from = 0
-        # the block being accumulated
-        self.pending_steps = 0
-        self._pending_first = 0
-        self._pending = WorkCounts()
 
     def __len__(self) -> int:
         return len(self.steps)
 
     # ------------------------------------------------------------ recording
-    def add_step(self, step: int, counts: WorkCounts) -> bool:
-        """Count one optimizer step into the open block; True when the block should close now."""
-        if self.pending_steps == 0:
-            self._pending_first = step
-        self.pending_steps += 1
-        self._pending.add(counts)
-        return self.pending_steps >= self.stride
-
-    def close(self, start_mark: int, end_mark: int, meter: EnergyMeter) -> None:
-        """Close the open block between two meter marks (no-op when it holds no step)."""
-        if self.pending_steps == 0:
+    def close(
+        self,
+        first_step: int,
+        steps: int,
+        counts: WorkCounts,
+        start_mark: int,
+        end_mark: int,
+        meter: EnergyMeter,
+    ) -> None:
+        """Add the record of ``steps`` optimizer steps from ``first_step`` between two meter marks
+        (no-op for 0 steps). Its energy is read later, by :meth:`resolve`."""
+        if steps <= 0:
             return
-        we = meter.energy_between(start_mark, end_mark)
-        self.first_step.append(self._pending_first)
-        self.steps.append(self.pending_steps)
+        self.first_step.append(first_step)
+        self.steps.append(steps)
         self.start_mark.append(start_mark)
         self.end_mark.append(end_mark)
-        self.duration_s.append(we.duration_s)
-        if we.complete:
-            self.energy_j.append(math.nan if we.energy_j is None else we.energy_j)
-            self.resolved.append(1)
-        else:
-            self.energy_j.append(math.nan)
-            self.resolved.append(0)
-        c = self._pending
-        self.examples.append(c.examples)
-        self.tokens_padded.append(c.tokens_padded)
-        self.tokens_nonpadding.append(c.tokens_nonpadding)
-        self.pending_steps = 0
-        self._pending = WorkCounts()
-        if len(self.steps) >= self.capacity:
+        self.duration_s.append(0.0)
+        self.energy_j.append(math.nan)
+        self.resolved.append(0)
+        self.examples.append(counts.examples)
+        self.tokens_padded.append(counts.tokens_padded)
+        self.tokens_nonpadding.append(counts.tokens_nonpadding)
+        n = len(self.steps)
+        if n >= self.capacity:
             self._merge_pairs(meter)
+        elif n - self._unresolved_from >= _RESOLVE_EVERY:
+            self.resolve(meter)
 
     # ------------------------------------------------------------ energies
     def resolve(self, meter: EnergyMeter) -> None:
@@ -101,6 +101,7 @@ class StepLog:
             if self.resolved[k]:
                 continue
             we = meter.energy_between(self.start_mark[k], self.end_mark[k])
+            self.duration_s[k] = we.duration_s
             if we.complete:
                 self.energy_j[k] = math.nan if we.energy_j is None else we.energy_j
                 self.resolved[k] = 1
@@ -130,10 +131,8 @@ class StepLog:
     # ------------------------------------------------------------ totals
     def totals(self) -> tuple[int, float, WorkCounts, int]:
         """Over records with a known energy: (steps, energy_j, counts, records)."""
-        steps = 0
+        steps = records = examples = padded = nonpadding = 0
         energy = 0.0
-        counts = WorkCounts()
-        records = 0
         for k in range(len(self.steps)):
             e = self.energy_j[k]
             if not self.resolved[k] or e != e:
@@ -141,9 +140,10 @@ class StepLog:
             records += 1
             steps += self.steps[k]
             energy += e
-            counts.examples += self.examples[k]
-            counts.tokens_padded += self.tokens_padded[k]
-            counts.tokens_nonpadding += self.tokens_nonpadding[k]
+            examples += self.examples[k]
+            padded += self.tokens_padded[k]
+            nonpadding += self.tokens_nonpadding[k]
+        counts = WorkCounts(examples=examples, tokens_padded=padded, tokens_nonpadding=nonpadding)
         return steps, energy, counts, records
 
     def per_step_j(self, *, skip_first: bool = False) -> list[float]:

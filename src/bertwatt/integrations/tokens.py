@@ -14,11 +14,11 @@ What is counted, for every forward call of the watched model:
 
 The counts come from the tensors the model actually receives, so they are right whatever the
 collator did (dynamic padding, padding to ``max_length``, packing) and whatever process built the
-batch (DataLoader workers included). Forward calls are queued and turned into integers only
-when a step ends (:meth:`TokenCounter.take`), where the meter synchronises the device
-anyway, so counting adds no extra GPU synchronisation to the training loop. A forward call only
-records shapes and a reference to the mask (or ids); the reductions (``ne``, ``sum``) run at the
-step end too, so the forward hook costs a few µs.
+batch (DataLoader workers included). A forward call only keeps references to its ``input_ids``
+and ``attention_mask`` in a preallocated slot (:meth:`TokenCounter.put`: no shape read, no
+allocation, no device work); shapes and reductions (``count_nonzero``, ``ne``) run later, when
+the counts are taken (:meth:`TokenCounter.take`: at a step record's closing mark, a log, a mode
+change, or once 64 calls are queued), where the meter synchronises the device anyway.
 
 No torch import here: tensors are handled through their methods only.
 """
@@ -26,14 +26,16 @@ No torch import here: tensors are handled through their methods only.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["LengthStats", "TokenCounter", "WorkCounts", "batch_counts"]
 
-#: Queued batches after which counts are materialised even without a step end (bounds memory).
-_MAX_PENDING = 64
+#: Forward calls kept by reference before their counts are materialised (bounds the memory held).
+_SLOTS = 64
+_NONES: list[None] = [None] * _SLOTS
 
 
 @dataclass(slots=True)
@@ -171,6 +173,32 @@ class _Queued:
         return int(real.sum().item()), None
 
 
+@dataclass(slots=True)
+class _Rows:
+    """Counts of same-shaped forward calls, reduced together."""
+
+    nonpadding: int  # real positions, all calls
+    histogram: dict[int, int]  # non-padding length per example -> examples
+    overpadded: int  # calls padded beyond their longest example (rounded up to 8)
+
+
+def _count_rows(sources: list[Any], pad: int | None, length: int) -> _Rows | None:
+    """Lengths of same-shaped 2-D masks (non-zero positions) or ids (positions not ``pad``),
+    worked out on the tensors' device with a few kernels and two small reads for all of them.
+    None when they cannot be stacked (mixed devices, not tensors)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    try:
+        stacked = torch.stack(sources)
+    except Exception:
+        return None
+    lengths = stacked.count_nonzero(-1) if pad is None else stacked.ne(pad).sum(-1)
+    histogram = {k: n for k, n in enumerate(torch.bincount(lengths.flatten()).tolist()) if n}
+    over = sum(1 for m in lengths.amax(-1).tolist() if length > -(-m // 8) * 8)
+    return _Rows(sum(k * n for k, n in histogram.items()), histogram, over)
+
+
 def batch_counts(
     inputs: Mapping[str, Any], *, pad_token_id: int | None = None
 ) -> tuple[WorkCounts, list[int]]:
@@ -200,6 +228,10 @@ def _queue_item(
 ) -> _Queued | None:
     """Shapes now (no device work); the reduction is left for :meth:`_Queued.reduce`."""
     ids, mask, embeds = _find_inputs(args, kwargs)
+    return _from_tensors(ids, mask, embeds, pad_token_id)
+
+
+def _from_tensors(ids: Any, mask: Any, embeds: Any, pad_token_id: int | None) -> _Queued | None:
     shaped = ids if ids is not None else mask
     if shaped is None:
         if embeds is None or embeds.ndim < 2:
@@ -221,7 +253,7 @@ def _queue_item(
 
 
 class TokenCounter:
-    """Queues the counts of forward calls and turns them into integers on :meth:`take`.
+    """Keeps forward calls' inputs by reference and turns them into counts on :meth:`take`.
 
     Args:
         pad_token_id: used to find padding when a batch has no attention mask.
@@ -230,28 +262,130 @@ class TokenCounter:
     def __init__(self, pad_token_id: int | None = None) -> None:
         self.pad_token_id = pad_token_id
         self.lengths = LengthStats()
-        self._queued: list[_Queued] = []
+        self._ids: list[Any] = [None] * _SLOTS
+        self._masks: list[Any] = [None] * _SLOTS
+        self._n = 0
+        self._open = False
+        self._queued: list[_Queued] = []  # calls without ids or mask (inputs_embeds): shapes
         self._done = WorkCounts()
         self.uncounted = 0
 
+    def put(self, ids: Any, mask: Any) -> None:
+        """Keep one forward call's ``input_ids`` and ``attention_mask`` (either may be None) by
+        reference: the hot path, nothing is read from them until :meth:`take`."""
+        n = self._n
+        self._ids[n] = ids
+        self._masks[n] = mask
+        n += 1
+        self._n = n
+        if n == _SLOTS:
+            self._materialise()
+
+    def forward_hook(
+        self,
+        fallback: Callable[[Any, tuple[Any, ...], dict[str, Any]], None],
+        on_error: Callable[[Exception], None],
+    ) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], None]:
+        """A forward pre-hook (``register_forward_pre_hook(..., with_kwargs=True)``) that keeps
+        a training-mode call's keyword ``input_ids``/``attention_mask`` in this counter while it
+        is open (:meth:`open`): the hot path, a few attribute reads and two list stores. Every
+        other call goes to ``fallback(module, args, kwargs)``; an exception to ``on_error``."""
+        counter = self
+        ids_slots, mask_slots = self._ids, self._masks
+
+        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            try:
+                if counter._open and not args and module.training:
+                    ids = kwargs.get("input_ids")
+                    mask = kwargs.get("attention_mask")
+                    if ids is not None or mask is not None:
+                        n = counter._n
+                        ids_slots[n] = ids
+                        mask_slots[n] = mask
+                        n += 1
+                        counter._n = n
+                        if n == _SLOTS:
+                            counter._materialise()
+                        return
+                fallback(module, args, kwargs)
+            except Exception as err:  # counting must never break a forward call
+                on_error(err)
+
+        return hook
+
+    def use_pad_token_id(self, pad_token_id: int | None) -> None:
+        """Find padding with this id in batches without an attention mask (counted from now)."""
+        self.pad_token_id = pad_token_id
+
+    def open(self, is_open: bool) -> None:
+        """Let :meth:`forward_hook` keep training calls here (True) or pass them on (False)."""
+        self._open = is_open
+
     def observe(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-        """Queue one forward call's inputs (cheap: shapes now, reductions left on the device)."""
-        item = _queue_item(args, kwargs, self.pad_token_id)
+        """Queue one forward call's inputs, positional or keyword (cheap: no device work)."""
+        ids, mask, embeds = _find_inputs(args, kwargs)
+        if ids is not None or mask is not None:
+            self.put(ids, mask)
+            return
+        item = _from_tensors(None, None, embeds, self.pad_token_id)
         if item is None:
             self.uncounted += 1
             return
         self._queued.append(item)
-        if len(self._queued) >= _MAX_PENDING:
+        if len(self._queued) >= _SLOTS:
             self._materialise()
 
     def _materialise(self) -> None:
+        queued = self._queued
+        ids_slots, mask_slots = self._ids, self._masks
+        pad = self.pad_token_id
+        # 2-D masks (or ids with a known pad id) of one shape: counted together, one kernel
+        groups: dict[tuple[Any, int | None], list[Any]] = {}
+        n = self._n
+        for k in range(n):
+            ids, mask = ids_slots[k], mask_slots[k]
+            try:
+                if mask is not None:
+                    shape = mask.shape
+                    if len(shape) == 2 and (ids is None or ids.shape == shape):
+                        groups.setdefault((shape, None), []).append(mask)
+                        continue
+                elif pad is not None and ids.ndim == 2:
+                    groups.setdefault((ids.shape, pad), []).append(ids)
+                    continue
+            except AttributeError:  # not tensors: the checks below say what they are
+                pass
+            item = _from_tensors(
+                ids if _is_tensor(ids) else None, mask if _is_tensor(mask) else None, None, pad
+            )
+            if item is None:
+                self.uncounted += 1
+            else:
+                queued.append(item)
+        ids_slots[:n] = mask_slots[:n] = _NONES[:n]
+        self._n = 0
+        for (shape, pad_id), sources in groups.items():
+            rows = _count_rows(sources, pad_id, int(shape[1]))
+            if rows is None:  # mixed devices, or not tensors: one by one
+                for src in sources:
+                    ok = _is_tensor(src)
+                    item = (
+                        _from_tensors(None, src if ok else None, None, None)
+                        if pad_id is None
+                        else _from_tensors(src if ok else None, None, None, pad_id)
+                    )
+                    if item is None:
+                        self.uncounted += 1
+                    else:
+                        queued.append(item)
+                continue
+            self._add_rows(int(shape[0]), int(shape[1]), len(sources), rows)
         done = self._done
         stats = self.lengths
         sizes = stats.batch_examples
         padded_hist = stats.padded_lengths
         hist = stats.lengths
-        for q in self._queued:
-            nonpadding, values = q.reduce()
+        for q, (nonpadding, values) in zip(queued, [q.reduce() for q in queued], strict=True):
             done.examples += q.examples
             done.batches += 1
             done.tokens_padded += q.tokens_padded
@@ -267,7 +401,22 @@ class TokenCounter:
                     hist[v] = hist.get(v, 0) + 1
                 if pad_to is not None and pad_to > -(-max(values) // 8) * 8:
                     stats.overpadded_batches += 1
-        self._queued.clear()
+        queued.clear()
+
+    def _add_rows(self, examples: int, length: int, calls: int, rows: _Rows) -> None:
+        """Count ``calls`` forward calls of ``examples`` x ``length`` inputs."""
+        done = self._done
+        stats = self.lengths
+        done.examples += examples * calls
+        done.batches += calls
+        done.tokens_padded += examples * length * calls
+        done.tokens_nonpadding += rows.nonpadding
+        stats.batch_examples[examples] = stats.batch_examples.get(examples, 0) + calls
+        stats.padded_lengths[length] = stats.padded_lengths.get(length, 0) + calls
+        stats.overpadded_batches += rows.overpadded
+        hist = stats.lengths
+        for v, n in rows.histogram.items():
+            hist[v] = hist.get(v, 0) + n
 
     def add_counts(self, counts: WorkCounts, lengths: list[int]) -> None:
         """Add counts made elsewhere (explicit counts, synchronously counted batches)."""
@@ -284,4 +433,4 @@ class TokenCounter:
     @property
     def pending(self) -> bool:
         """True when forward calls were observed since the last :meth:`take`."""
-        return bool(self._queued) or self._done.batches > 0
+        return self._n > 0 or bool(self._queued) or self._done.batches > 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bertwatt.integrations.resume import (
     checkpoint_state,
@@ -20,7 +20,11 @@ from bertwatt.integrations.resume import (
     write_progress,
 )
 from bertwatt.integrations.session import FinetuneSession
+from bertwatt.integrations.snapshot import SessionSnapshot
 from bertwatt.live import LiveLine
+
+if TYPE_CHECKING:
+    from bertwatt.integrations.resume import Previous
 
 __all__ = [
     "add_emissions_so_far",
@@ -35,11 +39,11 @@ def _rank(args: Any) -> int:
     return int(getattr(args, "process_index", 0) or 0)
 
 
-def add_emissions_so_far(s: FinetuneSession, data: dict[str, Any]) -> None:
+def add_emissions_so_far(s: SessionSnapshot, data: dict[str, Any]) -> None:
     """Fill the emissions of checkpoint figures (a report built while running has none): the
     earlier segments' emissions plus this session's energy x the carbon intensity (x PUE) now,
     as in the ``energy/gco2e`` log key; left None without an intensity."""
-    factor = s.intensity_now()
+    factor = s.intensity_g_per_kwh
     if factor is None:
         return
     earlier = s.previous.phases if s.previous is not None else {}
@@ -60,7 +64,7 @@ def store_figures(s: FinetuneSession, args: Any, state: Any) -> int:
     step = int(state.global_step or 0)
     data = checkpoint_state(report, step=step, step_records=s.step_record_totals())
     if data["emissions_g"] is None:  # a report built while running has no carbon applied
-        add_emissions_so_far(s, data)
+        add_emissions_so_far(s.snapshot(), data)
     store_state(state, _rank(args), data)
     return step
 
@@ -85,9 +89,9 @@ def record_progress(s: FinetuneSession, report_path: Path, state: Any) -> None:
 
 def continue_from_checkpoint(
     s: FinetuneSession, args: Any, state: Any, start_step: int, report_path: Path | None
-) -> None:
-    """Continue ``s`` from the figures the checkpoint of ``start_step`` carries (or say why
-    the totals cover this session only)."""
+) -> Previous | None:
+    """The earlier sessions' figures the checkpoint of ``start_step`` carries, for the run
+    plan (None, and a warning in ``s`` saying why the totals cover this session only)."""
     data, why = read_state(state, _rank(args))
     if data is not None and data.get("step") != start_step:
         why = (
@@ -100,10 +104,11 @@ def continue_from_checkpoint(
             f"resumed from step {start_step}, but {why}: the totals cover this session only "
             f"(steps after {start_step})"
         )
-        return
-    s.previous, problems = previous_from_state(data, report_path)
+        return None
+    previous, problems = previous_from_state(data, report_path)
     for problem in problems:
         s.warn(problem)
+    return previous
 
 
 def live_line(meter: Any, callbacks: list[Any] | None, enabled: bool | None) -> LiveLine:

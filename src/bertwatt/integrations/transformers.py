@@ -4,10 +4,10 @@
 
     from bertwatt import EnergyCallback
 
-    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
-                      callbacks=[EnergyCallback(carbon="FR")])
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev)
+    energy = EnergyCallback(carbon="FR").attach(trainer)
     trainer.train()
-    print(trainer.callback_handler.callbacks[-1].report.summary())
+    print(energy.report.summary())
 
 or, in one call, training then evaluation::
 
@@ -32,14 +32,18 @@ What the callback does, at negligible cost per step:
   results are identical with and without it.
 
 The Trainer calls ``report_to`` integrations before user callbacks. So that they see the energy
-keys, the callback moves itself right after ``DefaultFlowCallback`` in the Trainer's callback list
-at train begin (:meth:`EnergyCallback.attach` does it explicitly).
+keys, add the callback with :meth:`EnergyCallback.attach` (``EnergyCallback().attach(trainer)``;
+``measure_finetune`` does): it puts itself right after ``DefaultFlowCallback`` in the Trainer's
+callback list, through ``trainer.callback_handler``. Given in ``Trainer(callbacks=[...])`` it
+still adds the keys to the logs and ``state.log_history``, but the integrations that ran before
+it do not see them (it says so once), since nothing transformers hands a callback leads back to
+the Trainer's callback list.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import gc
 import importlib
 import logging
 import math
@@ -55,7 +59,7 @@ from bertwatt.errors import ConfigError
 from bertwatt.integrations.logkeys import log_keys
 from bertwatt.integrations.plan import trainer_plan
 from bertwatt.integrations.report import FinetuneReport, InferenceReport
-from bertwatt.integrations.runinfo import note_eval_size, trainer_facts
+from bertwatt.integrations.runinfo import trainer_facts
 from bertwatt.integrations.session import FinetuneSession
 from bertwatt.integrations.trainer_state import (
     continue_from_checkpoint,
@@ -133,7 +137,8 @@ class EnergyCallback(TrainerCallback):
         live: the live line (power now, energy so far) while training: None/True shows it when
             stderr is a terminal (in the Trainer's progress bar when there is one), False never.
         session: record into this :class:`FinetuneSession` (as :func:`measure_finetune` does);
-            whoever made it owns the meter and builds the report, the callback only feeds it.
+            whoever made it owns the meter and builds the report, the callback only feeds it
+            (the run plan at train begin, then the Trainer's events).
         **meter_options: any other :class:`~bertwatt.EnergyMeter` option (``interval_s``,
             ``carbon``, ``pue``, ``baseline_s``, ``sync_cuda``, ``clock``, ...).
 
@@ -183,13 +188,11 @@ class EnergyCallback(TrainerCallback):
         self._session_options: dict[str, Any] = {
             "max_step_records": max_step_records,
             "predict_after_steps": predict_after_steps,
-        }
-        FinetuneSession(self.meter, **self._session_options)  # validates the options now
-        self._perspective = {
             "inference": inference,
             "pretraining_energy_kwh": pretraining_energy_kwh,
             "pretraining_source": pretraining_source,
         }
+        FinetuneSession(self.meter, **self._session_options)  # validates the options now
         self.session: FinetuneSession | None = None
         self._given = session
         self.live = live
@@ -206,8 +209,8 @@ class EnergyCallback(TrainerCallback):
         self.job_report: Any = None
         self._state_step: int | None = None
         self._last_progress_ns = 0
-        self._attached = False
-        self._callbacks: list[Any] | None = None
+        self._handler: Any = None  # the Trainer's CallbackHandler, once attached
+        self._told_attach = False
 
     # ------------------------------------------------------------------ public
     @property
@@ -230,12 +233,12 @@ class EnergyCallback(TrainerCallback):
     def attach(self, trainer: Any) -> EnergyCallback:
         """Add this callback to ``trainer`` right after its ``DefaultFlowCallback``, so that the
         ``report_to`` integrations, which run after that, see the ``energy/...`` log keys."""
-        callbacks = trainer.callback_handler.callbacks
+        handler = trainer.callback_handler
+        callbacks = handler.callbacks
         if not any(cb is self for cb in callbacks):
             callbacks.append(self)
         self._run_before_reporters(callbacks)
-        self._attached = True
-        self._callbacks = callbacks
+        self._handler = handler
         return self
 
     # ------------------------------------------------------------------ internals
@@ -263,16 +266,31 @@ class EnergyCallback(TrainerCallback):
             callbacks.pop(mine)
             callbacks.insert(target, self)
 
-    def _find_callback_list(self) -> list[Any] | None:
-        """The Trainer's callback list holding this callback (the lists that refer to it)."""
-        for ref in gc.get_referrers(self):
-            if isinstance(ref, list) and any(cb is self for cb in ref):
-                return ref
-        return None
+    def _start_live(self, args: Any, callbacks: list[Any] | None) -> None:
+        if self.live is False or self._live is not None:
+            return
+        if callbacks is None and self.live is None and not getattr(args, "disable_tqdm", True):
+            # the Trainer draws a progress bar on stderr, but unattached this callback cannot
+            # find it (it is in the Trainer's callback list): a second line would fight it
+            return
+        self._live = live_line(self.meter, callbacks, self.live)
 
-    def _start_live(self, callbacks: list[Any] | None) -> None:
-        if self.live is not False and self._live is None:
-            self._live = live_line(self.meter, callbacks, self.live)
+    def _tell_attach(self, args: Any) -> None:
+        """Unattached: say once what the Trainer's ``report_to`` integrations miss."""
+        reporters = getattr(args, "report_to", None) or []
+        if isinstance(reporters, str):
+            reporters = [reporters]
+        reporters = [str(r) for r in reporters if r not in ("none", None)]
+        if self._told_attach or not reporters or not self.log_keys:
+            return
+        self._told_attach = True
+        logger.warning(
+            "bertwatt: EnergyCallback was given in Trainer(callbacks=[...]), so it runs after "
+            "the report_to integrations (%s): they do not see the energy/* keys (the logs and "
+            "trainer.state.log_history have them). Fix: EnergyCallback(...).attach(trainer) "
+            "instead",
+            ", ".join(reporters),
+        )
 
     def _stop_live(self) -> None:
         live, self._live = self._live, None
@@ -340,9 +358,9 @@ class EnergyCallback(TrainerCallback):
         except OSError as err:
             self._problem("on_log (progress file)", err)
 
-    def _resume(self, s: FinetuneSession, args: Any, state: Any, start_step: int) -> None:
-        """Continue from the figures the checkpoint carries (see :mod:`.resume`)."""
-        continue_from_checkpoint(s, args, state, start_step, self._report_path)
+    def _resume(self, s: FinetuneSession, args: Any, state: Any, start_step: int) -> Any:
+        """The earlier sessions' figures the checkpoint carries (see :mod:`.resume`)."""
+        return continue_from_checkpoint(s, args, state, start_step, self._report_path)
 
     def _gather_job(self, args: Any, state: Any, control: Any) -> None:
         """Distributed runs: every rank's report to rank 0, which logs job-level ``energy/job_*``
@@ -357,23 +375,8 @@ class EnergyCallback(TrainerCallback):
         history = getattr(state, "log_history", None)
         if isinstance(history, list):
             history.append({**logs, "step": getattr(state, "global_step", 0)})
-        handler = self._find_handler()
-        if handler is not None:
-            handler.on_log(args, state, control, logs)
-
-    def _find_handler(self) -> Any:
-        """The Trainer's CallbackHandler (it owns the callback list holding this callback)."""
-        callbacks = self._find_callback_list()
-        if callbacks is None:
-            return None
-        for ref in gc.get_referrers(callbacks):
-            owners = gc.get_referrers(ref) if isinstance(ref, dict) else [ref]
-            for owner in owners:
-                if getattr(owner, "callbacks", None) is callbacks and callable(
-                    getattr(owner, "on_log", None)
-                ):
-                    return owner
-        return None
+        if self._handler is not None:  # attached: every callback's on_log, reporters included
+            self._handler.on_log(args, state, control, logs)
 
     def _back(self) -> str | None:
         return "train" if self._in_train else None
@@ -382,9 +385,11 @@ class EnergyCallback(TrainerCallback):
     @_guarded
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Start the meter (unless running), watch the model, open ``train``."""
-        callbacks = self._callbacks if self._attached else self._find_callback_list()
-        if callbacks is not None and not self._attached:
+        callbacks = self._handler.callbacks if self._handler is not None else None
+        if callbacks is not None:
             self._run_before_reporters(callbacks)
+        else:
+            self._tell_attach(args)
         self._report = None
         self._report_path = self._path(args)
         self._best_save = str(getattr(args.save_strategy, "value", args.save_strategy)) == "best"
@@ -393,7 +398,6 @@ class EnergyCallback(TrainerCallback):
             s = self._given
         else:
             s = FinetuneSession(self.meter, auto_eval=True, **self._session_options)
-            s.perspective = dict(self._perspective)
         self.session = s
         if not self.meter.running:
             from bertwatt.distributed.binding import prepare_for_callback
@@ -406,17 +410,18 @@ class EnergyCallback(TrainerCallback):
         model = kwargs.get("model")
         if model is not None and not s.watching:
             s.watch(model)
+        facts: dict[str, Any] = {}
         try:
-            s.run_facts.update(trainer_facts(args, model, kwargs.get("train_dataloader"), state))
+            facts = trainer_facts(args, model, kwargs.get("train_dataloader"), state)
         except Exception as err:  # facts are a courtesy; measuring goes on
             s.warn(f"reading the run's set-up failed: {type(err).__name__}: {err}")
-        s.previous = None
         self._state_step = None
+        previous = None
         if plan.start_step > 0:
-            self._resume(s, args, state, plan.start_step)
-        self._start_live(callbacks)
+            previous = self._resume(s, args, state, plan.start_step)
+        self._start_live(args, callbacks)
         self._in_train = True
-        s.begin_train(plan)
+        s.begin_train(dataclasses.replace(plan, run_facts=facts, previous=previous))
         if getattr(args, "eval_on_start", False):
             s.set_mode("eval")
         self._last_write = time.monotonic()
@@ -427,15 +432,23 @@ class EnergyCallback(TrainerCallback):
         if self.session is not None:
             self.session.epoch_begin(f"epoch-{math.floor(state.epoch or 0) + 1}")
 
-    @_guarded
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Close the optimizer step; pause training if an evaluation or save follows."""
+        """Close the optimizer step; pause training if an evaluation or save follows.
+
+        The hot path (guarded inline, not by a wrapper): the session's step end (integers and
+        one clock read), two flags of ``control``, and about once a second a progress record.
+        """
         s = self.session
-        if s is not None:
-            s.step_end(state.global_step)
-            self._after_flow(args, state, control)
-            if self.meter.clock.monotonic_ns() - self._last_progress_ns >= _PROGRESS_PERIOD_NS:
+        if s is None:
+            return
+        try:
+            now = s.step_end(state.global_step)
+            if control.should_evaluate or control.should_save:
+                self._after_flow(args, state, control)
+            if now - self._last_progress_ns >= _PROGRESS_PERIOD_NS:
                 self._progress(s, state)
+        except Exception as err:
+            self._problem("on_step_end", err)
 
     @_guarded
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -450,7 +463,7 @@ class EnergyCallback(TrainerCallback):
         s = self.session
         if s is None:
             return
-        note_eval_size(s.run_facts, kwargs.get("eval_dataloader"))
+        s.note_eval_size(kwargs.get("eval_dataloader"))
         if s.mode != "eval":
             return
         if self._in_train and control.should_save and not self._best_save:
@@ -527,7 +540,7 @@ class EnergyCallback(TrainerCallback):
         s.end_train()
         if self._given is not None:  # its owner builds the report
             return
-        s.ended_by = "completed"
+        s.mark_ended("completed")
         s.unwatch()
         if self._owns_meter and self.meter.running:
             self._owns_meter = False
