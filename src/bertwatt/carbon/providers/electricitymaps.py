@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from typing import Any
 
 from bertwatt.carbon.providers._http import (
     HTTPProvider,
@@ -78,23 +77,13 @@ class ElectricityMaps(HTTPProvider):
                 "the Electricity Maps token must be ASCII (it is sent as an HTTP header)",
                 fix="pass the token exactly as shown in the Electricity Maps portal",
             )
-        super().__init__(
-            base_url=base_url,
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            cache_dir=cache_dir,
-            cache_max_age_s=cache_max_age_s,
-        )
+        self._configure(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
 
     def __repr__(self) -> str:
         return f"ElectricityMaps(zone={self.zone!r}, token='***', {self._settings_repr()})"
 
     def _secrets(self) -> tuple[Secret, ...]:
         return (self._token,)
-
-    def _identity(self) -> dict[str, Any]:
-        return {"provider": self.name, "base_url": self.base_url, "zone": self.zone}
 
     def _fetch_remote(self) -> LiveReading:
         query = urllib.parse.urlencode({"zone": self.zone})

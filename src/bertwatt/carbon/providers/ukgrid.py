@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from typing import Any
 
 from bertwatt.carbon.providers._http import (
     HTTPProvider,
@@ -96,14 +95,7 @@ class UKCarbonIntensity(HTTPProvider):
             self.zone = f"GB-postcode-{postcode}"
         else:
             self.zone = "GB"
-        super().__init__(
-            base_url=base_url,
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            cache_dir=cache_dir,
-            cache_max_age_s=cache_max_age_s,
-        )
+        self._configure(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
 
     def __repr__(self) -> str:
         where = (
@@ -114,9 +106,6 @@ class UKCarbonIntensity(HTTPProvider):
             else ""
         )
         return f"UKCarbonIntensity({where}{self._settings_repr()})"
-
-    def _identity(self) -> dict[str, Any]:
-        return {"provider": self.name, "base_url": self.base_url, "zone": self.zone}
 
     def _fetch_remote(self) -> LiveReading:
         if self.region_id is not None:

@@ -107,14 +107,7 @@ class WattTime(HTTPProvider):
         self._token: Secret | None = None
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
-        super().__init__(
-            base_url=base_url,
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            cache_dir=cache_dir,
-            cache_max_age_s=cache_max_age_s,
-        )
+        self._configure(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
 
     def __repr__(self) -> str:
         return (
