@@ -43,6 +43,7 @@ from typing import Any, Literal
 from bertwatt.errors import BertwattError, ConfigError
 
 __all__ = [
+    "Failure",
     "Origin",
     "Redactor",
     "Response",
@@ -263,34 +264,20 @@ class StatusError(BertwattError):
     (:class:`~bertwatt.errors.CarbonDataError`, :class:`~bertwatt.errors.SensorReadError`).
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        backend: str | None = None,
-        where: str | None = None,
-        fix: str | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(message, backend=backend, where=where, fix=fix)
+    def __init__(self, message: str, *, status: int | None = None, **context: str | None) -> None:
+        # context: backend=, where=, fix=, as for every bertwatt error
+        super().__init__(message, **context)
         self.status = status
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            _rebuild_status,
-            (type(self), self.message, self.backend, self.where, self.fix, self.status),
-        )
+        context = {"backend": self.backend, "where": self.where, "fix": self.fix}
+        return (_rebuild_status, (type(self), self.message, self.status, context))
 
 
 def _rebuild_status(
-    cls: type[StatusError],
-    message: str,
-    backend: str | None,
-    where: str | None,
-    fix: str | None,
-    status: int | None,
+    cls: type[StatusError], message: str, status: int | None, context: dict[str, str | None]
 ) -> StatusError:
-    return cls(message, backend=backend, where=where, fix=fix, status=status)
+    return cls(message, status=status, **context)
 
 
 Failure = Literal["timeout", "connect", "tls", "protocol", "header"]
@@ -309,6 +296,12 @@ class TransportError(Exception):
         super().__init__(text)
         self.kind: Failure = kind
         self.text = text
+
+    def phrase(self, wording: Mapping[Failure, tuple[str, str | None]]) -> tuple[str, str | None]:
+        """``(message, fix)`` in a caller's words: ``wording[kind]`` is a template whose ``{}``
+        takes :attr:`text`, and the fix (None: no fix)."""
+        template, fix = wording[self.kind]
+        return template.format(self.text), fix
 
 
 # ----------------------------------------------------------------------------- where to

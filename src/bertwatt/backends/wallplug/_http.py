@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bertwatt._http import (
+    Failure,
     Redactor,
     Response,
     StatusError,
@@ -41,6 +42,26 @@ MAX_BODY = 256 * 1024
 _MAX_ECHO = 200
 _MAX_ERROR_BODY = 64 << 10  # of an error answer: redacted whole, then cut to _MAX_ECHO
 _DIGEST_PARAM = re.compile(r'(\w+)=("[^"]*"|[^,\s]+)')
+
+#: How a meter's reader words a request that got no HTTP answer (see TransportError.phrase).
+_UNREACHABLE = (
+    "cannot reach the meter: {}",
+    "check the address, the port and that the meter is on this network",
+)
+_NO_ANSWER: dict[Failure, tuple[str, str | None]] = {
+    "timeout": ("{}", "check that the meter is powered and reachable, or raise timeout_s"),
+    "connect": _UNREACHABLE,
+    "protocol": _UNREACHABLE,
+    "tls": (
+        "{}",
+        "give the BMC's CA bundle with verify='/path/ca.pem', or verify=False for a "
+        "self-signed BMC on a trusted network",
+    ),
+    "header": (
+        "{}",
+        "check the user name, the password and the session token for stray characters",
+    ),
+}
 
 
 class Credentials:
@@ -271,19 +292,7 @@ class HttpClient:
 
     def _transport_error(self, err: TransportError, where: str) -> HttpError:
         """The meters' wording of a request that got no HTTP answer."""
-        text, fix = err.text, None
-        if err.kind == "timeout":
-            fix = "check that the meter is powered and reachable, or raise timeout_s"
-        elif err.kind == "tls":
-            fix = (
-                "give the BMC's CA bundle with verify='/path/ca.pem', or verify=False for a "
-                "self-signed BMC on a trusted network"
-            )
-        elif err.kind == "header":
-            fix = "check the user name, the password and the session token for stray characters"
-        else:
-            text = f"cannot reach the meter: {err.text}"
-            fix = "check the address, the port and that the meter is on this network"
+        text, fix = err.phrase(_NO_ANSWER)
         return HttpError(self.credentials.redact(text), backend=self.backend, where=where, fix=fix)
 
     def get_json(self, path: str) -> Any:

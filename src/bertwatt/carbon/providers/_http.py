@@ -22,10 +22,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from bertwatt._http import (
+    Failure,
     Origin,
     Redactor,
     Secret,
@@ -253,22 +254,23 @@ def _json_answer(body: bytes, complete: bool, redactor: Redactor, provider: str,
     return parsed
 
 
+#: How a provider words a request that got no HTTP answer (see TransportError.phrase).
+_NO_ANSWER: dict[Failure, tuple[str, str | None]] = {
+    "timeout": ("{}", None),
+    "connect": ("cannot connect ({})", None),
+    "protocol": ("bad HTTP answer ({})", None),
+    "tls": (
+        "{}",
+        "check base_url; the provider's certificate must chain to this machine's CA store "
+        "(or to the bundle SSL_CERT_FILE names)",
+    ),
+    "header": ("{}", "check the token or password for stray characters"),
+}
+
+
 def _transport_failure(err: TransportError, provider: str, where: str) -> ProviderHTTPError:
     """The provider's wording of a request that got no HTTP answer."""
-    fix = None
-    if err.kind == "connect":
-        text = f"cannot connect ({err.text})"
-    elif err.kind == "protocol":
-        text = f"bad HTTP answer ({err.text})"
-    else:
-        text = err.text
-        if err.kind == "tls":
-            fix = (
-                "check base_url; the provider's certificate must chain to this machine's CA "
-                "store (or to the bundle SSL_CERT_FILE names)"
-            )
-        elif err.kind == "header":
-            fix = "check the token or password for stray characters"
+    text, fix = err.phrase(_NO_ANSWER)
     return ProviderHTTPError(cut(text, _MAX_MESSAGE), backend=provider, where=where, fix=fix)
 
 
@@ -305,6 +307,17 @@ def check_transport(timeout_s: object, retries: object, backoff_s: object) -> No
         raise ConfigError(f"retries must be an int between 0 and 10, got {retries!r}")
 
 
+class _Settings(NamedTuple):
+    """A provider's transport and cache settings, as its constructor took them."""
+
+    base_url: str
+    timeout_s: float
+    retries: int
+    backoff_s: float
+    cache_dir: str | os.PathLike[str] | None
+    cache_max_age_s: float
+
+
 class HTTPProvider:
     """Shared settings and the cache-then-network :meth:`fetch` of the bundled providers.
 
@@ -314,6 +327,7 @@ class HTTPProvider:
 
     name: str = "live"
     zone: str = ""
+    basis: Literal["average", "marginal"] = "average"
 
     def __init__(
         self,
@@ -325,19 +339,14 @@ class HTTPProvider:
         cache_dir: str | os.PathLike[str] | None,
         cache_max_age_s: float,
     ) -> None:
-        self._configure(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
+        self._configure(
+            _Settings(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
+        )
 
-    def _configure(
-        self,
-        base_url: str,
-        timeout_s: float,
-        retries: int,
-        backoff_s: float,
-        cache_dir: str | os.PathLike[str] | None,
-        cache_max_age_s: float,
-    ) -> None:
+    def _configure(self, settings: _Settings) -> None:
         """Validate and keep the transport and cache settings: what ``__init__`` does, for the
         bundled providers' own constructors (which keep their own defaults)."""
+        base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s = settings
         self.base_url = check_base_url(base_url)
         self._origin = parse_origin(self.base_url, what="base_url")
         check_transport(timeout_s, retries, backoff_s)
@@ -424,6 +433,27 @@ class HTTPProvider:
 
     def _secrets(self) -> tuple[Secret, ...]:
         return ()
+
+    def _reading(
+        self,
+        g_per_kwh: float,
+        *,
+        at: datetime | None,
+        source: str,
+        notes: list[str],
+        zone: str = "",
+    ) -> LiveReading:
+        """A reading fetched now from this provider (``zone``: the one answered, if not ours)."""
+        return LiveReading(
+            provider=self.name,
+            zone=zone or self.zone,
+            g_per_kwh=g_per_kwh,
+            basis=self.basis,
+            at=at,
+            fetched_at=now_utc(),
+            source=source,
+            notes=tuple(notes),
+        )
 
     def _identity(self) -> dict[str, Any]:
         """The non-secret query, the cache key: provider, base_url and zone unless overridden."""

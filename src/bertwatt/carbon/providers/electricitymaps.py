@@ -26,7 +26,7 @@ from bertwatt.carbon.providers._http import (
     LiveReading,
     ProviderHTTPError,
     Secret,
-    now_utc,
+    _Settings,
     number,
     parse_time,
 )
@@ -77,7 +77,9 @@ class ElectricityMaps(HTTPProvider):
                 "the Electricity Maps token must be ASCII (it is sent as an HTTP header)",
                 fix="pass the token exactly as shown in the Electricity Maps portal",
             )
-        self._configure(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
+        self._configure(
+            _Settings(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
+        )
 
     def __repr__(self) -> str:
         return f"ElectricityMaps(zone={self.zone!r}, token='***', {self._settings_repr()})"
@@ -123,13 +125,5 @@ class ElectricityMaps(HTTPProvider):
             )
         answered = data.get("zone")
         zone = answered if isinstance(answered, str) and answered else self.zone
-        return LiveReading(
-            provider=self.name,
-            zone=zone,
-            g_per_kwh=value,
-            basis="average",
-            at=at,
-            fetched_at=now_utc(),
-            source=f"Electricity Maps carbon-intensity/latest, zone {zone} ({self.base_url})",
-            notes=tuple(notes),
-        )
+        source = f"Electricity Maps carbon-intensity/latest, zone {zone} ({self.base_url})"
+        return self._reading(value, at=at, source=source, notes=notes, zone=zone)

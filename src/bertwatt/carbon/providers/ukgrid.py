@@ -27,7 +27,7 @@ import urllib.parse
 from bertwatt.carbon.providers._http import (
     HTTPProvider,
     LiveReading,
-    now_utc,
+    _Settings,
     number,
     parse_time,
 )
@@ -95,7 +95,9 @@ class UKCarbonIntensity(HTTPProvider):
             self.zone = f"GB-postcode-{postcode}"
         else:
             self.zone = "GB"
-        self._configure(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
+        self._configure(
+            _Settings(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
+        )
 
     def __repr__(self) -> str:
         where = (
@@ -151,13 +153,5 @@ class UKCarbonIntensity(HTTPProvider):
                 at = parse_time(period["from"])
             except ValueError:
                 notes.append(f"unparseable period start {period['from']!r}")
-        return LiveReading(
-            provider=self.name,
-            zone=self.zone,
-            g_per_kwh=value,
-            basis="average",
-            at=at,
-            fetched_at=now_utc(),
-            source=f"UK Carbon Intensity API {path}, {label} ({self.base_url})",
-            notes=tuple(notes),
-        )
+        source = f"UK Carbon Intensity API {path}, {label} ({self.base_url})"
+        return self._reading(value, at=at, source=source, notes=notes)

@@ -36,8 +36,8 @@ from bertwatt.carbon.providers._http import (
     LiveReading,
     ProviderHTTPError,
     Secret,
+    _Settings,
     check_credential,
-    now_utc,
     number,
     parse_time,
 )
@@ -107,7 +107,9 @@ class WattTime(HTTPProvider):
         self._token: Secret | None = None
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
-        self._configure(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
+        self._configure(
+            _Settings(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
+        )
 
     def __repr__(self) -> str:
         return (
@@ -221,16 +223,8 @@ class WattTime(HTTPProvider):
                 notes.append(f"unparseable point_time {point['point_time']!r}")
         if self.signal_index:
             notes.append(self._index_note(params))
-        return LiveReading(
-            provider=self.name,
-            zone=self.zone,
-            g_per_kwh=value,
-            basis="marginal",
-            at=at,
-            fetched_at=now_utc(),
-            source=f"WattTime API v3 /v3/forecast co2_moer, region {self.zone} ({self.base_url})",
-            notes=tuple(notes),
-        )
+        source = f"WattTime API v3 /v3/forecast co2_moer, region {self.zone} ({self.base_url})"
+        return self._reading(value, at=at, source=source, notes=notes)
 
     def _index_note(self, params: dict[str, str]) -> str:
         path = "/v3/signal-index?" + urllib.parse.urlencode(params)
