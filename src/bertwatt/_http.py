@@ -330,6 +330,12 @@ class Origin:
         """The full URL of ``path`` (for messages)."""
         return f"{self.base}{self.prefix}{path}"
 
+    def absolute(self, path: str) -> str:
+        """The URL of ``path`` as a proxy is asked for it (no default port)."""
+        default = self.port == (443 if self.scheme == "https" else 80)
+        netloc = self.netloc.rpartition(":")[0] if default else self.netloc
+        return f"{self.scheme}://{netloc}{self.prefix}{path}"
+
 
 def parse_origin(url: object, *, what: str) -> Origin:
     """``url`` (``http[s]://host[:port][/prefix]``) as an :class:`Origin`.
@@ -461,7 +467,7 @@ def request(
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
         if proxy is not None:
-            target = origin.url(path)  # a plain proxy is asked for the absolute URL
+            target = origin.absolute(path)  # a plain proxy is asked for the absolute URL
     expired = threading.Event()
     held: list[socket.socket] = []  # the response keeps the socket after conn.sock is reset
 
