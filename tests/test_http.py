@@ -51,7 +51,11 @@ class Server:
                 server.seen.append((self.command, self.path, headers))
                 respond(self)
 
-            do_GET = do_POST = do_CONNECT = _any
+            def do_GET(self) -> None:
+                self._any()
+
+            def do_CONNECT(self) -> None:
+                self._any()
 
             def log_message(self, *args: Any) -> None:
                 return
@@ -110,7 +114,8 @@ def echo_headers(status: int) -> Respond:
     def respond(h: BaseHTTPRequestHandler) -> None:
         said = " ".join(f"{k}={v}" for k, v in h.headers.items())
         body = f"you sent {said}".encode()
-        h.send_response(status, ("got " + said)[:200].encode("latin-1", "replace").decode("latin-1"))
+        reason = ("got " + said)[:200].encode("latin-1", "replace").decode("latin-1")
+        h.send_response(status, reason)
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         h.wfile.write(body)
@@ -280,9 +285,11 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-        + ["-keyout", str(key), "-out", str(cert)],
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
         check=True,
         capture_output=True,
         timeout=60,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import html
 import http.client
 import json
 import re
@@ -34,7 +33,6 @@ import threading
 import time
 import unicodedata
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +125,13 @@ def check_credential(value: object, what: str) -> str:
     return text
 
 
+def _html_escape(value: str) -> str:
+    """``html.escape(value)`` without importing ``html`` (its entity tables cost an import)."""
+    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;")):
+        value = value.replace(char, entity)
+    return value.replace("'", "&#x27;")
+
+
 def _forms(value: str) -> set[str]:
     """Every spelling of ``value`` a server or a library may echo back."""
     raw = value.encode("utf-8")
@@ -137,7 +142,7 @@ def _forms(value: str) -> set[str]:
         urllib.parse.quote(value, safe=""),
         urllib.parse.quote(value),
         urllib.parse.quote_plus(value),
-        html.escape(value),
+        _html_escape(value),
         repr(value)[1:-1],
         repr(raw)[2:-1],
         base64.b64encode(raw).decode("ascii"),
@@ -391,6 +396,8 @@ class _Proxy:
 def env_proxy(origin: Origin) -> _Proxy | None:
     """The proxy the ``http_proxy`` / ``https_proxy`` / ``no_proxy`` environment variables choose
     for ``origin``, as ``urllib.request`` would (None: go direct)."""
+    import urllib.request  # its import is not free; only the carbon providers ask
+
     proxies = urllib.request.getproxies()
     url = proxies.get(origin.scheme)
     if not url or urllib.request.proxy_bypass(origin.netloc):
