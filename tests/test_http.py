@@ -417,3 +417,11 @@ def test_origins_refuse_what_would_leak_or_fail() -> None:
             parse_origin(bad, what="x")
     with pytest.raises(ConfigError, match="bad port"):
         parse_origin("http://h:99999", what="x")
+
+
+def test_any_2xx_answer_of_a_provider_is_an_answer(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    # as with urllib before: 203 (a caching gateway's "non-authoritative") is still the answer
+    s = serve(reply(203, UK_NATIONAL, reason="Non-Authoritative Information"))
+    assert uk(s.port, tmp_path).fetch().g_per_kwh == 175.0

@@ -219,7 +219,7 @@ def get_json(
             failure = _transport_failure(err, provider, where)
             retry = err.kind != "header"
         else:
-            if resp.status == 200:
+            if 200 <= resp.status < 300:  # as urllib: any 2xx is an answer
                 return _json_answer(resp.body, resp.complete, resp.redact, provider, where)
             snippet = body_text(resp.body[:_MAX_ERROR_BODY], resp.redact, limit=_MAX_MESSAGE)
             text = f"HTTP {resp.status} {resp.reason}" + (f": {snippet}" if snippet else "")
