@@ -21,15 +21,8 @@ import os
 import re
 import urllib.parse
 
-from bertwatt.carbon.providers._http import (
-    HTTPProvider,
-    LiveReading,
-    ProviderHTTPError,
-    Secret,
-    _Settings,
-    number,
-    parse_time,
-)
+from bertwatt.carbon.providers._base import HTTPProvider, LiveReading, _Settings, number, parse_time
+from bertwatt.carbon.providers._http import ProviderHTTPError, Secret
 from bertwatt.errors import CarbonDataError, ConfigError
 
 __all__ = ["ElectricityMaps"]

@@ -24,13 +24,7 @@ import os
 import re
 import urllib.parse
 
-from bertwatt.carbon.providers._http import (
-    HTTPProvider,
-    LiveReading,
-    _Settings,
-    number,
-    parse_time,
-)
+from bertwatt.carbon.providers._base import HTTPProvider, LiveReading, _Settings, number, parse_time
 from bertwatt.errors import CarbonDataError, ConfigError
 
 __all__ = ["UKCarbonIntensity"]

@@ -31,16 +31,8 @@ import time
 import urllib.parse
 from typing import Any
 
-from bertwatt.carbon.providers._http import (
-    HTTPProvider,
-    LiveReading,
-    ProviderHTTPError,
-    Secret,
-    _Settings,
-    check_credential,
-    number,
-    parse_time,
-)
+from bertwatt.carbon.providers._base import HTTPProvider, LiveReading, _Settings, number, parse_time
+from bertwatt.carbon.providers._http import ProviderHTTPError, Secret, check_credential
 from bertwatt.errors import CarbonDataError, ConfigError
 
 __all__ = ["WattTime"]
