@@ -506,9 +506,12 @@ def request(
             chunks.append(chunk)
         if expired.is_set():  # the deadline cut the body short
             raise TimeoutError("deadline passed while reading")
+        reason = str(resp.reason or "")
+        if reason != http.client.responses.get(resp.status):  # a standard phrase holds no secret
+            reason = printable(redactor(reason))
         return Response(
             status=resp.status,
-            reason=printable(redactor(str(resp.reason or ""))),
+            reason=reason,
             headers={k.lower(): v for k, v in resp.getheaders()},
             body=b"".join(chunks),
             complete=size <= max_body,
