@@ -41,6 +41,7 @@ from typing import Any, Literal
 from bertwatt.errors import BertwattError, ConfigError
 
 __all__ = [
+    "SECRET_HEADERS",
     "Failure",
     "Origin",
     "Redactor",
@@ -52,8 +53,10 @@ __all__ = [
     "check_credential",
     "cut",
     "env_proxy",
+    "header_secrets",
     "parse_json",
     "parse_origin",
+    "printable",
     "redact",
     "request",
     "tls_context",
