@@ -29,7 +29,7 @@ from bertwatt.carbon.series import normalize_points, read_series_csv
 from bertwatt.errors import BertwattError, CarbonDataError, ConfigError
 
 if TYPE_CHECKING:
-    from bertwatt.carbon.providers._http import LiveProvider, LiveReading
+    from bertwatt.carbon.providers._base import LiveProvider, LiveReading
     from bertwatt.carbon.zones import ZoneTables
 
 __all__ = [

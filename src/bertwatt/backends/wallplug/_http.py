@@ -1,47 +1,74 @@
-"""Bounded HTTP for wall meters: one request, a hard deadline, no redirects, secrets never printed.
+"""HTTP for wall meters: :mod:`bertwatt._http` with the meters' logins and wording.
 
-Standard library only (``http.client``, ``ssl``). Each request has a total deadline: the socket
-timeout bounds every single operation, and a timer shuts the socket down when the whole request
-(connect, send, headers, body) has taken longer than ``timeout_s``, so a device that trickles bytes
-cannot hold a read for longer either. Bodies are capped at :data:`MAX_BODY` bytes.
-
-:class:`Credentials` strips surrounding whitespace, refuses control characters, prints as ``***``
-and redacts every form a password can be echoed in (raw, JSON-escaped, URL-encoded, base64 of
-``user:password``) from any text before it reaches an error, a log line or a report.
+The request itself (a total deadline, bodies capped at :data:`MAX_BODY` bytes, no redirects,
+the TLS check, redaction of every credential it sends) is :func:`bertwatt._http.request`, shared
+with the carbon-intensity providers. This module adds :class:`Credentials` (a user name and a
+password that prints as ``***``), HTTP basic and digest logins (Shelly Gen2+), a time budget
+over several requests (a probe), and the errors a meter's reader records.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import http.client
 import json
 import re
 import secrets
-import socket
 import ssl
-import threading
 import time
-import urllib.parse
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertwatt._http import (
+    Failure,
+    Redactor,
+    Response,
+    StatusError,
+    TransportError,
+    body_text,
+    check_credential,
+    parse_origin,
+    request,
+    tls_context,
+)
+from bertwatt._http import parse_json as _parse
 from bertwatt.errors import ConfigError, SensorReadError
 
-__all__ = ["MAX_BODY", "Credentials", "HttpClient", "HttpError", "parse_json"]
+__all__ = ["MAX_BODY", "Credentials", "HttpClient", "HttpError", "Response", "parse_json"]
 
 #: Largest response body read from a meter (a status document is a few kB).
 MAX_BODY = 256 * 1024
 
 _MAX_ECHO = 200
+_MAX_ERROR_BODY = 64 << 10  # of an error answer: redacted whole, then cut to _MAX_ECHO
 _DIGEST_PARAM = re.compile(r'(\w+)=("[^"]*"|[^,\s]+)')
+
+#: How a meter's reader words a request that got no HTTP answer (see TransportError.phrase).
+_UNREACHABLE = (
+    "cannot reach the meter: {}",
+    "check the address, the port and that the meter is on this network",
+)
+_NO_ANSWER: dict[Failure, tuple[str, str | None]] = {
+    "timeout": ("{}", "check that the meter is powered and reachable, or raise timeout_s"),
+    "connect": _UNREACHABLE,
+    "protocol": _UNREACHABLE,
+    "tls": (
+        "{}",
+        "give the BMC's CA bundle with verify='/path/ca.pem', or verify=False for a "
+        "self-signed BMC on a trusted network",
+    ),
+    "header": (
+        "{}",
+        "check the user name, the password and the session token for stray characters",
+    ),
+}
 
 
 class Credentials:
     """A user name and password for a meter. Prints as ``***``; never pickled.
+
+    Both are checked like every bertwatt secret (:func:`bertwatt._http.check_credential`):
+    surrounding whitespace is stripped, a control character is refused.
 
     Args:
         user: the user name (not secret, but checked the same way).
@@ -50,7 +77,7 @@ class Credentials:
             trailing newline, is stripped).
     """
 
-    __slots__ = ("_password", "user")
+    __slots__ = ("_password", "_redactor", "user")
 
     def __init__(
         self,
@@ -69,8 +96,9 @@ class Credentials:
                 raise ConfigError(
                     f"cannot read the password file {str(password_file)[:_MAX_ECHO]!r}: {reason}"
                 ) from None
-        self.user = _clean("user", user) if user is not None else None
-        self._password = _clean("password", password) if password is not None else None
+        self.user = check_credential(user, "user") if user is not None else None
+        self._password = check_credential(password, "password") if password is not None else None
+        self._redactor = Redactor(self.secrets())
 
     @property
     def has_password(self) -> bool:
@@ -86,24 +114,17 @@ class Credentials:
         raw = f"{self.user or ''}:{self._password or ''}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
+    def secrets(self) -> list[str]:
+        """The texts to redact: the password and ``user:password`` in base64 (none without a
+        password)."""
+        if self._password is None:
+            return []
+        return [self._password, self.basic_header()[len("Basic ") :]]
+
     def redact(self, text: str) -> str:
-        """``text`` with every known form of the password replaced by ``***``."""
-        pw = self._password
-        if not pw:
-            return text
-        forms = {
-            pw,
-            json.dumps(pw)[1:-1],
-            json.dumps(pw, ensure_ascii=False)[1:-1],
-            urllib.parse.quote(pw, safe=""),
-            urllib.parse.quote_plus(pw, safe=""),
-            self.basic_header()[len("Basic ") :],
-            base64.b64encode(pw.encode()).decode("ascii"),
-        }
-        for form in sorted(forms, key=len, reverse=True):
-            if form:
-                text = text.replace(form, "***")
-        return text
+        """``text`` with every form of the password (and of ``user:password`` in base64) replaced
+        by ``***``: see :func:`bertwatt._http.redact`."""
+        return self._redactor(text)
 
     def __repr__(self) -> str:
         return f"Credentials(user={self.user!r}, password={'***' if self._password else None})"
@@ -112,49 +133,8 @@ class Credentials:
         raise TypeError("bertwatt does not pickle credentials")
 
 
-def _clean(name: str, value: object) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{name} must be a string, got {type(value).__name__}")
-    value = value.strip()
-    if not value:
-        raise ConfigError(f"{name} is empty")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ConfigError(f"{name} contains a control character; check where it was read from")
-    return value
-
-
-class HttpError(SensorReadError):
+class HttpError(StatusError, SensorReadError):
     """A meter answered with an HTTP error status (``status``) or not at all (``status`` None)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        backend: str | None = None,
-        where: str | None = None,
-        fix: str | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(message, backend=backend, where=where, fix=fix)
-        self.status = status
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild_http, (self.message, self.backend, self.where, self.fix, self.status))
-
-
-def _rebuild_http(
-    message: str, backend: str | None, where: str | None, fix: str | None, status: int | None
-) -> HttpError:
-    return HttpError(message, backend=backend, where=where, fix=fix, status=status)
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """One HTTP answer: status, headers (lower-case names) and body bytes."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
 
 
 class HttpClient:
@@ -180,54 +160,30 @@ class HttpClient:
         credentials: Credentials | None = None,
         basic_auth: bool = False,
     ) -> None:
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"{backend}: URL must look like http://HOST or https://HOST, "
-                f"got {base_url[:_MAX_ECHO]!r}"
-            )
-        if parts.password is not None:
-            raise ConfigError(
-                f"{backend}: put the password in password=, password_file= or the environment, "
-                "not in the URL (it would show in process lists and logs)"
-            )
+        self._origin = parse_origin(base_url, what=f"{backend}: URL")
         self.backend = backend
-        self.scheme = parts.scheme
-        self.host = parts.hostname
-        try:
-            self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise ConfigError(f"{backend}: bad port in {base_url[:_MAX_ECHO]!r}") from None
-        self.prefix = parts.path.rstrip("/")
+        self.scheme = self._origin.scheme
+        self.host = self._origin.host
+        self.port = self._origin.port
+        self.prefix = self._origin.prefix
         self.timeout_s = timeout_s
-        self.credentials = credentials or Credentials(parts.username)
+        self.credentials = credentials or Credentials(self._origin.user)
         self.basic_auth = basic_auth
         self.verify = verify
         self.headers: dict[str, str] = {}
         self.deadline: float | None = None  # monotonic end of a multi-request budget (probe)
         self._context: ssl.SSLContext | None = None
         if self.scheme == "https":
-            if verify is False:
-                ctx = ssl.create_default_context()
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            elif verify is True:
-                ctx = ssl.create_default_context()
-            else:
-                try:
-                    ctx = ssl.create_default_context(cafile=str(verify))
-                except (OSError, ssl.SSLError) as err:
-                    raise ConfigError(f"{backend}: cannot load CA bundle {verify}: {err}") from None
-            self._context = ctx
+            self._context = tls_context(verify, what=backend)
 
     @property
     def origin(self) -> str:
         """``scheme://host:port`` (never with credentials)."""
-        return f"{self.scheme}://{self.host}:{self.port}"
+        return self._origin.base
 
     def url(self, path: str) -> str:
         """The full URL of ``path`` (for messages)."""
-        return f"{self.origin}{self.prefix}{path}"
+        return self._origin.url(path)
 
     def request(
         self, method: str, path: str, *, body: Any = None, ok: tuple[int, ...] = (200,)
@@ -290,8 +246,7 @@ class HttpClient:
     def _once(
         self, method: str, path: str, body: Any, authorization: str | None, where: str
     ) -> Response:
-        target = f"{self.prefix}{path}"
-        headers = {"Accept": "application/json", "Connection": "close", **self.headers}
+        headers = {"Accept": "application/json", **self.headers}
         if authorization is not None:
             headers["Authorization"] = authorization
         elif self.basic_auth and self.credentials.has_password:
@@ -312,83 +267,33 @@ class HttpClient:
                     where=where,
                     fix="check that the meter is reachable and not overloaded, or raise timeout_s",
                 )
-        conn: http.client.HTTPConnection
-        if self._context is not None:
-            conn = http.client.HTTPSConnection(
-                self.host, self.port, timeout=timeout_s, context=self._context
-            )
-        else:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout_s)
-        expired = threading.Event()
-        held: list[socket.socket] = []  # the response keeps the socket after conn.sock is reset
-
-        def kill() -> None:
-            expired.set()
-            for sock in held or ([conn.sock] if conn.sock is not None else []):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-        timer = threading.Timer(timeout_s, kill)
-        timer.daemon = True
-        started = time.monotonic()
-        timer.start()
         try:
-            conn.connect()
-            if conn.sock is not None:
-                held.append(conn.sock)
-            if expired.is_set():
-                raise TimeoutError("deadline passed while connecting")
-            conn.request(method, target, body=data, headers=headers)
-            resp = conn.getresponse()
-            chunks = []
-            size = 0
-            while True:
-                chunk = resp.read(16384)
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > MAX_BODY:
-                    raise HttpError(
-                        f"answer larger than {MAX_BODY} bytes: not a meter status document",
-                        backend=self.backend,
-                        where=where,
-                    )
-                chunks.append(chunk)
-            if expired.is_set():  # the deadline cut the body short
-                raise TimeoutError("deadline passed while reading")
-            result = Response(
-                resp.status, {k.lower(): v for k, v in resp.getheaders()}, b"".join(chunks)
+            resp = request(
+                self._origin,
+                method,
+                path,
+                timeout_s=timeout_s,
+                max_body=MAX_BODY,
+                headers=headers,
+                body=data,
+                context=self._context,
+                secrets=self.credentials.secrets(),
+                budget=budget,
             )
-        except HttpError:
-            raise
-        except ssl.SSLCertVerificationError as err:
+        except TransportError as err:
+            raise self._transport_error(err, where) from None
+        if not resp.complete:
             raise HttpError(
-                self.credentials.redact(f"TLS certificate not trusted: {err.verify_message}"),
+                f"answer larger than {MAX_BODY} bytes: not a meter status document",
                 backend=self.backend,
                 where=where,
-                fix="give the BMC's CA bundle with verify='/path/ca.pem', or verify=False for a "
-                "self-signed BMC on a trusted network",
-            ) from None
-        except (OSError, http.client.HTTPException) as err:
-            if expired.is_set() or isinstance(err, TimeoutError | socket.timeout):
-                elapsed = time.monotonic() - started
-                raise HttpError(
-                    f"no answer within {timeout_s:.3g} s{budget} (gave up after {elapsed:.1f} s)",
-                    backend=self.backend,
-                    where=where,
-                    fix="check that the meter is powered and reachable, or raise timeout_s",
-                ) from None
-            text = self.credentials.redact(_os_text(err))
-            raise HttpError(
-                f"cannot reach the meter: {text}",
-                backend=self.backend,
-                where=where,
-                fix="check the address, the port and that the meter is on this network",
-            ) from None
-        finally:
-            timer.cancel()
-            conn.close()
-        return result
+            )
+        return resp
+
+    def _transport_error(self, err: TransportError, where: str) -> HttpError:
+        """The meters' wording of a request that got no HTTP answer."""
+        text, fix = err.phrase(_NO_ANSWER)
+        return HttpError(self.credentials.redact(text), backend=self.backend, where=where, fix=fix)
 
     def get_json(self, path: str) -> Any:
         """GET ``path`` and parse the JSON body."""
@@ -416,8 +321,7 @@ class HttpClient:
                 status=status,
                 fix="use the URL the meter redirects to (often https:// instead of http://)",
             )
-        snippet = self.credentials.redact(resp.body[:_MAX_ECHO].decode("utf-8", "replace"))
-        snippet = "".join(ch if ch.isprintable() else "?" for ch in snippet)
+        snippet = body_text(resp.body[:_MAX_ERROR_BODY], resp.redact, limit=_MAX_ECHO)
         return HttpError(
             f"the meter answered HTTP {status}" + (f": {snippet}" if snippet else ""),
             backend=self.backend,
@@ -428,18 +332,12 @@ class HttpClient:
 
 def parse_json(body: bytes, *, backend: str, where: str) -> Any:
     """Parse a JSON body; malformed text becomes a :class:`HttpError` naming the URL."""
-    try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+    value, bad = _parse(body)
+    if bad is not None:
         raise HttpError(
-            f"malformed JSON from the meter ({type(err).__name__}: {str(err)[:_MAX_ECHO]})",
+            f"malformed JSON from the meter ({bad[:_MAX_ECHO]})",
             backend=backend,
             where=where,
             fix="check that the URL points at the meter's status API",
-        ) from None
-
-
-def _os_text(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return f"{type(err).__name__}: {err}"[:_MAX_ECHO]
+        )
+    return value

@@ -15,14 +15,9 @@ with ``name``, ``zone`` and a blocking ``fetch() -> LiveReading`` works too (see
 
 from __future__ import annotations
 
+from bertwatt.carbon.providers._base import HTTPProvider, LiveProvider, LiveReading
 from bertwatt.carbon.providers._cache import DiskCache, default_cache_dir
-from bertwatt.carbon.providers._http import (
-    HTTPProvider,
-    LiveProvider,
-    LiveReading,
-    ProviderHTTPError,
-    Secret,
-)
+from bertwatt.carbon.providers._http import ProviderHTTPError, Secret
 from bertwatt.carbon.providers.electricitymaps import ElectricityMaps
 from bertwatt.carbon.providers.ukgrid import UKCarbonIntensity
 from bertwatt.carbon.providers.watttime import WattTime

@@ -20,17 +20,9 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from typing import Any
 
-from bertwatt.carbon.providers._http import (
-    HTTPProvider,
-    LiveReading,
-    ProviderHTTPError,
-    Secret,
-    now_utc,
-    number,
-    parse_time,
-)
+from bertwatt.carbon.providers._base import HTTPProvider, LiveReading, _Settings, number, parse_time
+from bertwatt.carbon.providers._http import ProviderHTTPError, Secret
 from bertwatt.errors import CarbonDataError, ConfigError
 
 __all__ = ["ElectricityMaps"]
@@ -78,13 +70,8 @@ class ElectricityMaps(HTTPProvider):
                 "the Electricity Maps token must be ASCII (it is sent as an HTTP header)",
                 fix="pass the token exactly as shown in the Electricity Maps portal",
             )
-        super().__init__(
-            base_url=base_url,
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            cache_dir=cache_dir,
-            cache_max_age_s=cache_max_age_s,
+        self._configure(
+            _Settings(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
         )
 
     def __repr__(self) -> str:
@@ -92,9 +79,6 @@ class ElectricityMaps(HTTPProvider):
 
     def _secrets(self) -> tuple[Secret, ...]:
         return (self._token,)
-
-    def _identity(self) -> dict[str, Any]:
-        return {"provider": self.name, "base_url": self.base_url, "zone": self.zone}
 
     def _fetch_remote(self) -> LiveReading:
         query = urllib.parse.urlencode({"zone": self.zone})
@@ -134,13 +118,5 @@ class ElectricityMaps(HTTPProvider):
             )
         answered = data.get("zone")
         zone = answered if isinstance(answered, str) and answered else self.zone
-        return LiveReading(
-            provider=self.name,
-            zone=zone,
-            g_per_kwh=value,
-            basis="average",
-            at=at,
-            fetched_at=now_utc(),
-            source=f"Electricity Maps carbon-intensity/latest, zone {zone} ({self.base_url})",
-            notes=tuple(notes),
-        )
+        source = f"Electricity Maps carbon-intensity/latest, zone {zone} ({self.base_url})"
+        return self._reading(value, at=at, source=source, notes=notes, zone=zone)

@@ -23,15 +23,8 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from typing import Any
 
-from bertwatt.carbon.providers._http import (
-    HTTPProvider,
-    LiveReading,
-    now_utc,
-    number,
-    parse_time,
-)
+from bertwatt.carbon.providers._base import HTTPProvider, LiveReading, _Settings, number, parse_time
 from bertwatt.errors import CarbonDataError, ConfigError
 
 __all__ = ["UKCarbonIntensity"]
@@ -96,13 +89,8 @@ class UKCarbonIntensity(HTTPProvider):
             self.zone = f"GB-postcode-{postcode}"
         else:
             self.zone = "GB"
-        super().__init__(
-            base_url=base_url,
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            cache_dir=cache_dir,
-            cache_max_age_s=cache_max_age_s,
+        self._configure(
+            _Settings(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
         )
 
     def __repr__(self) -> str:
@@ -114,9 +102,6 @@ class UKCarbonIntensity(HTTPProvider):
             else ""
         )
         return f"UKCarbonIntensity({where}{self._settings_repr()})"
-
-    def _identity(self) -> dict[str, Any]:
-        return {"provider": self.name, "base_url": self.base_url, "zone": self.zone}
 
     def _fetch_remote(self) -> LiveReading:
         if self.region_id is not None:
@@ -162,13 +147,5 @@ class UKCarbonIntensity(HTTPProvider):
                 at = parse_time(period["from"])
             except ValueError:
                 notes.append(f"unparseable period start {period['from']!r}")
-        return LiveReading(
-            provider=self.name,
-            zone=self.zone,
-            g_per_kwh=value,
-            basis="average",
-            at=at,
-            fetched_at=now_utc(),
-            source=f"UK Carbon Intensity API {path}, {label} ({self.base_url})",
-            notes=tuple(notes),
-        )
+        source = f"UK Carbon Intensity API {path}, {label} ({self.base_url})"
+        return self._reading(value, at=at, source=source, notes=notes)

@@ -31,16 +31,8 @@ import time
 import urllib.parse
 from typing import Any
 
-from bertwatt.carbon.providers._http import (
-    HTTPProvider,
-    LiveReading,
-    ProviderHTTPError,
-    Secret,
-    check_credential,
-    now_utc,
-    number,
-    parse_time,
-)
+from bertwatt.carbon.providers._base import HTTPProvider, LiveReading, _Settings, number, parse_time
+from bertwatt.carbon.providers._http import ProviderHTTPError, Secret, check_credential
 from bertwatt.errors import CarbonDataError, ConfigError
 
 __all__ = ["WattTime"]
@@ -107,13 +99,8 @@ class WattTime(HTTPProvider):
         self._token: Secret | None = None
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
-        super().__init__(
-            base_url=base_url,
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            cache_dir=cache_dir,
-            cache_max_age_s=cache_max_age_s,
+        self._configure(
+            _Settings(base_url, timeout_s, retries, backoff_s, cache_dir, cache_max_age_s)
         )
 
     def __repr__(self) -> str:
@@ -228,16 +215,8 @@ class WattTime(HTTPProvider):
                 notes.append(f"unparseable point_time {point['point_time']!r}")
         if self.signal_index:
             notes.append(self._index_note(params))
-        return LiveReading(
-            provider=self.name,
-            zone=self.zone,
-            g_per_kwh=value,
-            basis="marginal",
-            at=at,
-            fetched_at=now_utc(),
-            source=f"WattTime API v3 /v3/forecast co2_moer, region {self.zone} ({self.base_url})",
-            notes=tuple(notes),
-        )
+        source = f"WattTime API v3 /v3/forecast co2_moer, region {self.zone} ({self.base_url})"
+        return self._reading(value, at=at, source=source, notes=notes)
 
     def _index_note(self, params: dict[str, str]) -> str:
         path = "/v3/signal-index?" + urllib.parse.urlencode(params)
