@@ -646,9 +646,7 @@ def test_tdp_lookup_reads_only_the_lines_it_needs() -> None:
     # a model number matches whole runs of digits only: 6248 is not 62480 or 16248
     lines = tdp._lines_containing("6248", digits=True)
     assert lines and all("6248" in line for line in lines)
-    assert not any(
-        "62480" in line or "16248" in line for line in lines if line.count("6248") == 1
-    )
+    assert not any("62480" in line or "16248" in line for line in lines if line.count("6248") == 1)
     # the table is parsed lazily, line by line: nothing is normalised but the lines found
     tdp._row.cache_clear()
     lookup_tdp.cache_clear()
