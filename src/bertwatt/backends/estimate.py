@@ -42,6 +42,7 @@ in use (Green Algorithms: it "only depends on the size of memory available"), so
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
 import os
@@ -332,7 +333,7 @@ class EstimateBackend:
         psutil: Any = _NoPsutil
         if self._mode == "system" or self._memory or not self._procfs_readable():
             try:
-                import psutil
+                psutil = importlib.import_module("psutil")
             except ImportError as err:
                 gone = Unavailable(
                     what="estimate",
