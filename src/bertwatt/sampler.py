@@ -24,6 +24,7 @@ no thread is started: reads run inline as the clock advances, deterministically.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import logging
 import os
 import threading
@@ -227,17 +228,15 @@ class BackendGroup:
             self.done_ns = t0
 
     def _in_trouble(self) -> bool:
-        for tl in self.timelines:
+        for tl in self.timelines:  # noqa: SIM110 - a plain loop: no generator on every tick
             if tl.in_trouble:
                 return True
         return False
 
     def poke(self) -> None:
         """Wake this group's thread now (a read is wanted, or the window is stopping)."""
-        try:
+        with contextlib.suppress(RuntimeError):  # already released: a wake-up is pending
             self.wake.release()
-        except RuntimeError:  # already released: a wake-up is pending
-            pass
 
     def _record(self, t_ns: int, values: list[float], errors: dict[int, str]) -> None:
         index = self.index
