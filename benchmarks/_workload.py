@@ -67,13 +67,25 @@ class Loop:
         self.y = torch.randint(0, 10, (64,))
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self._initial = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.loop_s = loop_s
         self.steps = 50
         self.run()  # warm-up (allocator, kernels)
+        self.calibrate()
+        self.run()  # warm-up at full length
+
+    def calibrate(self) -> None:
+        """Set the step count so that one run lasts about ``loop_s`` under the current load.
+
+        Called once at construction and again before every round (``run_round``): on a machine
+        whose other load comes and goes, a step count fixed once made runs last from 0.1 s to
+        19 s. Runs within one round still do the same arithmetic.
+        """
+        self.steps = 50
+        self.reset()
         t0 = time.perf_counter()
         self.run()
         per_step = (time.perf_counter() - t0) / self.steps
-        self.steps = max(50, round(loop_s / per_step))
-        self.run()  # warm-up at full length
+        self.steps = max(50, round(self.loop_s / per_step))
 
     def reset(self) -> None:
         """Restore the initial weights, so that every run does the same arithmetic."""
@@ -249,6 +261,7 @@ def run_round(loop: Loop, seq: list[str], *, max_wait_s: float) -> tuple[list[Ru
     Returns the runs and the other processes' load measured just before the round (cores).
     """
     before = c.wait_quiet(timeout_s=max_wait_s) if max_wait_s > 0 else 0.0
+    loop.calibrate()  # the step count for this round's load
     loop.reset()
     loop.run()  # untimed warm-up: after the quiet wait the CPU and caches are cold
     return [run_once(loop, name, CONFIGS[name]) for name in seq], before

@@ -99,7 +99,10 @@ def main() -> int:
             continue
         if name in ("null", "null-lock"):
             pct = c.spread([100 * x.sampler_cpu_s / x.wall_s for x in rs])  # type: ignore[operator]
-            per_wake = c.spread([1e6 * x.sampler_cpu_s / x.sampler_reads for x in rs])  # type: ignore[operator]
+            per_wake = c.spread(
+                [1e6 * x.sampler_cpu_s / x.sampler_reads for x in rs if x.sampler_reads]  # type: ignore[operator]
+                or [0.0]
+            )
             how = "lock.acquire(True, 0.1)" if name == "null-lock" else "Event.wait(0.1)"
             lines.append(
                 f"{name} (a thread that only wakes at 10 Hz, {how}): "
@@ -113,7 +116,10 @@ def main() -> int:
             raise RuntimeError(f"{name}: bertwatt ran {bad_threads} threads, expected 1 sampler")
         pct = c.spread([100 * x.sampler_cpu_s / x.wall_s for x in rs])  # type: ignore[operator]
         sched = c.spread([100 * x.sampler_schedstat_s / x.wall_s for x in rs])  # type: ignore[operator]
-        per_read = c.spread([1e6 * x.sampler_cpu_s / x.sampler_reads for x in rs])  # type: ignore[operator]
+        per_read = c.spread(
+            [1e6 * x.sampler_cpu_s / x.sampler_reads for x in rs if x.sampler_reads]  # type: ignore[operator]
+            or [0.0]
+        )
         rate = c.spread([x.sampler_reads / x.wall_s for x in rs])  # type: ignore[operator]
         start = c.spread([1e3 * x.start_cpu_s for x in rs])  # type: ignore[operator]
         stop = c.spread([1e3 * x.stop_cpu_s for x in rs])  # type: ignore[operator]
