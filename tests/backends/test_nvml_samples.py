@@ -15,7 +15,7 @@ from bertwatt import EnergyMeter
 from bertwatt.backends._nvml_samples import MIN_SPAN_S
 from bertwatt.backends.nvml import NVMLBackend
 from bertwatt.testing.clock import FakeClock
-from bertwatt.testing.nvml import FakeGPU, FakeNVML, NVMLError
+from bertwatt.testing.nvml import FakeGPU, FakeNVML, NVMLError, SensorModel
 
 SAMPLES = "nvmlDeviceGetSamples"
 POWER = "nvmlDeviceGetPowerUsage"
@@ -258,3 +258,16 @@ def test_fake_samples_are_unsupported_by_default_and_checked(clock: FakeClock) -
     for kw in ({"power_sample_period_s": 0.0}, {"power_sample_buffer": 0}):
         with pytest.raises(ConfigError):
             FakeGPU(**kw)  # type: ignore[arg-type]
+
+
+def test_fake_samples_go_through_the_sensor_model(clock: FakeClock) -> None:
+    """A gain error reaches the buffered samples like every other power reading."""
+    gpu = old_gpu(sensor=SensorModel(gain=1.03))
+    fake = FakeNVML([gpu], clock=clock)
+    with fake.install():
+        clock.advance(3.0)
+        backend = NVMLBackend()
+        backend.probe()
+        clock.advance(1.0)  # 3 .. 4 s: 250 W true
+        assert backend.read()[0] == pytest.approx([250.0 * 1.03])
+        backend.close()
