@@ -10,8 +10,10 @@ their wall times compare directly.
 and stop are outside it and timed apart): wall time, process CPU time, and the CPU time of the
 meter's sampler thread, read from the thread's POSIX CPU clock (see ``_common.thread_cpu_clock``).
 Configurations: ``bare`` (no meter), ``auto`` (``EnergyMeter()``, auto-detected backends),
-``fake`` (a FakeBackend), ``auto-1s`` (``EnergyMeter(interval_s=1.0)``), and ``null``: the loop
-beside a thread that only wakes at 10 Hz, the floor any sampler thread pays on this machine.
+``fake`` (a FakeBackend), ``auto-1s`` (``EnergyMeter(interval_s=1.0)``), and ``null`` /
+``null-lock``: the loop beside a thread that only wakes at 10 Hz (through ``Event.wait``, or
+through a raw lock's timed ``acquire`` as the sampler does), the floor any sampler thread pays on
+this machine.
 """
 
 from __future__ import annotations
@@ -65,13 +67,25 @@ class Loop:
         self.y = torch.randint(0, 10, (64,))
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self._initial = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.loop_s = loop_s
         self.steps = 50
         self.run()  # warm-up (allocator, kernels)
+        self.calibrate()
+        self.run()  # warm-up at full length
+
+    def calibrate(self) -> None:
+        """Set the step count so that one run lasts about ``loop_s`` under the current load.
+
+        Called once at construction and again before every round (``run_round``): on a machine
+        whose other load comes and goes, a step count fixed once made runs last from 0.1 s to
+        19 s. Runs within one round still do the same arithmetic.
+        """
+        self.steps = 50
+        self.reset()
         t0 = time.perf_counter()
         self.run()
         per_step = (time.perf_counter() - t0) / self.steps
-        self.steps = max(50, round(loop_s / per_step))
-        self.run()  # warm-up at full length
+        self.steps = max(50, round(self.loop_s / per_step))
 
     def reset(self) -> None:
         """Restore the initial weights, so that every run does the same arithmetic."""
@@ -133,8 +147,8 @@ def run_once(loop: Loop, config: str, make_backends: Callable[[], list[Any] | No
         loop.run()
         w1, p1 = time.perf_counter(), time.process_time()
         return Run(config, w1 - w0, p1 - p0, foreign_cores=load.cores())
-    if config == "null":
-        return _run_null(loop)
+    if config in ("null", "null-lock"):
+        return _run_null(loop, lock=config == "null-lock")
 
     from bertwatt import EnergyMeter
 
@@ -179,16 +193,26 @@ def run_once(loop: Loop, config: str, make_backends: Callable[[], list[Any] | No
     )
 
 
-def _run_null(loop: Loop, interval_s: float = 0.1) -> Run:
+def _run_null(loop: Loop, interval_s: float = 0.1, *, lock: bool = False) -> Run:
     """The loop beside a thread that only wakes every ``interval_s`` and does nothing.
 
     Its CPU time is the floor any sampling thread pays on this machine for waking up at that
-    rate (timer, context switch, re-acquiring the GIL), measured like the sampler's.
+    rate (timer, context switch, re-acquiring the GIL), measured like the sampler's. It sleeps in
+    ``Event.wait(interval_s)``, or with ``lock`` in a held raw lock's ``acquire(True,
+    interval_s)``, the sampler's own wait.
     """
     stop = threading.Event()
     wakes = [0]
+    held = threading.Lock()
+    held.acquire()
 
     def idle() -> None:
+        if lock:
+            acquire = held.acquire
+            while not stop.is_set():
+                acquire(True, interval_s)
+                wakes[0] += 1
+            return
         while not stop.wait(interval_s):
             wakes[0] += 1
 
@@ -205,14 +229,14 @@ def _run_null(loop: Loop, interval_s: float = 0.1) -> Run:
     stop.set()
     th.join()
     return Run(
-        "null",
+        "null-lock" if lock else "null",
         w1 - w0,
         p1 - p0,
         sampler_cpu_s=(t1_ns - t0_ns) / 1e9,
         sampler_schedstat_s=(sched1 - sched0) / 1e9,
         sampler_reads=n1 - n0,
         bertwatt_threads=0,
-        channels="(none: Event.wait loop)",
+        channels="(none: lock.acquire loop)" if lock else "(none: Event.wait loop)",
         foreign_cores=load.cores(),
     )
 
@@ -223,6 +247,7 @@ CONFIGS: dict[str, Callable[[], list[Any] | None]] = {
     "fake": fake_backends,
     "counters": counter_backends,
     "null": lambda: None,
+    "null-lock": lambda: None,
     "auto-1s": lambda: None,
 }
 
@@ -236,6 +261,7 @@ def run_round(loop: Loop, seq: list[str], *, max_wait_s: float) -> tuple[list[Ru
     Returns the runs and the other processes' load measured just before the round (cores).
     """
     before = c.wait_quiet(timeout_s=max_wait_s) if max_wait_s > 0 else 0.0
+    loop.calibrate()  # the step count for this round's load
     loop.reset()
     loop.run()  # untimed warm-up: after the quiet wait the CPU and caches are cold
     return [run_once(loop, name, CONFIGS[name]) for name in seq], before

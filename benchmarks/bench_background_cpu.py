@@ -22,7 +22,9 @@ costs on the caller's thread, outside the loop) are printed apart.
 
 For attribution, each round also runs ``null``: the loop beside a plain thread that only wakes at
 10 Hz (``Event.wait(0.1)``) and does nothing: the floor any sampling thread pays on this machine;
-and ``auto-1s``: the auto-detected meter sampling every 1 s instead of 0.1 s (not gated).
+``null-lock``: the same thread sleeping in a held raw lock's ``acquire(True, 0.1)``, the wait the
+sampler uses (its floor at 10 Hz); and ``auto-1s``: the auto-detected meter sampling every 1 s
+instead of 0.1 s (not gated).
 A diagnostic also times one read of every backend alone, on the caller's thread (a tick's work
 without the wake-up).
 
@@ -80,7 +82,7 @@ def main() -> int:
     # one untimed metered run per configuration: first-use imports (pydantic, psutil)
     for name in ("auto", "fake", "counters"):
         wl.run_once(loop, name, wl.CONFIGS[name])
-    order = ["bare", "auto", "bare", "fake", "counters", "null", "auto-1s"]
+    order = ["bare", "auto", "bare", "fake", "counters", "null", "null-lock", "auto-1s"]
     done = wl.run_rounds(loop, order, args)
     runs = done.used
     print(done.note)
@@ -88,18 +90,23 @@ def main() -> int:
     figures: dict[str, dict[str, object]] = {}
     ok = True
     lines = []
-    for name in ("auto", "fake", "counters", "null", "auto-1s"):
+    for name in ("auto", "fake", "counters", "null", "null-lock", "auto-1s"):
         rs = [x for rnd in runs for x in rnd if x.config == name]
         if name == "auto-1s":
             pct = c.spread([100 * x.sampler_cpu_s / x.wall_s for x in rs])  # type: ignore[operator]
             lines.append(f"auto-1s (EnergyMeter(interval_s=1.0)): {pct.text('{:.4f}', ' %')}")
             figures[name] = {"sampler_pct": vars(pct)}
             continue
-        if name == "null":
+        if name in ("null", "null-lock"):
             pct = c.spread([100 * x.sampler_cpu_s / x.wall_s for x in rs])  # type: ignore[operator]
-            per_wake = c.spread([1e6 * x.sampler_cpu_s / x.sampler_reads for x in rs])  # type: ignore[operator]
+            per_wake = c.spread(
+                [1e6 * x.sampler_cpu_s / x.sampler_reads for x in rs if x.sampler_reads]  # type: ignore[operator]
+                or [0.0]
+            )
+            how = "lock.acquire(True, 0.1)" if name == "null-lock" else "Event.wait(0.1)"
             lines.append(
-                f"null (a thread that only wakes at 10 Hz): {pct.text('{:.4f}', ' %')}\n"
+                f"{name} (a thread that only wakes at 10 Hz, {how}): "
+                f"{pct.text('{:.4f}', ' %')}\n"
                 f"      CPU per wake-up {per_wake.text('{:.1f}', ' us')}"
             )
             figures[name] = {"thread_pct": vars(pct), "cpu_per_wake_us": vars(per_wake)}
@@ -109,7 +116,10 @@ def main() -> int:
             raise RuntimeError(f"{name}: bertwatt ran {bad_threads} threads, expected 1 sampler")
         pct = c.spread([100 * x.sampler_cpu_s / x.wall_s for x in rs])  # type: ignore[operator]
         sched = c.spread([100 * x.sampler_schedstat_s / x.wall_s for x in rs])  # type: ignore[operator]
-        per_read = c.spread([1e6 * x.sampler_cpu_s / x.sampler_reads for x in rs])  # type: ignore[operator]
+        per_read = c.spread(
+            [1e6 * x.sampler_cpu_s / x.sampler_reads for x in rs if x.sampler_reads]  # type: ignore[operator]
+            or [0.0]
+        )
         rate = c.spread([x.sampler_reads / x.wall_s for x in rs])  # type: ignore[operator]
         start = c.spread([1e3 * x.start_cpu_s for x in rs])  # type: ignore[operator]
         stop = c.spread([1e3 * x.stop_cpu_s for x in rs])  # type: ignore[operator]

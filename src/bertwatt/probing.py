@@ -37,6 +37,7 @@ from bertwatt.timeline import timeline_for
 __all__ = [
     "COUNTER_INTERVAL_S",
     "ESTIMATE_INTERVAL_S",
+    "MEAN_INTERVAL_S",
     "SHORT_WRAP_S",
     "backend_name",
     "probe_backends",
@@ -51,6 +52,9 @@ COUNTER_INTERVAL_S = 1.0
 SHORT_WRAP_S = 60.0
 #: An estimate from CPU times (which advance in 10 ms ticks) is no better read faster than this.
 ESTIMATE_INTERVAL_S = 1.0
+#: A power channel whose every reading is the mean power since the previous read (NVML's buffered
+#: power samples) loses nothing when read less often; it is read about once a second.
+MEAN_INTERVAL_S = 1.0
 
 _FIX_HUNG = (
     "check the sensor's driver or service; raise probe_timeout_s if it is only slow, or leave "
@@ -236,8 +240,9 @@ def read_interval_s(channels: Sequence[Channel], interval_s: float) -> float:
     A measured power channel is sampled at ``interval_s`` (its energy is the integral of those
     samples). A counter needs reads only at edges, plus about one a second for wraps (a
     wrap-prone counter is read faster when its range demands: see ``BackendGroup``) and the
-    timeline. An estimated power channel (CPU times) is read at most once a second. A backend
-    with several kinds of channel is read at the fastest cadence any of them needs.
+    timeline. An estimated power channel (CPU times) is read at most once a second, and so is a
+    power channel whose readings are means since the previous read. A backend with several kinds
+    of channel is read at the fastest cadence any of them needs.
     """
     every = []
     for ch in channels:
@@ -245,6 +250,8 @@ def read_interval_s(channels: Sequence[Channel], interval_s: float) -> float:
             every.append(max(interval_s, COUNTER_INTERVAL_S))
         elif ch.provenance.kind == "estimated":
             every.append(max(interval_s, ESTIMATE_INTERVAL_S))
+        elif ch.mean_since_last_read:
+            every.append(max(interval_s, MEAN_INTERVAL_S))
         else:
             every.append(interval_s)
     return min(every) if every else interval_s

@@ -23,15 +23,18 @@ no thread is started: reads run inline as the clock advances, deterministically.
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 
 from bertwatt.backends._guard import BadReading, check_reading, release
 from bertwatt.backends.base import Backend, Channel
-from bertwatt.clock import Clock
+from bertwatt.clock import Clock, SystemClock
 from bertwatt.timeline import ChannelTimeline
 
 __all__ = ["BackendGroup", "Sampler", "make_group"]
@@ -59,6 +62,25 @@ if hasattr(os, "register_at_fork"):
 
 #: Default for ``edge_timeout_s``: how long a window edge waits for a non-blocking backend's read.
 EDGE_TIMEOUT_S = 0.25
+
+
+def _now_fn(clock: Clock) -> Callable[[], int]:
+    """The clock's ``monotonic_ns``: :func:`time.monotonic_ns` itself for the system clock (one
+    C call per time stamp on the hot path, not a Python method around it)."""
+    return time.monotonic_ns if type(clock) is SystemClock else clock.monotonic_ns
+
+
+def _new_wake() -> _thread.LockType:
+    """A wake-up for a sampler thread: a raw lock, held while nobody has asked for a read.
+
+    The thread sleeps in ``acquire(True, timeout)``; :meth:`BackendGroup.poke` releases the lock
+    to wake it at once. A raw lock's timed acquire is one C call; ``threading.Event.wait`` runs a
+    ``Condition`` in Python (a new lock, a waiter list) on every wake-up, which measured about 30 %
+    more CPU per wake-up beside a training loop (docs/performance.md, section 3).
+    """
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    return lock
 
 
 def _reason(err: BaseException) -> str:
@@ -140,7 +162,7 @@ class BackendGroup:
         retry = self.base_interval_ns if retry_interval_ns is None else retry_interval_ns
         self.retry_interval_ns = max(1_000_000, min(retry, self.base_interval_ns))
         self.lock = threading.Lock()
-        self.wake = threading.Event()
+        self.wake = _new_wake()
         self.edge_wanted = False
         self.finished = False
         self.call = ""
@@ -164,7 +186,8 @@ class BackendGroup:
         The state ``lock`` is held only to record, so a read that stalls never blocks marks,
         snapshots or reports. After the window is finished, late answers are dropped.
         """
-        t0 = clock.monotonic_ns()
+        now = _now_fn(clock)
+        t0 = now()
         self.read_started_ns = t0
         self.call = "read"
         try:
@@ -181,7 +204,7 @@ class BackendGroup:
         finally:
             self.call = ""
             self.read_started_ns = 0
-        t1 = clock.monotonic_ns()
+        t1 = now()
         mid = (t0 + t1) // 2
         with self.lock:
             if self.finished:
@@ -196,13 +219,24 @@ class BackendGroup:
             # the channel recovers, so a few bad readings cost a few short intervals and a
             # re-based counter meets the plausibility check at a short interval again, even
             # where the normal cadence is slow (counters)
-            if any(tl.in_trouble for tl in self.timelines):
+            if self._in_trouble():
                 self.quick_reads = _QUICK_READS_AFTER_TROUBLE
             elif self.quick_reads:
                 self.quick_reads -= 1
             self.interval_ns = self.retry_interval_ns if self.quick_reads else self.base_interval_ns
             self.last_mid_ns = mid
             self.done_ns = t0
+
+    def _in_trouble(self) -> bool:
+        for tl in self.timelines:  # noqa: SIM110 - a plain loop: no generator on every tick
+            if tl.in_trouble:
+                return True
+        return False
+
+    def poke(self) -> None:
+        """Wake this group's thread now (a read is wanted, or the window is stopping)."""
+        with contextlib.suppress(RuntimeError):  # already released: a wake-up is pending
+            self.wake.release()
 
     def _record(self, t_ns: int, values: list[float], errors: dict[int, str]) -> None:
         index = self.index
@@ -263,6 +297,8 @@ class Sampler:
         self.edge_deadline_ns: int | None = None
         self.notes: list[str] = []
         self._stop = threading.Event()
+        #: Mirrors ``_stop`` as a plain attribute for the sampler threads' loop test.
+        self._halt = False
         self._cv = threading.Condition()
         self._waiting = 0
         self._t0 = 0
@@ -302,6 +338,7 @@ class Sampler:
         (its channels start when it answers) and a note says so.
         """
         self._stop.clear()
+        self._halt = False
         now = self.clock.monotonic_ns()
         self._t0 = now
         if self.clock.manual:
@@ -346,6 +383,7 @@ class Sampler:
         if self._stopped:  # already stopped (or a fork() child's copy): nothing to release
             return []
         self._stop.set()
+        self._halt = True
         self._stopped = True
         if self.clock.manual:
             detach = getattr(self.clock, "detach", None)
@@ -358,7 +396,7 @@ class Sampler:
             return []
         _running.discard(self)
         for g in self.groups:
-            g.wake.set()
+            g.poke()
             if g.thread is None:  # never started (start() failed first): release it here
                 threading.Thread(
                     target=g.close_if_last, name=f"bertwatt-close-{g.name}", daemon=True
@@ -386,10 +424,11 @@ class Sampler:
         self._cv = threading.Condition()
         self._waiting = 0
         self._stop.set()
+        self._halt = True
         self._stopped = True
         for g in self.groups:
             g.lock = threading.Lock()
-            g.wake = threading.Event()
+            g.wake = _new_wake()
             g.thread = None
             g.at_edges = False
             g.finished = True
@@ -423,7 +462,7 @@ class Sampler:
                 self._demote(g, t, started)
                 continue
             g.edge_wanted = True
-            g.wake.set()
+            g.poke()
             pending.append(g)
         if pending and not self._wait(lambda: all(g.done_ns >= t for g in pending), wait_s):
             for g in pending:
@@ -476,17 +515,18 @@ class Sampler:
                 self._waiting -= 1
 
     def _run(self, g: BackendGroup) -> None:
-        clock, stop, wake = self.clock, self._stop, g.wake
-        now_fn = clock.monotonic_ns
+        # The hot loop: names bound once; one timed raw-lock acquire per sleep (see _new_wake).
+        clock = self.clock
+        now_fn = _now_fn(clock)
+        sleep = g.wake.acquire
         prompt_ns = self.edge_timeout_s * 0.25e9
         try:
-            while not stop.is_set():
+            while not self._halt:
                 now = now_fn()
                 edge = g.edge_wanted
                 due = g.next_due_ns <= now
                 if not (edge or due):
-                    wake.wait((g.next_due_ns - now) / 1e9)
-                    wake.clear()
+                    sleep(True, (g.next_due_ns - now) / 1e9)
                     continue
                 g.edge_wanted = False
                 try:

@@ -136,6 +136,7 @@ class ChannelTimeline:
         "_gap_dropped_ns",
         "_gap_ns",
         "_gcum",
+        "_is_counter",
         "_last_attempt_t",
         "_last_msg",
         "_max_w",
@@ -177,6 +178,7 @@ class ChannelTimeline:
         max_power_w: float | None = None,
     ):
         self.channel = channel
+        self._is_counter = channel.kind == "counter"
         self._capacity = max(8, capacity)
         self._gap_ns = gap_ns
         self._max_w = float(max_power_w or channel.max_power_w or 0.0)
@@ -362,7 +364,7 @@ class ChannelTimeline:
     def add(self, t_ns: int, value: float) -> None:
         """Add one reading: joules (raw counter) or watts, stamped with monotonic ``t_ns``."""
         self._attempt(t_ns)
-        if value != value or math.isinf(value):
+        if value - value:  # NaN or infinite (x - x is 0.0 for every finite x)
             self.rejected += 1
             self._trouble = True
             self._event("rejected", f"rejected non-finite reading at +{self._offset_s(t_ns):.3f} s")
@@ -375,7 +377,7 @@ class ChannelTimeline:
         if dt <= 0:
             return
         prev_cum = self._cum
-        if self.channel.kind == "counter":
+        if self._is_counter:
             accepted = self._add_counter(t_ns, dt, value)
         else:
             accepted = self._add_power(t_ns, dt, value)
@@ -386,7 +388,8 @@ class ChannelTimeline:
         self.samples += 1
         self._append(t_ns, accepted)
         self._prev_t = t_ns
-        self._resolve(t_ns, prev_t, prev_cum)
+        if self._pending:
+            self._resolve(t_ns, prev_t, prev_cum)
 
     def _first(self, t_ns: int, value: float) -> None:
         if self.channel.kind == "counter":
@@ -463,7 +466,8 @@ class ChannelTimeline:
 
     def _add_counter(self, t_ns: int, dt: int, raw: float) -> float | None:
         ch = self.channel
-        if self._counter_out_of_range(t_ns, raw):
+        wrap_j = ch.wrap_j
+        if (raw < 0 or (wrap_j and raw > wrap_j)) and self._counter_out_of_range(t_ns, raw):
             return None
         delta = raw - self._prev_raw
         wrapped = False
@@ -545,7 +549,8 @@ class ChannelTimeline:
             )
         if wrapped:
             self.wraps += 1
-        self._track_flat(t_ns, delta)
+        if delta == 0.0 or self._flat_since is not None:
+            self._track_flat(t_ns, delta)
         self._cum += delta
         self.covered_ns += dt
         self._prev_raw = raw

@@ -4,6 +4,9 @@ One channel per physical GPU, named ``gpu:<NVML index>``:
 
 - a **counter** channel from ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since the driver was
   loaded, Volta and newer; an unsigned 64-bit value, so it does not wrap in practice);
+- else a **power** channel from the driver's buffered power samples (``nvmlDeviceGetSamples`` with
+  ``NVML_TOTAL_POWER_SAMPLES``, read about once a second: each reading is their mean since the
+  previous read, see ``_nvml_samples.py``), where the GPU keeps at least 2.5 s of them;
 - else a **power** channel from ``nvmlDeviceGetPowerUsage`` (mW). NVML's reference says that on
   Ampere (except GA100) and newer GPUs this call returns power averaged over 1 s, and on GA100 and
   older architectures an instantaneous value (it points to the ``NVML_FI_DEV_POWER_AVERAGE`` and
@@ -41,6 +44,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bertwatt.backends._cuda_devices import GPU, Pick, check_devices, pick_gpus
+from bertwatt.backends._nvml_samples import SAMPLES_CALL, PowerSamples, probe_power_samples
 from bertwatt.backends.base import (
     Availability,
     Channel,
@@ -174,7 +178,7 @@ class NVMLBackend:
         self._all = all_devices
         self._nvml: Any = None
         self._error_type: type[BaseException] = Exception
-        self._plan: list[tuple[Callable[[Any], int], Any]] | None = None
+        self._plan: list[tuple[Callable[[Any], float], Any]] | None = None
         self._labels: list[tuple[str, str, str]] = []
         self._messages: dict[tuple[int, int | None], str] = {}
         self._code_names: dict[int, str] = {}
@@ -411,6 +415,14 @@ class NVMLBackend:
                 max_power_w=max_power_w,
                 info=info,
             )
+        samples = probe_power_samples(nv, error_type, handle, self._describe)
+        if isinstance(samples, PowerSamples):
+            return self._sampled_channel(
+                samples, handle, channel_name, gpu, energy_error, notes, info, max_power_w
+            )
+        notes.append(
+            f"Power is polled: the driver's buffered power samples are not used ({samples})."
+        )
         try:
             nv.nvmlDeviceGetPowerUsage(handle)
         except error_type as err:
@@ -449,6 +461,52 @@ class NVMLBackend:
             provenance=provenance,
             max_power_w=max_power_w,
             info=info,
+        )
+
+    def _sampled_channel(
+        self,
+        samples: PowerSamples,
+        handle: Any,
+        channel_name: str,
+        gpu: GPU,
+        energy_error: str,
+        notes: list[str],
+        info: dict[str, str],
+        max_power_w: float,
+    ) -> Channel:
+        """A power channel read from the driver's buffered power samples (no 10 Hz polling)."""
+        if self._plan is None:
+            self._plan = []
+        self._plan.append((samples, handle))
+        self._labels.append((SAMPLES_CALL, channel_name, gpu.uuid))
+        info["power_sample_period_s"] = f"{samples.period_s:.6g}"
+        provenance = Provenance(
+            kind="measured",
+            source=f"NVML {SAMPLES_CALL} (NVML_TOTAL_POWER_SAMPLES)",
+            scope="gpu-board",
+            method=(
+                "the driver's buffered board power samples (one every "
+                f"{samples.period_s * 1e3:.3g} ms), read about once a second; each reading is "
+                "their time-weighted (trapezoid) mean since the previous read"
+            ),
+            update_period_s=samples.period_s,
+            notes=(
+                f"{_ENERGY_CALL} is unavailable on this GPU ({energy_error}; it needs Volta or "
+                "newer), so energy is integrated from the driver's power samples.",
+                "If a read comes later than the buffer reaches back, the samples lost are "
+                "bridged by the trapezoid rule between the last sample seen and the next.",
+                _NOTE_POWER,
+                *notes,
+            ),
+        )
+        return Channel(
+            name=channel_name,
+            domain="gpu",
+            kind="power",
+            provenance=provenance,
+            max_power_w=max_power_w,
+            info=info,
+            mean_since_last_read=True,
         )
 
     def _power_limit(

@@ -7,12 +7,23 @@ Names, values, class names and ``str()`` texts follow ``pynvml.py`` of nvidia-ml
 
 from __future__ import annotations
 
+import ctypes
 import string
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["ERROR_CLASSES", "ERROR_CODES", "ERROR_TEXT", "NVMLError", "build_module"]
+__all__ = [
+    "ERROR_CLASSES",
+    "ERROR_CODES",
+    "ERROR_TEXT",
+    "SAMPLING_TYPES",
+    "VALUE_TYPES",
+    "NVMLError",
+    "build_module",
+    "c_nvmlSample_t",
+    "c_nvmlValue_t",
+]
 
 # Where the fake's error classes are documented and imported from.
 _PUBLIC_MODULE = "bertwatt.testing.nvml"
@@ -89,6 +100,54 @@ ERROR_TEXT: dict[int, str] = {
 }
 
 
+#: ``nvmlSamplingType_t`` values (``NVML_<name>`` in pynvml) for ``nvmlDeviceGetSamples``.
+SAMPLING_TYPES: dict[str, int] = {
+    "TOTAL_POWER_SAMPLES": 0,
+    "GPU_UTILIZATION_SAMPLES": 1,
+    "MEMORY_UTILIZATION_SAMPLES": 2,
+    "ENC_UTILIZATION_SAMPLES": 3,
+    "DEC_UTILIZATION_SAMPLES": 4,
+    "PROCESSOR_CLK_SAMPLES": 5,
+    "MEMORY_CLK_SAMPLES": 6,
+    "MODULE_POWER_SAMPLES": 7,
+}
+
+#: ``nvmlValueType_t`` values (``NVML_VALUE_TYPE_<name>`` in pynvml): which member of a sample's
+#: ``nvmlValue_t`` union holds the value.
+VALUE_TYPES: dict[str, int] = {
+    "DOUBLE": 0,
+    "UNSIGNED_INT": 1,
+    "UNSIGNED_LONG": 2,
+    "UNSIGNED_LONG_LONG": 3,
+    "SIGNED_LONG_LONG": 4,
+    "SIGNED_INT": 5,
+    "UNSIGNED_SHORT": 6,
+}
+
+
+class c_nvmlValue_t(ctypes.Union):  # noqa: N801 - pynvml's name
+    """``nvmlValue_t``: one sample's value; the member in use is named by the value type."""
+
+    _fields_ = [
+        ("dVal", ctypes.c_double),
+        ("uiVal", ctypes.c_uint),
+        ("ulVal", ctypes.c_ulong),
+        ("ullVal", ctypes.c_ulonglong),
+        ("sllVal", ctypes.c_longlong),
+        ("siVal", ctypes.c_int),
+        ("usVal", ctypes.c_ushort),
+    ]
+
+
+class c_nvmlSample_t(ctypes.Structure):  # noqa: N801 - pynvml's name
+    """``nvmlSample_t``: ``timeStamp`` (CPU time stamp, microseconds) and ``sampleValue``."""
+
+    _fields_ = [
+        ("timeStamp", ctypes.c_ulonglong),
+        ("sampleValue", c_nvmlValue_t),
+    ]
+
+
 class NVMLError(Exception):
     """The fake's ``pynvml.NVMLError``: ``.value`` is the NVML error code.
 
@@ -158,6 +217,12 @@ def build_module(functions: Mapping[str, Callable[..., Any]]) -> types.ModuleTyp
         mod.__dict__[f"NVML_ERROR_{name}"] = code
     mod.__dict__["NVML_DEVICE_MIG_DISABLE"] = 0
     mod.__dict__["NVML_DEVICE_MIG_ENABLE"] = 1
+    for name, value in SAMPLING_TYPES.items():
+        mod.__dict__[f"NVML_{name}"] = value
+    for name, value in VALUE_TYPES.items():
+        mod.__dict__[f"NVML_VALUE_TYPE_{name}"] = value
+    mod.__dict__["c_nvmlValue_t"] = c_nvmlValue_t
+    mod.__dict__["c_nvmlSample_t"] = c_nvmlSample_t
     mod.__dict__["NVMLError"] = NVMLError
     mod.__dict__.update(ERROR_CLASSES)
     mod.__dict__["nvmlExceptionClass"] = _nvml_exception_class

@@ -38,6 +38,13 @@ gain error of a few percent, and an energy counter that moves every 100 ms::
     gpu = FakeGPU(power_w=trace, sensor=SensorModel(power_reading="instant", gain=1.03,
                                                     energy_update_s=0.1))
     FakeGPU(power_w=trace, sensor="a100")       # the same without the gain error
+
+``FakeGPU(power_sample_period_s=...)`` gives the GPU the driver's buffer of power samples that
+``nvmlDeviceGetSamples(handle, NVML_TOTAL_POWER_SAMPLES, last_seen_us)`` returns: one sample
+every ``power_sample_period_s`` (at ``k x period`` since the fake was created), the sensor's
+power reading at that moment in mW, the newest ``power_sample_buffer`` of them kept. Without it
+the call raises ``NVMLError_NotSupported``. The period and buffer size of real drivers are not
+documented: the defaults here are the fake's assumptions, not facts about a GPU.
 """
 
 from __future__ import annotations
@@ -55,7 +62,15 @@ from fractions import Fraction
 
 from bertwatt.clock import Clock, SystemClock
 from bertwatt.errors import ConfigError
-from bertwatt.testing._nvml_module import ERROR_CODES, NVMLError, build_module
+from bertwatt.testing._nvml_module import (
+    ERROR_CODES,
+    SAMPLING_TYPES,
+    VALUE_TYPES,
+    NVMLError,
+    build_module,
+    c_nvmlSample_t,
+    c_nvmlValue_t,
+)
 from bertwatt.testing._nvml_sensor import SENSOR_PRESETS, SensorModel, sensor_model
 from bertwatt.testing._nvml_trace import ExactTrace, PowerTrace, check_watts
 
@@ -95,6 +110,7 @@ _DEVICE_CALLS = frozenset(
         "nvmlDeviceGetIndex",
         "nvmlDeviceGetTotalEnergyConsumption",
         "nvmlDeviceGetPowerUsage",
+        "nvmlDeviceGetSamples",
         "nvmlDeviceGetEnforcedPowerLimit",
         "nvmlDeviceGetPowerManagementLimit",
         "nvmlDeviceGetMigMode",
@@ -152,6 +168,10 @@ class FakeGPU:
             from :data:`SENSOR_PRESETS` (``"a100"``, ``"h100"``, ``"ampere"``,
             ``"hopper_average"``, ``"exact"``) or ``None`` for an ideal sensor. Power readings
             and the counter go through it; :meth:`power_at` and :meth:`energy_j` stay the truth.
+        power_sample_period_s: the driver keeps a power sample this often, for
+            ``nvmlDeviceGetSamples(..., NVML_TOTAL_POWER_SAMPLES, ...)``; ``None`` (default) makes
+            that call raise ``NVMLError_NotSupported``.
+        power_sample_buffer: how many of the newest power samples the driver keeps.
     """
 
     def __init__(
@@ -165,6 +185,8 @@ class FakeGPU:
         energy_at_start_j: float = 0.0,
         mig_devices: int | Sequence[str] = 0,
         sensor: SensorModel | str | None = None,
+        power_sample_period_s: float | None = None,
+        power_sample_buffer: int = 120,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"FakeGPU name must be a non-empty string, got {name!r}")
@@ -182,6 +204,23 @@ class FakeGPU:
         self._lock = threading.Lock()
         self._trace = ExactTrace(power_w)
         self.sensor: SensorModel = sensor_model(sensor)
+        self.power_sample_period_ns: int | None = None
+        if power_sample_period_s is not None:
+            period = check_watts(power_sample_period_s, "power_sample_period_s")
+            if not period >= 1e-6:
+                raise ConfigError(
+                    f"power_sample_period_s must be at least 1e-6 s, got {power_sample_period_s!r}"
+                )
+            self.power_sample_period_ns = round(period * _NS_PER_S)
+        if (
+            isinstance(power_sample_buffer, bool)
+            or not isinstance(power_sample_buffer, int)
+            or power_sample_buffer < 1
+        ):
+            raise ConfigError(
+                f"power_sample_buffer must be a positive integer, got {power_sample_buffer!r}"
+            )
+        self.power_sample_buffer = power_sample_buffer
 
     @staticmethod
     def _mig_uuids(mig_devices: int | Sequence[str]) -> tuple[str, ...]:
@@ -273,6 +312,27 @@ class FakeGPU:
     def _power_at_ns(self, elapsed_ns: int) -> float:
         # What nvmlDeviceGetPowerUsage sees: the trace through the sensor model.
         return self.sensor.power_w(self._trace, elapsed_ns)
+
+    def _power_samples(
+        self, elapsed_ns: int, last_seen_us: int, base_us: int
+    ) -> list[c_nvmlSample_t]:
+        """The buffered power samples newer than ``last_seen_us`` (oldest first)."""
+        period = self.power_sample_period_ns
+        assert period is not None
+        newest = elapsed_ns // period
+        first = max(1, newest - self.power_sample_buffer + 1)
+        if last_seen_us > base_us:
+            # the first sample whose stamp can be past last_seen_us (stamps are floored to us)
+            first = max(first, (last_seen_us - base_us) * 1000 // period)
+        out = []
+        for k in range(first, newest + 1):
+            t_ns = k * period
+            stamp = base_us + t_ns // 1000
+            if stamp <= last_seen_us:
+                continue
+            mw = round(self._power_at_ns(t_ns) * 1000)
+            out.append(c_nvmlSample_t(stamp, c_nvmlValue_t(uiVal=mw)))
+        return out
 
     def _true_mj(self, elapsed_ns: int) -> Fraction | float:
         start_mj = Fraction(self.energy_at_start_j) * 1000
@@ -366,6 +426,8 @@ class FakeNVML:
         ):
             raise ConfigError(f"origin_ns must be an integer of nanoseconds, got {origin_ns!r}")
         self._start_ns = self.clock.monotonic_ns() if origin_ns is None else origin_ns
+        # nvmlSample_t time stamps are CPU time in microseconds: the wall clock at t = 0
+        self._wall_us = self.clock.time_ns() // 1000
         self._handles = [_GpuHandle(g, i) for i, g in enumerate(self.gpus)]
         self.module = self._build_module()
 
@@ -502,6 +564,30 @@ class FakeNVML:
     def _nvmlDeviceGetPowerUsage(self, handle: object) -> int:  # noqa: N802
         found, elapsed = self._physical("nvmlDeviceGetPowerUsage", handle)
         return round(found.gpu._power_at_ns(elapsed) * 1000)
+
+    def _nvmlDeviceGetSamples(  # noqa: N802
+        self,
+        handle: object,
+        sampling_type: int,
+        timeStamp: int,  # noqa: N803 - pynvml's name
+    ) -> tuple[int, list[c_nvmlSample_t]]:
+        # pynvml returns (value type, samples[0:count]); NVML answers NOT_FOUND when no sample
+        # is newer than the time stamp, NOT_SUPPORTED for a GPU or sampling type without them.
+        found, elapsed = self._physical("nvmlDeviceGetSamples", handle)
+        gpu = found.gpu
+        if sampling_type not in SAMPLING_TYPES.values() or isinstance(timeStamp, bool):
+            raise NVMLError(ERROR_CODES["INVALID_ARGUMENT"])
+        if not isinstance(timeStamp, int) or timeStamp < 0:
+            raise NVMLError(ERROR_CODES["INVALID_ARGUMENT"])
+        if (
+            sampling_type != SAMPLING_TYPES["TOTAL_POWER_SAMPLES"]
+            or gpu.power_sample_period_ns is None
+        ):
+            raise NVMLError(ERROR_CODES["NOT_SUPPORTED"])
+        samples = gpu._power_samples(elapsed, timeStamp, self._wall_us)
+        if not samples:
+            raise NVMLError(ERROR_CODES["NOT_FOUND"])
+        return VALUE_TYPES["UNSIGNED_INT"], samples
 
     def _limit_mw(self, call: str, handle: object) -> int:
         found, _ = self._physical(call, handle)
