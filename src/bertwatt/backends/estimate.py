@@ -42,7 +42,6 @@ in use (Green Algorithms: it "only depends on the size of memory available"), so
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import math
 import os
@@ -333,7 +332,7 @@ class EstimateBackend:
         psutil: Any = _NoPsutil
         if self._mode == "system" or self._memory or not self._procfs_readable():
             try:
-                psutil = importlib.import_module("psutil")
+                import psutil as found
             except ImportError as err:
                 gone = Unavailable(
                     what="estimate",
@@ -341,6 +340,7 @@ class EstimateBackend:
                     fix="pip install psutil",
                 )
                 return Availability(unavailable=(gone,))
+            psutil = found
         self._psutil = psutil
         if self._cpuinfo is None:
             self._cpuinfo = _cpuinfo(self._cpuinfo_path)
