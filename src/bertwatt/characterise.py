@@ -1,0 +1,477 @@
+"""Self-characterisation at start: a short polling burst per backend, on its sampler thread.
+
+Right after a backend's first read (so ``start()`` is never delayed), its sampler thread polls it
+for at most :data:`BURST_S` seconds and :data:`BURST_READS` reads, then stops for good. From the
+burst it learns, per channel:
+
+- for an energy **counter**: whether it moves in steps slower than the polls, its update period
+  and the times of its steps (phase), bounded on both sides by the polls that saw it unchanged
+  and changed. A period within the polls' precision of the sensor model's (``sensor_models.csv``)
+  is taken as the model's; else the measured one, whose error then grows with time;
+- whether the **power reading** is instant or averaged: for a counter whose backend also offers
+  ``read_power()`` (NVML), the reading's swing is compared with the counter's step-to-step swing
+  over the burst (an instant reading follows the steps, a 1 s average moves a few tenths of
+  them); a power channel's own refresh period is found like a counter's steps.
+
+What it found goes into each channel's ``provenance.characterised`` (period, phase resolution,
+averaged or instant, and how it was measured). With a counter's steps known, every counter
+reading is placed at the counter's last step (:class:`StepClock`) instead of at the read: a
+window edge then falls between two known steps and is interpolated, or, after the last step, is
+extrapolated at the power of the last read interval. Where the phase is no longer known to a
+quarter period (the clocks drift apart, :data:`DRIFT_REL`, or the period was measured rather than
+confirmed), a reading is placed half a period before the read, its expected age.
+
+Skipped for blocking (network) backends, for estimates and for backends whose first read did not
+return in time; a window edge asked for during the burst ends it at once (the edge is read right
+after). Nothing here runs on the caller's thread, and with a manual clock
+(:class:`bertwatt.testing.FakeClock`) the burst polls as the clock advances.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
+
+from bertwatt.backends._guard import check_reading
+
+if TYPE_CHECKING:
+    from bertwatt.clock import Clock
+    from bertwatt.sampler import BackendGroup, Sampler
+    from bertwatt.timeline import ChannelTimeline
+
+__all__ = [
+    "BURST_READS",
+    "BURST_S",
+    "DRIFT_REL",
+    "Burst",
+    "StepClock",
+    "StepFit",
+    "attach_bursts",
+    "classify_reading",
+    "fit_steps",
+    "start_burst",
+]
+
+#: Longest burst (s) and most reads per channel.
+BURST_S = 0.3
+BURST_READS = 40
+#: Relative drift assumed between a sensor's own clock and the host's monotonic clock (100 ppm:
+#: the tolerance of common quartz oscillators); a phase found at start loses precision this fast.
+DRIFT_REL = 1e-4
+#: A period within this share of the sensor model's, beyond the polls' precision, is the model's.
+_SNAP_REL = 0.02
+_MIN_STEPS = 3
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class StepClock:
+    """When a stepping counter last moved, from a period and one step time found at start.
+
+    Attributes:
+        period_ns: the counter's update period.
+        anchor_ns: the time of one step (monotonic ns).
+        res_ns: half-width of the anchor's uncertainty.
+        rate: growth of that uncertainty per ns away from the anchor (drift, period error).
+    """
+
+    period_ns: int
+    anchor_ns: int
+    res_ns: int
+    rate: float
+
+    def uncertainty_ns(self, t_ns: int) -> float:
+        """How well the step times are known near ``t_ns`` (half-width, ns)."""
+        return self.res_ns + self.rate * abs(t_ns - self.anchor_ns)
+
+    def stamp(self, t_ns: int) -> int:
+        """The time a reading taken at ``t_ns`` stands for: the counter's last step when it is
+        known to a quarter period and the read is not within that uncertainty of a step, else
+        half a period before the read (its expected age)."""
+        period = self.period_ns
+        u = self.uncertainty_ns(t_ns)
+        if u < period / 4:
+            step = self.anchor_ns + ((t_ns - self.anchor_ns) // period) * period
+            if t_ns - step >= u and step + period - t_ns >= u:
+                return step
+        return t_ns - period // 2
+
+
+@dataclass(frozen=True, slots=True)
+class StepFit:
+    """What a burst's polls say about a stepping value: the steps, or why they are not known."""
+
+    clock: StepClock | None
+    steps: int
+    measured_period_s: float | None
+    period_precision_s: float | None
+    snapped: bool
+    reason: str = ""
+
+
+def fit_steps(
+    t0_ns: Sequence[int],
+    t1_ns: Sequence[int],
+    values: Sequence[float],
+    model_period_s: float | None = None,
+    drift_rel: float = DRIFT_REL,
+) -> StepFit:
+    """Find a stepping value's period and phase from polls ``[t0, t1]`` and their values.
+
+    A change between poll ``j`` and ``j + 1`` puts a step in ``(t0[j], t1[j + 1]]``. Needs at
+    least three changes at regular gaps (two when their gap confirms the sensor model's period),
+    with unchanged polls between (a value that changes at every poll moves at least as fast as it
+    was polled, which says nothing more).
+    """
+    n = min(len(t0_ns), len(t1_ns), len(values))
+    if n < 4:
+        return StepFit(None, 0, None, None, False, f"too few polls ({n})")
+    bounds = [(t0_ns[j], t1_ns[j + 1]) for j in range(n - 1) if values[j + 1] != values[j]]
+    if len(bounds) >= n - 1:
+        return StepFit(None, len(bounds), None, None, False, "it changed at every poll")
+    if len(bounds) < 2:
+        return StepFit(
+            None, len(bounds), None, None, False, f"{len(bounds)} step(s) seen in the burst"
+        )
+    mids = [(a + b) / 2 for a, b in bounds]
+    gaps = sorted(b - a for a, b in pairwise(mids))
+    median = gaps[len(gaps) // 2]
+    if median <= 0 or gaps[0] < 0.6 * median or gaps[-1] > 1.4 * median:
+        return StepFit(None, len(bounds), None, None, False, "irregular steps")
+    k = len(bounds) - 1
+    measured = (mids[-1] - mids[0]) / k
+    precision = ((bounds[0][1] - bounds[0][0]) + (bounds[-1][1] - bounds[-1][0])) / 2 / k
+    snapped = False
+    period = measured
+    rate = drift_rel + precision / measured
+    if model_period_s:
+        model_ns = model_period_s * _NS
+        if abs(measured - model_ns) <= precision + _SNAP_REL * model_ns:
+            period, rate, snapped = model_ns, drift_rel, True
+    if not snapped and len(bounds) < _MIN_STEPS:
+        return StepFit(
+            None,
+            len(bounds),
+            measured / _NS,
+            precision / _NS,
+            False,
+            f"{len(bounds)} steps seen in the burst, and no sensor model period they confirm "
+            f"(needs {_MIN_STEPS})",
+        )
+    # every step is anchor0 + i * period: intersect what each says about anchor0
+    lo = max(a - i * period for i, (a, _) in enumerate(bounds))
+    hi = min(b - i * period for i, (_, b) in enumerate(bounds))
+    if lo > hi:
+        if snapped:
+            return StepFit(
+                None, len(bounds), measured / _NS, precision / _NS, True, "steps off the period"
+            )
+        lo, hi = bounds[-1][0] - k * period, bounds[-1][1] - k * period
+    anchor = (lo + hi) / 2 + k * period
+    clock = StepClock(
+        period_ns=round(period),
+        anchor_ns=round(anchor),
+        res_ns=math.ceil((hi - lo) / 2) + 1,
+        rate=rate,
+    )
+    return StepFit(clock, len(bounds), measured / _NS, precision / _NS, snapped)
+
+
+def classify_reading(
+    counter_t_ns: Sequence[int],
+    counter_j: Sequence[float],
+    power_w: Sequence[float],
+    period_ns: int,
+) -> tuple[str, str]:
+    """Instant or averaged: the power reading's swing against the counter's over one burst.
+
+    ``counter_t_ns``/``counter_j``: the step times and counter values after each step; ``power_w``
+    the power readings of the burst. Returns ``(verdict, detail)`` with verdict ``"instant"``,
+    ``"averaged"`` or ``""`` (not resolved).
+    """
+    pw = [w for w in power_w if math.isfinite(w)]
+    pairs = zip(counter_t_ns, counter_t_ns[1:], counter_j, counter_j[1:], strict=False)
+    # consecutive steps one period apart: each increment is one period's energy
+    step_w = [
+        (b - a) / (period_ns / _NS)
+        for ta, tb, a, b in pairs
+        if 0.5 * period_ns <= tb - ta <= 1.5 * period_ns
+    ]
+    if len(step_w) < 2 or len(pw) < 4:
+        return "", "too few whole counter steps or power readings in the burst"
+    swing_c = max(step_w) - min(step_w)
+    mean_c = sum(step_w) / len(step_w)
+    if swing_c <= 0.1 * max(mean_c, 1e-9):
+        return "", (
+            f"the power was steady during the burst (counter steps {min(step_w):.4g}-"
+            f"{max(step_w):.4g} W): nothing to tell an average from an instant reading"
+        )
+    ratio = (max(pw) - min(pw)) / swing_c
+    detail = (
+        f"the reading swung {max(pw) - min(pw):.4g} W while the counter's steps swung "
+        f"{swing_c:.4g} W (ratio {ratio:.2f})"
+    )
+    if ratio >= 0.5:
+        return "instant", detail
+    if ratio <= 0.35:
+        return "averaged", detail
+    return "", detail
+
+
+# --------------------------------------------------------------------------- the burst
+@dataclass
+class _Track:
+    """The polls of one channel (or of the power reading beside a counter)."""
+
+    t0: list[int] = field(default_factory=list)
+    t1: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    power: list[float] = field(default_factory=list)
+
+
+def _model_period(backend: str, tl: ChannelTimeline) -> float | None:
+    from bertwatt.report.uncertainty import sensor_model_for
+
+    ch = tl.channel
+    if ch.provenance.update_period_s:
+        return ch.provenance.update_period_s
+    device = str(ch.info.get("gpu_name") or ch.info.get("name") or "")
+    try:
+        model = sensor_model_for(backend, ch.kind, device)
+    except Exception:  # a broken override table must not stop the burst
+        return None
+    return model.update_period_s if model is not None else None
+
+
+def _eligible(g: BackendGroup) -> bool:
+    if g.blocking or not g.at_edges or not g.timelines:
+        return False
+    if getattr(g.backend, "name", "") == "estimate":
+        return False
+    return not any(tl.channel.provenance.kind == "estimated" for tl in g.timelines)
+
+
+class Burst:
+    """One backend's characterisation burst (see the module docstring).
+
+    Args:
+        group: the backend's sampler group (its thread, lock and timelines).
+        clock: the meter's clock.
+    """
+
+    def __init__(self, group: BackendGroup, clock: Clock) -> None:
+        self.group = group
+        self.clock = clock
+        self.tracks = [_Track() for _ in group.timelines]
+        self.started_ns: int | None = None
+        self.next_ns = 0
+        self.reads = 0
+        self.ended = ""
+        reader = getattr(group.backend, "read_power", None)
+        self.read_power: Callable[[], Sequence[float]] | None = (
+            reader
+            if callable(reader) and any(tl.channel.kind == "counter" for tl in group.timelines)
+            else None
+        )
+        self.poll_ns = int(BURST_S / BURST_READS * _NS)
+        with group.lock:
+            for tl in group.timelines:
+                if tl.channel.kind == "counter":
+                    tl.hold_marks()
+
+    # -- polling
+    def poll(self) -> bool:
+        """Take one burst read; False when the burst is over."""
+        g, clock = self.group, self.clock
+        t0 = clock.monotonic_ns()
+        if self.started_ns is None:
+            self.started_ns = t0
+        g.read_started_ns = t0
+        g.call = "read"
+        try:
+            values, _errors = check_reading(g.backend.read(), g.n_channels, f"{g.name}.read()")
+            power: Sequence[float] = ()
+            if self.read_power is not None:
+                try:
+                    power = list(self.read_power())
+                except Exception:
+                    self.read_power = None
+        except Exception as err:
+            self.ended = f"a read failed during the burst ({type(err).__name__})"
+            return False
+        finally:
+            g.call = ""
+            g.read_started_ns = 0
+        t1 = clock.monotonic_ns()
+        index = g.index
+        for j, track in enumerate(self.tracks):
+            i = index[j] if index is not None else j
+            track.t0.append(t0)
+            track.t1.append(t1)
+            track.values.append(values[i])
+            if power and i < len(power):
+                track.power.append(float(power[i]))
+        self.reads += 1
+        self.next_ns = t0 + self.poll_ns
+        return self.reads < BURST_READS and t1 - self.started_ns < BURST_S * _NS
+
+    def run(self, stop: threading.Event, wake: threading.Event) -> None:
+        """Poll on the group's own thread until done, stopped, or an edge is wanted; then finish."""
+        g = self.group
+        try:
+            while not stop.is_set() and not g.edge_wanted:
+                if not self.poll():
+                    break
+                left = (self.next_ns - self.clock.monotonic_ns()) / _NS
+                if left > 0 and not g.edge_wanted:
+                    wake.wait(left)
+                    if not g.edge_wanted:
+                        wake.clear()
+            if g.edge_wanted and not self.ended:
+                self.ended = f"a window edge was asked for after {self.reads} reads"
+        finally:
+            self.finish()
+            # the burst's reads stood for the ticks it took: the next tick is one interval on
+            g.next_due_ns = max(g.next_due_ns, self.clock.monotonic_ns() + g.interval_ns)
+
+    # -- manual clocks: the clock calls these as it advances
+    def next_due_ns(self) -> int | None:
+        """The next poll (manual clocks)."""
+        return self.next_ns
+
+    def run_due(self, now_ns: int) -> None:
+        """Take the poll due at ``now_ns``, or finish (manual clocks)."""
+        if self.group.finished or not self.poll():
+            detach = getattr(self.clock, "detach", None)
+            if detach is not None:
+                detach(self)
+            self.finish()
+
+    # -- the result
+    def finish(self) -> None:
+        """Fit what the burst saw, record it, install step clocks, release the held edges."""
+        g = self.group
+        start = self.started_ns or 0
+        span = (max((t.t1[-1] for t in self.tracks if t.t1), default=start) - start) / _NS
+        how = (
+            f"burst of {self.reads} reads over {span:.3g} s on the sampler thread right after "
+            f"start() returned (a read every {self.poll_ns / 1e6:.3g} ms)"
+            + (f"; ended early: {self.ended}" if self.ended else "")
+        )
+        with g.lock:
+            if g.finished:
+                for tl in g.timelines:
+                    tl.release_marks()
+                return
+            for tl, track in zip(g.timelines, self.tracks, strict=True):
+                self._finish_channel(tl, track, how)
+
+    def _finish_channel(self, tl: ChannelTimeline, track: _Track, how: str) -> None:
+        info: dict[str, str] = {"how_measured": how}
+        name = self.group.name
+        model_s = _model_period(name, tl)
+        fit = fit_steps(track.t0, track.t1, track.values, model_s)
+        what = "counter" if tl.channel.kind == "counter" else "power reading"
+        if fit.clock is None:
+            info["update_period_s"] = f"not resolved: {fit.reason}"
+        else:
+            c = fit.clock
+            measured = f"{fit.measured_period_s:.4g} s +/- {fit.period_precision_s * 1e3:.2g} ms"
+            info["update_period_s"] = (
+                f"{c.period_ns / _NS:.4g} (the sensor model's; the burst measured {measured} "
+                f"from {fit.steps} steps)"
+                if fit.snapped
+                else f"{c.period_ns / _NS:.4g} (measured from {fit.steps} steps, +/- "
+                f"{fit.period_precision_s * 1e3:.2g} ms)"
+            )
+            offset = ((c.anchor_ns - (self.started_ns or 0)) % c.period_ns) / _NS
+            info["phase"] = f"the {what} steps {offset * 1e3:.1f} ms after start() (mod the period)"
+            info["phase_resolution_s"] = f"{c.res_ns / _NS:.2g}"
+        if tl.channel.kind == "counter":
+            self._counter(tl, track, fit, info)
+        else:
+            # the burst's power readings are samples like any other: keep them
+            last = tl.last_t
+            for t0, t1, v in zip(track.t0, track.t1, track.values, strict=True):
+                t = (t0 + t1) // 2
+                if (last is None or t > last) and math.isfinite(v):
+                    tl.add(t, v)
+            info["power_reading"] = (
+                "not resolved at start: no energy counter to compare it with (the report's "
+                "detected_reading looks at its samples)"
+            )
+        tl.characterised = info
+
+    def _counter(
+        self, tl: ChannelTimeline, track: _Track, fit: StepFit, info: dict[str, str]
+    ) -> None:
+        if fit.clock is not None and track.power:
+            steps_t = [
+                track.t1[j + 1]
+                for j in range(len(track.values) - 1)
+                if track.values[j + 1] != track.values[j]
+            ]
+            steps_j = [
+                track.values[j + 1]
+                for j in range(len(track.values) - 1)
+                if track.values[j + 1] != track.values[j]
+            ]
+            verdict, detail = classify_reading(steps_t, steps_j, track.power, fit.clock.period_ns)
+            info["power_reading"] = f"{verdict}: {detail}" if verdict else f"not resolved: {detail}"
+        elif fit.clock is not None:
+            info["power_reading"] = "not measured: the backend offers no power reading"
+        last = tl.last_t
+        installed = tl.release_marks(fit.clock)
+        if not installed:
+            info["edges"] = (
+                "read as they are (no step clock: "
+                + (fit.reason or "the readings could not be placed at its steps")
+                + ")"
+            )
+            return
+        # the burst's own readings are counter readings too: they place the start edge
+        # between two steps
+        clock = fit.clock
+        assert clock is not None
+        for t0, t1, v in zip(track.t0, track.t1, track.values, strict=True):
+            t = (t0 + t1) // 2
+            # a poll too close to a step to say which side it read adds nothing: skip it
+            step = clock.anchor_ns + ((t - clock.anchor_ns) // clock.period_ns) * clock.period_ns
+            if clock.stamp(t) != step:
+                continue
+            if last is not None and t > last and math.isfinite(v):
+                tl.add(t, v)
+        life = (fit.clock.period_ns / 4 - fit.clock.res_ns) / fit.clock.rate / _NS
+        info["edges"] = (
+            "each counter reading placed at the counter's last step, so a window edge between "
+            "two steps is interpolated and one after the last step is extrapolated at the power "
+            f"of the last read interval; the phase is trusted for about {life:.3g} s after start "
+            f"({DRIFT_REL * 1e6:.0f} ppm drift assumed"
+            + ("" if fit.snapped else ", and the measured period's error")
+            + "), after which a reading is placed half a period before it was taken"
+        )
+
+
+def start_burst(group: BackendGroup, clock: Clock) -> Burst | None:
+    """The burst of one group on its own thread, or None when it is skipped."""
+    if clock.manual or not _eligible(group):
+        return None
+    return Burst(group, clock)
+
+
+def attach_bursts(sampler: Sampler) -> None:
+    """With a manual clock: a burst per eligible group, polled as the clock advances."""
+    clock: Any = sampler.clock
+    attach = getattr(clock, "attach", None)
+    if not clock.manual or attach is None:
+        return
+    now = clock.monotonic_ns()
+    for g in sampler.groups:
+        if _eligible(g):
+            burst = Burst(g, clock)
+            burst.next_ns = now + burst.poll_ns
+            attach(burst)
