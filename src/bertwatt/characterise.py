@@ -21,8 +21,10 @@ extrapolated at the power of the last read interval. Where the phase is no longe
 quarter period (the clocks drift apart, :data:`DRIFT_REL`, or the period was measured rather than
 confirmed), a reading is placed half a period before the read, its expected age.
 
-Skipped for blocking (network) backends, for estimates and for backends whose first read did not
-return in time; a window edge asked for during the burst ends it at once (the edge is read right
+Run for backends whose sensor model updates every 10 ms or slower (NVML), or that set
+``characterise = True``; skipped for blocking (network) backends, for estimates, for backends
+that set ``characterise = False`` and for those whose first read did not return in time; a
+window edge asked for during the burst ends it at once (the edge is read right
 after). Nothing here runs on the caller's thread, and with a manual clock
 (:class:`bertwatt.testing.FakeClock`) the burst polls as the clock advances.
 """
@@ -65,6 +67,8 @@ DRIFT_REL = 1e-4
 #: A period within this share of the sensor model's, beyond the polls' precision, is the model's.
 _SNAP_REL = 0.02
 _MIN_STEPS = 3
+#: Sensors updating at least this slowly are characterised unless the backend says otherwise.
+_SLOW_SENSOR_S = 0.01
 _NS = 1_000_000_000
 
 
@@ -248,11 +252,19 @@ def _model_period(backend: str, tl: ChannelTimeline) -> float | None:
 
 
 def _eligible(g: BackendGroup) -> bool:
+    """Burst for a non-blocking, measuring backend that asks for it (``characterise = True``)
+    or, when it does not say, whose sensor model updates every 10 ms or slower (NVML's 100 ms;
+    not RAPL's 1 ms, which no burst can resolve)."""
     if g.blocking or not g.at_edges or not g.timelines:
         return False
     if getattr(g.backend, "name", "") == "estimate":
         return False
-    return not any(tl.channel.provenance.kind == "estimated" for tl in g.timelines)
+    if any(tl.channel.provenance.kind == "estimated" for tl in g.timelines):
+        return False
+    wanted = getattr(g.backend, "characterise", None)
+    if isinstance(wanted, bool):
+        return wanted
+    return any((_model_period(g.name, tl) or 0.0) >= _SLOW_SENSOR_S for tl in g.timelines)
 
 
 class Burst:
@@ -295,7 +307,7 @@ class Burst:
         try:
             values, _errors = check_reading(g.backend.read(), g.n_channels, f"{g.name}.read()")
             power: Sequence[float] = ()
-            if self.read_power is not None:
+            if self.read_power is not None and self.reads % 2 == 0:  # every other poll
                 try:
                     power = list(self.read_power())
                 except Exception:
@@ -372,8 +384,8 @@ class Burst:
 
     def _finish_channel(self, tl: ChannelTimeline, track: _Track, how: str) -> None:
         info: dict[str, str] = {"how_measured": how}
-        name = self.group.name
-        model_s = _model_period(name, tl)
+        # (too few polls: no need to look the sensor model up)
+        model_s = _model_period(self.group.name, tl) if len(track.values) >= 4 else None
         fit = fit_steps(track.t0, track.t1, track.values, model_s)
         what = "counter" if tl.channel.kind == "counter" else "power reading"
         if fit.clock is None:

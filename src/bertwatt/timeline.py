@@ -378,14 +378,18 @@ class ChannelTimeline:
             self._trouble = True
             self._event("rejected", f"rejected non-finite reading at +{self._offset_s(t_ns):.3f} s")
             return
-        if self._steps is not None:  # a counter reading shows the counter as of its last step
-            t_ns = self._steps.stamp(t_ns)
+        read_t = t_ns
+        steps = self._steps
+        if steps is not None:  # a counter reading shows the counter as of its last step
+            t_ns = steps.stamp(t_ns)
         prev_t = self._prev_t
         if prev_t is None:
             self._first(t_ns, value)
             return
         dt = t_ns - prev_t
         if dt <= 0:
+            if steps is not None:  # no new step: edges before this read are past the last one
+                self._extrapolate(read_t)
             return
         prev_cum = self._cum
         if self.channel.kind == "counter":
@@ -400,6 +404,8 @@ class ChannelTimeline:
         self._append(t_ns, accepted)
         self._prev_t = t_ns
         self._resolve(t_ns, prev_t, prev_cum)
+        if steps is not None:
+            self._extrapolate(read_t)
 
     def _first(self, t_ns: int, value: float) -> None:
         if self.channel.kind == "counter":
@@ -643,13 +649,13 @@ class ChannelTimeline:
         """Resolve edges no sample came after (the channel stopped delivering) at the last value.
 
         With a step clock, an edge less than two counter periods after the last step is
-        extrapolated from that step at the power of the last read interval (the counter holds
-        the energy up to its last step only).
+        extrapolated from that step at the power of the last read interval, as edges are when
+        they are read (the counter holds the energy up to its last step only).
         """
         if self._held:
             self.release_marks()
         if self._steps is not None:
-            self._extrapolate_last_step()
+            self._extrapolate(None)
         cov = self.covered_to(self._prev_t) if self._prev_t is not None else 0
         while self._pending:
             mark_id, _ = self._pending.popleft()
@@ -728,18 +734,22 @@ class ChannelTimeline:
             self._upd_ns = steps.period_ns
         return True
 
-    def _extrapolate_last_step(self) -> None:
-        """Resolve edges just past the last step at the power of the last read interval."""
+    def _extrapolate(self, read_ns: int | None) -> None:
+        """Resolve the edges a read at ``read_ns`` came after (None: every edge) that lie past
+        the counter's last step, by less than two periods, at the power of the last interval
+        between stored readings: the counter holds the energy up to its last step only."""
         assert self._steps is not None
         last = self._prev_t
         t, e = self._t, self._e
-        if last is None or len(t) < 2 or t[-1] != last:
+        if self._held or last is None or len(t) < 2 or t[-1] != last:
             return
         rate = (e[-1] - e[-2]) / (t[-1] - t[-2]) if t[-1] > t[-2] else 0.0
-        limit = 2 * self._steps.period_ns
+        limit = last + 2 * self._steps.period_ns
+        if read_ns is not None:
+            limit = min(limit, read_ns)
         cov = self.covered_to(last)
         pending = self._pending
-        while pending and pending[0][1] - last <= limit:
+        while pending and pending[0][1] <= limit:
             mark_id, tm = pending.popleft()
             extra = max(0, tm - last)
             self.marks[mark_id] = self._cum + rate * extra
