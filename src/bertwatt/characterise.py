@@ -401,7 +401,10 @@ class Burst:
                 f"{fit.period_precision_s * 1e3:.2g} ms)"
             )
             offset = ((c.anchor_ns - (self.started_ns or 0)) % c.period_ns) / _NS
-            info["phase"] = f"the {what} steps {offset * 1e3:.1f} ms after start() (mod the period)"
+            info["phase"] = (
+                f"the {what} steps {offset * 1e3:.1f} ms after the burst's first poll "
+                "(mod the period)"
+            )
             info["phase_resolution_s"] = f"{c.res_ns / _NS:.2g}"
         if tl.channel.kind == "counter":
             self._counter(tl, track, fit, info)
