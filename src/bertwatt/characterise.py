@@ -1,8 +1,10 @@
 """Self-characterisation at start: a short polling burst per backend, on its sampler thread.
 
 Right after a backend's first read (so ``start()`` is never delayed), its sampler thread polls it
-for at most :data:`BURST_S` seconds and :data:`BURST_READS` reads, then stops for good. From the
-burst it learns, per channel:
+for at most :data:`BURST_S` seconds and :data:`BURST_READS` reads, then stops for good: every
+7.5 ms until a counter steps, then, with the sensor model's period, asleep until just before the
+next step is due and every 2 ms around it, until three steps are seen (about 10-20 reads). From
+the burst it learns, per channel:
 
 - for an energy **counter**: whether it moves in steps slower than the polls, its update period
   and the times of its steps (phase), bounded on both sides by the polls that saw it unchanged
@@ -69,6 +71,9 @@ _SNAP_REL = 0.02
 _MIN_STEPS = 3
 #: Sensors updating at least this slowly are characterised unless the backend says otherwise.
 _SLOW_SENSOR_S = 0.01
+#: Around an expected step: polls this often, from this long before it is due.
+_FINE_NS = 2_000_000
+_SLACK_NS = 2_000_000
 _NS = 1_000_000_000
 
 
@@ -290,6 +295,15 @@ class Burst:
             else None
         )
         self.poll_ns = int(BURST_S / BURST_READS * _NS)
+        # the counter whose steps steer the polls: the first with a known period
+        self.steer: int | None = None
+        self.steer_period_ns = 0
+        self.changes: list[tuple[int, int]] = []
+        for k, tl in enumerate(group.timelines):
+            period = _model_period(group.name, tl) if tl.channel.kind == "counter" else None
+            if period and period >= _SLOW_SENSOR_S:
+                self.steer, self.steer_period_ns = k, round(period * _NS)
+                break
         with group.lock:
             for tl in group.timelines:
                 if tl.channel.kind == "counter":
@@ -328,8 +342,32 @@ class Burst:
             if power and i < len(power):
                 track.power.append(float(power[i]))
         self.reads += 1
-        self.next_ns = t0 + self.poll_ns
+        nxt = self._next_poll(t0, t1)
+        if nxt is None:
+            return False
+        self.next_ns = nxt
         return self.reads < BURST_READS and t1 - self.started_ns < BURST_S * _NS
+
+    def _next_poll(self, t0: int, t1: int) -> int | None:
+        """When to poll next (None: the steps are known well enough).
+
+        Every :attr:`poll_ns` until the counter is seen to step; then, with the sensor model's
+        period, asleep until just before the next step is due and every :data:`_FINE_S` around
+        it, until three steps are seen (the last two to within a few ms).
+        """
+        k = self.steer
+        if k is None:
+            return t0 + self.poll_ns
+        track = self.tracks[k]
+        if len(track.values) >= 2 and track.values[-1] != track.values[-2]:
+            self.changes.append((track.t0[-2], track.t1[-1]))
+        if not self.changes:
+            return t0 + self.poll_ns
+        if len(self.changes) >= _MIN_STEPS:
+            return None
+        lo, _hi = self.changes[-1]
+        due = lo + self.steer_period_ns - _SLACK_NS  # the earliest the next step can come
+        return due if t1 < due else t0 + _FINE_NS
 
     def run(self, stop: threading.Event, wake: threading.Event) -> None:
         """Poll on the group's own thread until done, stopped, or an edge is wanted; then finish."""
@@ -371,7 +409,12 @@ class Burst:
         span = (max((t.t1[-1] for t in self.tracks if t.t1), default=start) - start) / _NS
         how = (
             f"burst of {self.reads} reads over {span:.3g} s on the sampler thread right after "
-            f"start() returned (a read every {self.poll_ns / 1e6:.3g} ms)"
+            f"start() returned (a read every {self.poll_ns / 1e6:.3g} ms"
+            + (
+                f" until a step, then every {_FINE_NS / 1e6:g} ms around the next expected ones)"
+                if self.steer is not None
+                else ")"
+            )
             + (f"; ended early: {self.ended}" if self.ended else "")
         )
         with g.lock:
@@ -392,13 +435,14 @@ class Burst:
             info["update_period_s"] = f"not resolved: {fit.reason}"
         else:
             c = fit.clock
-            measured = f"{fit.measured_period_s:.4g} s +/- {fit.period_precision_s * 1e3:.2g} ms"
+            period_s, precision_s = fit.measured_period_s or 0.0, fit.period_precision_s or 0.0
+            measured = f"{period_s:.4g} s +/- {precision_s * 1e3:.2g} ms"
             info["update_period_s"] = (
                 f"{c.period_ns / _NS:.4g} (the sensor model's; the burst measured {measured} "
                 f"from {fit.steps} steps)"
                 if fit.snapped
                 else f"{c.period_ns / _NS:.4g} (measured from {fit.steps} steps, +/- "
-                f"{fit.period_precision_s * 1e3:.2g} ms)"
+                f"{precision_s * 1e3:.2g} ms)"
             )
             offset = ((c.anchor_ns - (self.started_ns or 0)) % c.period_ns) / _NS
             info["phase"] = (
@@ -460,11 +504,12 @@ class Burst:
                 continue
             if last is not None and t > last and math.isfinite(v):
                 tl.add(t, v)
-        life = (fit.clock.period_ns / 4 - fit.clock.res_ns) / fit.clock.rate / _NS
+        life = (clock.period_ns / 4 - clock.res_ns) / clock.rate / _NS
         info["edges"] = (
             "each counter reading placed at the counter's last step, so a window edge between "
             "two steps is interpolated and one after the last step is extrapolated at the power "
-            f"of the last read interval; the phase is trusted for about {life:.3g} s after start "
+            "of the last stored interval of at least two periods; the phase is trusted for "
+            f"about {life:.3g} s after start "
             f"({DRIFT_REL * 1e6:.0f} ppm drift assumed"
             + ("" if fit.snapped else ", and the measured period's error")
             + "), after which a reading is placed half a period before it was taken"
