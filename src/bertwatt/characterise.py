@@ -256,10 +256,12 @@ def _model_period(backend: str, tl: ChannelTimeline) -> float | None:
     return model.update_period_s if model is not None else None
 
 
-def _eligible(g: BackendGroup) -> bool:
+def _eligible(g: BackendGroup, *, full: bool = True) -> bool:
     """Burst for a non-blocking, measuring backend that asks for it (``characterise = True``)
     or, when it does not say, whose sensor model updates every 10 ms or slower (NVML's 100 ms;
-    not RAPL's 1 ms, which no burst can resolve)."""
+    not RAPL's 1 ms, which no burst can resolve). ``full=False`` leaves the sensor model out
+    (it is looked up after the first read, so a fresh process's first look-up never delays
+    ``start()``)."""
     if g.blocking or not g.at_edges or not g.timelines:
         return False
     if getattr(g.backend, "name", "") == "estimate":
@@ -269,6 +271,8 @@ def _eligible(g: BackendGroup) -> bool:
     wanted = getattr(g.backend, "characterise", None)
     if isinstance(wanted, bool):
         return wanted
+    if not full:
+        return True
     return any((_model_period(g.name, tl) or 0.0) >= _SLOW_SENSOR_S for tl in g.timelines)
 
 
@@ -295,19 +299,34 @@ class Burst:
             else None
         )
         self.poll_ns = int(BURST_S / BURST_READS * _NS)
-        # the counter whose steps steer the polls: the first with a known period
+        # the counter whose steps steer the polls (the first with a known period): found by
+        # prepare(), after the group's first read
         self.steer: int | None = None
         self.steer_period_ns = 0
         self.changes: list[tuple[int, int]] = []
-        for k, tl in enumerate(group.timelines):
-            period = _model_period(group.name, tl) if tl.channel.kind == "counter" else None
-            if period and period >= _SLOW_SENSOR_S:
-                self.steer, self.steer_period_ns = k, round(period * _NS)
-                break
+        self.prepared = False
         with group.lock:
             for tl in group.timelines:
                 if tl.channel.kind == "counter":
                     tl.hold_marks()
+
+    def prepare(self) -> bool:
+        """Look the sensor models up; False (edges released) when the burst is not wanted."""
+        if self.prepared:
+            return True
+        g = self.group
+        if not _eligible(g):
+            with g.lock:
+                for tl in g.timelines:
+                    tl.release_marks()
+            return False
+        for k, tl in enumerate(g.timelines):
+            period = _model_period(g.name, tl) if tl.channel.kind == "counter" else None
+            if period and period >= _SLOW_SENSOR_S:
+                self.steer, self.steer_period_ns = k, round(period * _NS)
+                break
+        self.prepared = True
+        return True
 
     # -- polling
     def poll(self) -> bool:
@@ -372,6 +391,14 @@ class Burst:
     def run(self, stop: threading.Event, wake: threading.Event) -> None:
         """Poll on the group's own thread until done, stopped, or an edge is wanted; then finish."""
         g = self.group
+        if g.edge_wanted or stop.is_set():  # an edge at once (a window of nothing): no burst
+            self.ended = "a window edge was asked for before it began"
+            with g.lock:
+                for tl in g.timelines:
+                    tl.release_marks()
+            return
+        if not self.prepare():
+            return
         try:
             while not stop.is_set() and not g.edge_wanted:
                 if not self.poll():
@@ -518,7 +545,7 @@ class Burst:
 
 def start_burst(group: BackendGroup, clock: Clock) -> Burst | None:
     """The burst of one group on its own thread, or None when it is skipped."""
-    if clock.manual or not _eligible(group):
+    if clock.manual or not _eligible(group, full=False):
         return None
     return Burst(group, clock)
 
@@ -533,5 +560,6 @@ def attach_bursts(sampler: Sampler) -> None:
     for g in sampler.groups:
         if _eligible(g):
             burst = Burst(g, clock)
+            burst.prepare()
             burst.next_ns = now + burst.poll_ns
             attach(burst)
