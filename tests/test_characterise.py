@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bertwatt import EnergyMeter
-from bertwatt.backends.base import Channel, Provenance
+from bertwatt.backends.base import Availability, Channel, Provenance
 from bertwatt.backends.nvml import NVMLBackend
 from bertwatt.characterise import (
     BURST_READS,
@@ -252,6 +252,69 @@ def test_on_a_real_clock_the_burst_runs_after_start_and_yields_to_an_edge() -> N
     how = r.channels[0].provenance.characterised["how_measured"]
     assert "ended early: a window edge was asked for" in how
     assert not any(t.name.startswith("bertwatt-sampler") for t in threading.enumerate())
+
+
+class _SlowSecondRead:
+    """A counter backend asking to be characterised whose second read blocks (or raises)."""
+
+    name = "slowsensor"
+    blocking = False
+    characterise = True
+
+    def __init__(self, *, raises: bool = False) -> None:
+        self.raises = raises
+        self.release = threading.Event()
+        self.second = threading.Event()
+        self.reads = 0
+        self.channel = Channel(
+            name="slow:0",
+            domain="other",
+            kind="counter",
+            provenance=Provenance(kind="measured", source="test", scope="other"),
+        )
+
+    def probe(self) -> Availability:
+        return Availability(channels=(self.channel,))
+
+    def read(self) -> tuple[list[float], dict[int, str] | None]:
+        self.reads += 1
+        if self.reads == 2:
+            self.second.set()
+            if self.raises:
+                raise OSError("sensor went away")
+            self.release.wait(10.0)
+        return [float(self.reads)], None
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def test_start_returns_while_the_burst_is_still_reading() -> None:
+    backend = _SlowSecondRead()
+    meter = EnergyMeter(backends=[backend])
+    t0 = time.monotonic()
+    meter.start()
+    started_s = time.monotonic() - t0
+    try:
+        # the burst's first read (the backend's second) is blocked on the sampler thread,
+        # and start() has returned all the same
+        assert backend.second.wait(5.0)
+        assert meter.running and started_s < 5.0
+    finally:
+        backend.release.set()
+        r = meter.stop(warn=False)
+    assert "burst of" in r.channels[0].provenance.characterised["how_measured"]
+
+
+def test_a_read_failing_in_the_burst_ends_it_and_is_said() -> None:
+    backend = _SlowSecondRead(raises=True)
+    with EnergyMeter(backends=[backend]) as meter:
+        assert backend.second.wait(5.0)
+        time.sleep(0.05)
+    got = meter.report.channels[0].provenance.characterised
+    assert "ended early: a read failed during the burst (OSError)" in got["how_measured"]
+    assert got["update_period_s"].startswith("not resolved")
+    assert got["edges"].startswith("read as they are")
 
 
 # -- randomised simulation ------------------------------------------------------------------------

@@ -391,11 +391,12 @@ class Burst:
     def run(self, stop: threading.Event, wake: threading.Event) -> None:
         """Poll on the group's own thread until done, stopped, or an edge is wanted; then finish."""
         g = self.group
+        # one poll interval first: start() returns and its caller goes on without sharing the
+        # interpreter with the burst's set-up (an edge asked for meanwhile wakes this at once)
+        wake.wait(self.poll_ns / _NS)
         if g.edge_wanted or stop.is_set():  # an edge at once (a window of nothing): no burst
             self.ended = "a window edge was asked for before it began"
-            with g.lock:
-                for tl in g.timelines:
-                    tl.release_marks()
+            self.finish()  # says so, and releases the held edges
             return
         if not self.prepare():
             return
