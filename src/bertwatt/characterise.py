@@ -23,11 +23,12 @@ extrapolated at the power of the last read interval. Where the phase is no longe
 quarter period (the clocks drift apart, :data:`DRIFT_REL`, or the period was measured rather than
 confirmed), a reading is placed half a period before the read, its expected age.
 
-Run for backends whose sensor model updates every 10 ms or slower (NVML), or that set
-``characterise = True``; skipped for blocking (network) backends, for estimates, for backends
-that set ``characterise = False`` and for those whose first read did not return in time; a
-window edge asked for during the burst ends it at once (the edge is read right
-after). Nothing here runs on the caller's thread, and with a manual clock
+Run for backends that set ``characterise = True`` (NVML), or whose sensor model updates every
+10 ms or slower (their start edge is then read as it is: the model is looked up after the first
+read, so that ``start()`` never waits for it); skipped for blocking (network) backends, for
+estimates, for backends that set ``characterise = False`` and for those whose first read did
+not return in time. A window edge asked for during the burst ends it at once (the edge is read
+right after). Nothing here runs on the caller's thread, and with a manual clock
 (:class:`bertwatt.testing.FakeClock`) the burst polls as the clock advances.
 """
 
@@ -284,8 +285,10 @@ class Burst:
         clock: the meter's clock.
     """
 
-    def __init__(self, group: BackendGroup, clock: Clock) -> None:
+    def __init__(self, group: BackendGroup, clock: Clock, *, hold: bool = True) -> None:
         self.group = group
+        #: counter edges are held for the burst, so it may place readings at the steps
+        self.hold = hold
         self.clock = clock
         self.tracks = [_Track() for _ in group.timelines]
         self.started_ns: int | None = None
@@ -305,10 +308,11 @@ class Burst:
         self.steer_period_ns = 0
         self.changes: list[tuple[int, int]] = []
         self.prepared = False
-        with group.lock:
-            for tl in group.timelines:
-                if tl.channel.kind == "counter":
-                    tl.hold_marks()
+        if hold:
+            with group.lock:
+                for tl in group.timelines:
+                    if tl.channel.kind == "counter":
+                        tl.hold_marks()
 
     def prepare(self) -> bool:
         """Look the sensor models up; False (edges released) when the burst is not wanted."""
@@ -512,6 +516,13 @@ class Burst:
         elif fit.clock is not None:
             info["power_reading"] = "not measured: the backend offers no power reading"
         last = tl.last_t
+        if not self.hold:
+            tl.release_marks()
+            info["edges"] = (
+                "read as they are: the start edge was read before the sensor model was looked up "
+                "(a backend that sets characterise = True has it held for the burst)"
+            )
+            return
         installed = tl.release_marks(fit.clock)
         if not installed:
             info["edges"] = (
@@ -548,7 +559,9 @@ def start_burst(group: BackendGroup, clock: Clock) -> Burst | None:
     """The burst of one group on its own thread, or None when it is skipped."""
     if clock.manual or not _eligible(group, full=False):
         return None
-    return Burst(group, clock)
+    # a backend that asks for the burst has its counter edges held for it; for the others the
+    # sensor model is looked up after the first read, so their start edge is read as it is
+    return Burst(group, clock, hold=getattr(group.backend, "characterise", None) is True)
 
 
 def attach_bursts(sampler: Sampler) -> None:

@@ -134,6 +134,8 @@ class NVMLBackend:
 
     name = "nvml"
     blocking = False
+    #: self-characterisation at start (bertwatt.characterise): the counter steps every ~100 ms
+    characterise = True
 
     def __init__(
         self, devices: Sequence[int | str] | None = None, *, all_devices: bool = False
