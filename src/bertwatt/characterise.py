@@ -547,7 +547,7 @@ class Burst:
         info["edges"] = (
             "each counter reading placed at the counter's last step, so a window edge between "
             "two steps is interpolated and one after the last step is extrapolated at the power "
-            "of the last stored interval of at least two periods; the phase is trusted for "
+            "of the last stored interval of at least one period; the phase is trusted for "
             f"about {life:.3g} s after start "
             f"({DRIFT_REL * 1e6:.0f} ppm drift assumed"
             + ("" if fit.snapped else ", and the measured period's error")

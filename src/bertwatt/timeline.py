@@ -737,18 +737,18 @@ class ChannelTimeline:
     def _extrapolate(self, read_ns: int | None) -> None:
         """Resolve the edges a read at ``read_ns`` came after (None: every edge) that lie past
         the counter's last step, by less than two periods, at the power of the last stored
-        interval of at least two periods: the counter holds the energy up to its last step
+        interval of at least one period: the counter holds the energy up to its last step
         only."""
         assert self._steps is not None
         last = self._prev_t
         t, e = self._t, self._e
         if self._held or last is None or len(t) < 2 or t[-1] != last:
             return
-        # the power of the last interval of at least two periods: a shorter one may hold a
+        # the power of the last interval of at least one period: a shorter one may hold a
         # whole step's energy (two reads either side of a step) and says little of the power
         period = self._steps.period_ns
         j = len(t) - 2
-        while j > 0 and t[-1] - t[j] < 2 * period:
+        while j > 0 and t[-1] - t[j] < period:
             j -= 1
         rate = (e[-1] - e[j]) / (t[-1] - t[j]) if t[-1] > t[j] else 0.0
         limit = last + 2 * period
