@@ -49,7 +49,7 @@ from bertwatt.backends.base import Channel
 from bertwatt.report.snapshot import interpolate
 
 if TYPE_CHECKING:
-    from bertwatt.characterise import StepClock
+    from bertwatt._steps import StepClock
     from bertwatt.config import MeterConfig
 
 __all__ = ["ChannelTimeline", "covered_ns", "interpolate", "timeline_for"]
