@@ -11,8 +11,10 @@ the trial length:
 2. **Enough iterations.** Each trial calls ``fn`` back to back until at least ``min_duration_s``
    has passed, so the edge error (at most one sensor period of power at each edge, of opposite
    signs) is at most ``sensor_period_s / min_duration_s`` of the trial's energy.
-3. **A lead-in before each trial**, discarded: ``fn`` runs for one sensor period before the
-   window opens, so the sensor's window at the opening edge sees the workload, not the idle gap.
+3. **A lead-in before each trial**, discarded: ``fn`` runs for two sensor periods before the
+   window opens, with an edge (a reading) after the first, so the sensor's window at the opening
+   edge sees the workload, not the idle gap, and a counter whose readings are placed at its
+   steps (``bertwatt.characterise``) extrapolates the opening edge at the workload's power.
    Without it, the stale reading of the gap would bias every trial low.
 4. **Sub-period phase shifts and randomised gaps.** Before trial *i* the protocol waits a random
    gap (``gap_s``) plus a stratified fraction of the sensor period, so the window edges fall at
@@ -250,6 +252,10 @@ def _run(
         gap = rng.uniform(gap_low, gap_high) + ((order[i] + offset) / trials % 1.0) * period_s
         meter.clock.wait(idle, gap)
         run_for(period_s)  # lead-in, discarded: the opening edge's sensor window sees fn
+        # a reading one period into the lead-in: a counter placed at its steps extrapolates the
+        # opening edge at the power since then, the workload's alone
+        meter.mark()
+        run_for(period_s)
         a = meter.mark()
         t0 = now()
         calls = run_for(min_duration_s)

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 
 from bertwatt.backends._guard import BadReading, check_reading, release
 from bertwatt.backends.base import Backend, Channel
+from bertwatt.characterise import attach_bursts, start_burst
 from bertwatt.clock import Clock, SystemClock
 from bertwatt.timeline import ChannelTimeline
 
@@ -342,6 +343,7 @@ class Sampler:
         now = self.clock.monotonic_ns()
         self._t0 = now
         if self.clock.manual:
+            attach_bursts(self)  # self-characterisation, polled as the clock advances
             for g in self.groups:
                 g.sample(self.clock)
                 g.next_due_ns = now + g.interval_ns
@@ -520,6 +522,7 @@ class Sampler:
         now_fn = _now_fn(clock)
         sleep = g.wake.acquire
         prompt_ns = self.edge_timeout_s * 0.25e9
+        burst = start_burst(g, clock)  # self-characterisation, right after the first read
         try:
             while not self._halt:
                 now = now_fn()
@@ -547,6 +550,9 @@ class Sampler:
                             g.missed_ticks += (now - nxt) // g.interval_ns + 1
                         nxt = now + g.interval_ns
                     g.next_due_ns = nxt
+                if burst is not None:
+                    burst.run(lambda: self._halt, sleep)
+                    burst = None
         finally:
             g.close_if_last()
 

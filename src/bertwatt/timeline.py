@@ -49,6 +49,7 @@ from bertwatt.backends.base import Channel
 from bertwatt.report.snapshot import interpolate
 
 if TYPE_CHECKING:
+    from bertwatt._steps import StepClock
     from bertwatt.config import MeterConfig
 
 __all__ = ["ChannelTimeline", "covered_ns", "interpolate", "timeline_for"]
@@ -136,6 +137,7 @@ class ChannelTimeline:
         "_gap_dropped_ns",
         "_gap_ns",
         "_gcum",
+        "_held",
         "_is_counter",
         "_last_attempt_t",
         "_last_msg",
@@ -146,6 +148,7 @@ class ChannelTimeline:
         "_prev_t",
         "_prev_w",
         "_rejects_in_row",
+        "_steps",
         "_stuck_after_ns",
         "_suspect",
         "_t",
@@ -153,6 +156,7 @@ class ChannelTimeline:
         "_upd_ns",
         "_wrap_safe_ns",
         "channel",
+        "characterised",
         "covered_ns",
         "event_counts",
         "events",
@@ -231,6 +235,11 @@ class ChannelTimeline:
         self.mark_cov: dict[int, int] = {}
         self.events: list[str] = []
         self.event_counts: dict[str, int] = {}
+        # self-characterisation (bertwatt.characterise): edges held while it runs; a counter's
+        # step clock places each reading at the counter's last step; what it found, as text
+        self._held = False
+        self._steps: StepClock | None = None
+        self.characterised: dict[str, str] = {}
 
     # ---------------------------------------------------------------- properties
     @property
@@ -317,6 +326,8 @@ class ChannelTimeline:
         self._p.append(power_w)
 
     def _resolve(self, t: int, prev_t: int | None, prev_cum: float) -> None:
+        if self._held:
+            return
         pending = self._pending
         while pending and pending[0][1] <= t:
             mark_id, tm = pending.popleft()
@@ -369,12 +380,18 @@ class ChannelTimeline:
             self._trouble = True
             self._event("rejected", f"rejected non-finite reading at +{self._offset_s(t_ns):.3f} s")
             return
+        read_t = t_ns
+        steps = self._steps
+        if steps is not None:  # a counter reading shows the counter as of its last step
+            t_ns = steps.stamp(t_ns)
         prev_t = self._prev_t
         if prev_t is None:
             self._first(t_ns, value)
             return
         dt = t_ns - prev_t
         if dt <= 0:
+            if steps is not None:  # no new step: edges before this read are past the last one
+                self._extrapolate(read_t)
             return
         prev_cum = self._cum
         if self._is_counter:
@@ -390,6 +407,8 @@ class ChannelTimeline:
         self._prev_t = t_ns
         if self._pending:
             self._resolve(t_ns, prev_t, prev_cum)
+        if steps is not None:
+            self._extrapolate(read_t)
 
     def _first(self, t_ns: int, value: float) -> None:
         if self.channel.kind == "counter":
@@ -609,7 +628,7 @@ class ChannelTimeline:
     def mark(self, mark_id: int, t_ns: int) -> None:
         """Register a window edge at ``t_ns``; resolved now if already covered, else later."""
         last = self._prev_t
-        if last is None or t_ns > last:
+        if last is None or t_ns > last or self._held:
             self._pending.append((mark_id, t_ns))
             if len(self._pending) > _MAX_PENDING:
                 self._resolve_stale(_MAX_PENDING // 2)
@@ -632,7 +651,16 @@ class ChannelTimeline:
         )
 
     def finish(self) -> None:
-        """Resolve edges no sample came after (the channel stopped delivering) at the last value."""
+        """Resolve edges no sample came after (the channel stopped delivering) at the last value.
+
+        With a step clock, an edge less than two counter periods after the last step is
+        extrapolated from that step at the power of the last read interval, as edges are when
+        they are read (the counter holds the energy up to its last step only).
+        """
+        if self._held:
+            self.release_marks()
+        if self._steps is not None:
+            self._extrapolate(None)
         cov = self.covered_to(self._prev_t) if self._prev_t is not None else 0
         while self._pending:
             mark_id, _ = self._pending.popleft()
@@ -642,6 +670,102 @@ class ChannelTimeline:
         if since is not None and last is not None:
             self._flat_since = None
             self._flat_ended(since, last)
+
+    # ---------------------------------------------------------------- self-characterisation
+    @property
+    def step_clock(self) -> StepClock | None:
+        """The counter's step clock, once self-characterisation installed one."""
+        return self._steps
+
+    def hold_marks(self) -> None:
+        """Keep every edge pending until :meth:`release_marks` (a characterisation burst runs)."""
+        self._held = True
+
+    def release_marks(self, steps: StepClock | None = None) -> bool:
+        """End the hold and resolve the held edges the stored points reach.
+
+        With ``steps`` (a counter's :class:`~bertwatt.characterise.StepClock`), the stored
+        readings are first re-placed at the counter's steps and every later reading is placed
+        the same way. Refused (False) for a power channel, after a gap, a rejected reading or
+        a reset, or when the step clock contradicts the readings (two readings placed at the
+        same step with different values).
+        """
+        ok = steps is not None and self._restamp(steps)
+        self._held = False
+        last = self._prev_t
+        pending = self._pending
+        while pending and last is not None and pending[0][1] <= last:
+            mark_id, tm = pending.popleft()
+            self.marks[mark_id] = self.energy_at(tm)
+            self.mark_cov[mark_id] = self.covered_to(tm)
+        return ok
+
+    def _restamp(self, steps: StepClock) -> bool:
+        if (
+            self.channel.kind != "counter"
+            or not self._t
+            or self.gap_count
+            or self.rejected
+            or self._suspect is not None
+            or len(self._t) >= self._capacity
+        ):
+            return False
+        new_t: list[int] = []
+        new_e: list[float] = []
+        new_p: list[float] = []
+        for t, e, p in zip(self._t, self._e, self._p, strict=True):
+            s = steps.stamp(t)
+            if new_t and s <= new_t[-1]:
+                if e != new_e[-1]:
+                    return False  # the readings disagree with the steps
+                continue
+            new_t.append(s)
+            new_e.append(e)
+            new_p.append(p)
+        self._t = array("q", new_t)
+        self._e = array("d", new_e)
+        self._p = array("d", new_p)
+        self.first_t = new_t[0]
+        self._prev_t = new_t[-1]
+        self.covered_ns = new_t[-1] - new_t[0]
+        change = new_t[0]
+        for i in range(1, len(new_t)):
+            if new_e[i] != new_e[i - 1]:
+                change = new_t[i]
+        self._change_t = change
+        self._flat_since = None
+        self._steps = steps
+        if not self._upd_ns:  # a step's energy spans at least one period (plausibility, power)
+            self._upd_ns = steps.period_ns
+        return True
+
+    def _extrapolate(self, read_ns: int | None) -> None:
+        """Resolve the edges a read at ``read_ns`` came after (None: every edge) that lie past
+        the counter's last step, by less than two periods, at the power of the last stored
+        interval of at least one period: the counter holds the energy up to its last step
+        only."""
+        assert self._steps is not None
+        last = self._prev_t
+        t, e = self._t, self._e
+        if self._held or last is None or len(t) < 2 or t[-1] != last:
+            return
+        # the power of the last interval of at least one period: a shorter one may hold a
+        # whole step's energy (two reads either side of a step) and says little of the power
+        period = self._steps.period_ns
+        j = len(t) - 2
+        while j > 0 and t[-1] - t[j] < period:
+            j -= 1
+        rate = (e[-1] - e[j]) / (t[-1] - t[j]) if t[-1] > t[j] else 0.0
+        limit = last + 2 * period
+        if read_ns is not None:
+            limit = min(limit, read_ns)
+        cov = self.covered_to(last)
+        pending = self._pending
+        while pending and pending[0][1] <= limit:
+            mark_id, tm = pending.popleft()
+            extra = max(0, tm - last)
+            self.marks[mark_id] = self._cum + rate * extra
+            self.mark_cov[mark_id] = cov + extra
 
     def forget(self, mark_ids: Iterable[int]) -> None:
         """Drop resolved marks nobody needs any more (bounded memory on long runs)."""

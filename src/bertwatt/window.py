@@ -385,6 +385,8 @@ def _channel(
         stuck_count=len(stuck),
         max_power_w=tl.max_power_w,
         baseline_j=baseline_j,
+        characterised=dict(tl.characterised),
+        step_period_s=tl.step_clock.period_ns / 1e9 if tl.step_clock is not None else None,
     )
 
 

@@ -160,6 +160,8 @@ class NVMLBackend:
 
     name = "nvml"
     blocking = False
+    #: self-characterisation at start (bertwatt.characterise): the counter steps every ~100 ms
+    characterise = True
 
     @property
     def may_hang(self) -> bool:
@@ -268,6 +270,28 @@ class NVMLBackend:
                     errors = {}
                 errors[i] = self._read_message(i, err)
         return values, errors
+
+    def read_power(self) -> list[float]:
+        """Board power (W) of every channel's GPU now (``nvmlDeviceGetPowerUsage``), ``nan``
+        where it fails: beside a counter channel, for self-characterisation (is the reading
+        instant or averaged?). Not part of the sampler's reads.
+
+        Raises:
+            SensorReadError: when called before :meth:`probe` or after :meth:`close`.
+        """
+        plan, nv = self._plan, self._nvml
+        if plan is None or nv is None:
+            raise SensorReadError(
+                "read_power() needs a successful probe() first", backend="nvml", fix="call probe()"
+            )
+        call = nv.nvmlDeviceGetPowerUsage
+        out: list[float] = []
+        for _, handle in plan:
+            try:
+                out.append(call(handle) * 0.001)
+            except self._error_type:
+                out.append(math.nan)
+        return out
 
     def close(self) -> None:
         """Shut NVML down (once per successful probe). The backend may be probed again."""

@@ -212,6 +212,7 @@ def channel_interval(
         averaging_window_s=averaging_s,
         resolution_j=c.provenance.resolution_j,
         edges=edges,
+        steps_placed=c.step_period_s is not None,
     )
 
 
@@ -220,7 +221,7 @@ def _detected(c: ChannelSnapshot, model: SensorModel | None) -> tuple[float | No
     first samples show a slower counter or an averaged reading the model does not know of."""
     upd, avg = c.provenance.update_period_s, c.provenance.averaging_window_s
     if c.kind == "counter":
-        seen = counter_update_period(c.t_ns, c.energy_j)
+        seen = c.step_period_s or counter_update_period(c.t_ns, c.energy_j)
         known = upd or (model.update_period_s if model else None)
         if seen is not None and (known is None or seen > known):
             upd = seen
@@ -275,7 +276,10 @@ def _provenance(
         notes=notes,
         sensor_model=model.id if model is not None else None,
         sensor_model_source=model.source if model is not None else None,
-        characterised=characterise(c.kind, c.t_ns, c.energy_j, c.power_w),
+        characterised={
+            **characterise(c.kind, c.t_ns, c.energy_j, c.power_w),
+            **c.characterised,  # the burst at start, polled faster than the samples
+        },
     )
 
 

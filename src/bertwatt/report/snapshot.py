@@ -71,6 +71,9 @@ class ChannelSnapshot:
             have (suspected stuck sensor); ``stuck_count`` counts all of them.
         max_power_w: the plausibility bound readings were checked against (W).
         baseline_j: energy over the idle baseline, None without one.
+        characterised: what the self-characterisation burst at start found (text by key).
+        step_period_s: a counter's update period when its readings were placed at its steps
+            (found at start), else None.
     """
 
     name: str
@@ -98,6 +101,8 @@ class ChannelSnapshot:
     stuck_count: int = 0
     max_power_w: float | None = None
     baseline_j: float | None = None
+    characterised: Mapping[str, str] = field(default_factory=dict)
+    step_period_s: float | None = None
 
     @property
     def scope(self) -> str:

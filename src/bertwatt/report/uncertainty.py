@@ -261,6 +261,7 @@ def energy_interval(
     averaging_window_s: float | None = None,
     resolution_j: float | None = None,
     edges: int = 2,
+    steps_placed: bool = False,
 ) -> Interval:
     """The interval of one channel's energy over a window (or a phase of it).
 
@@ -277,6 +278,8 @@ def energy_interval(
             the model's.
         resolution_j: the counter's resolution.
         edges: window edges the figure rests on (2 per occurrence of a phase).
+        steps_placed: a counter whose readings were placed at its steps, found at start
+            (:mod:`bertwatt.characterise`): said in the basis; the edge term is kept.
     """
     if estimated:
         # a measured sensor's model says nothing about an estimate's error
@@ -294,7 +297,8 @@ def energy_interval(
         if upd:
             edge = 2 * upd * p_ref * scale
             half += edge
-            parts.append(f"edges +/-{edge:.3g} J (counter updates every {upd:g} s)")
+            placed = "; readings placed at its steps, found at start" if steps_placed else ""
+            parts.append(f"edges +/-{edge:.3g} J (counter updates every {upd:g} s{placed})")
     else:
         dt = max(sample_interval_s, upd or 0.0)
         n = len(powers_w)
