@@ -31,7 +31,8 @@ What it does:
    window (60 W idle, then 300 W), then measures each tool's cost, one process at a time:
    import time (fresh interpreter, no fake), construct + start + stop (first in a process, then
    repeated; bertwatt's as a ``with`` block, whose report is built when first read: that read
-   is timed by benchmarks/bench_startup.py), background CPU over a 10 s window with the main thread asleep, peak RSS added.
+   is timed by benchmarks/bench_startup.py), background CPU over a 10 s window with the main
+   thread asleep, peak RSS added.
 5. Prints the tables and rewrites them between the ``peers:`` markers: the full tables in
    docs/performance.md, the short one (defaults only) in README.md.
 """
