@@ -478,14 +478,7 @@ class NVMLBackend:
                 *notes,
             ),
         )
-        return Channel(
-            name=channel_name,
-            domain="gpu",
-            kind="power",
-            provenance=provenance,
-            max_power_w=max_power_w,
-            info=info,
-        )
+        return _power_channel(channel_name, provenance, max_power_w, info)
 
     def _sampled_channel(
         self,
@@ -523,15 +516,7 @@ class NVMLBackend:
                 *notes,
             ),
         )
-        return Channel(
-            name=channel_name,
-            domain="gpu",
-            kind="power",
-            provenance=provenance,
-            max_power_w=max_power_w,
-            info=info,
-            mean_since_last_read=True,
-        )
+        return _power_channel(channel_name, provenance, max_power_w, info, mean=True)
 
     def _power_limit(
         self, nv: Any, error_type: type[BaseException], handle: Any
@@ -575,6 +560,26 @@ class NVMLBackend:
                 message = f"{message}; {hint}"
             self._messages[key] = message
         return message
+
+
+def _power_channel(
+    name: str,
+    provenance: Provenance,
+    max_power_w: float,
+    info: dict[str, str],
+    *,
+    mean: bool = False,
+) -> Channel:
+    """A GPU board power channel (polled: instant readings; ``mean``: means since the last read)."""
+    return Channel(
+        name=name,
+        domain="gpu",
+        kind="power",
+        provenance=provenance,
+        max_power_w=max_power_w,
+        info=info,
+        mean_since_last_read=mean,
+    )
 
 
 def _nothing(reason: str, fix: str | None) -> Availability:
